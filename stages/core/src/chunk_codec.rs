@@ -1,0 +1,113 @@
+//! Encoding and decoding single chunks with zarrs' codecs, exactly as the dataset's metadata
+//! declares them.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use zarrs::array::{Array, ArrayBytes, ArrayMetadata};
+use zarrs::array::{ArrayToBytesCodecTraits, CodecOptions};
+use zarrs::storage::store::MemoryStore;
+
+use crate::layout::Layout;
+use crate::metadata::ArraySpec;
+
+/// A codec problem: bad metadata (a bug) or bytes that do not decode (corrupt storage).
+#[derive(Debug, thiserror::Error)]
+#[error("chunk codec for `{array}`: {message}")]
+pub struct CodecError {
+    /// The array.
+    pub array: String,
+    /// What failed.
+    pub message: String,
+}
+
+/// The codec chain of one array, ready to encode or decode its chunks.
+pub struct ChunkCodec {
+    name: String,
+    array: Array<MemoryStore>,
+    shape: Vec<NonZeroU64>,
+    options: CodecOptions,
+}
+
+impl std::fmt::Debug for ChunkCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkCodec")
+            .field("array", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChunkCodec {
+    /// Builds the codec of `spec` as the dataset's Zarr format declares it.
+    pub fn new(spec: &ArraySpec, layout: &Layout) -> Result<Self, CodecError> {
+        let err = |message: String| CodecError {
+            array: spec.name.clone(),
+            message,
+        };
+        let metadata: ArrayMetadata = serde_json::from_value(spec.chunk_metadata(layout))
+            .map_err(|e| err(format!("metadata does not parse: {e}")))?;
+        let array = Array::new_with_metadata(Arc::new(MemoryStore::new()), "/", metadata)
+            .map_err(|e| err(e.to_string()))?;
+        let shape = spec
+            .chunks
+            .iter()
+            .map(|&c| NonZeroU64::new(c).ok_or_else(|| err("zero chunk length".into())))
+            .collect::<Result<_, _>>()?;
+        // Single-threaded per chunk: parallelism comes from encoding many chunks at once.
+        let options = CodecOptions::default().with_concurrent_target(1);
+        Ok(Self {
+            name: spec.name.clone(),
+            array,
+            shape,
+            options,
+        })
+    }
+
+    /// Encodes one chunk given as native-endian element bytes. Returns `None` when every
+    /// element is the fill value: such chunks are not stored and read back as fill.
+    pub fn encode(&self, elements: &[u8]) -> Result<Option<Bytes>, CodecError> {
+        let bytes = ArrayBytes::new_flen(elements);
+        if bytes.is_fill_value(self.array.fill_value()) {
+            return Ok(None);
+        }
+        let encoded = self
+            .array
+            .codecs()
+            .encode(
+                bytes,
+                &self.shape,
+                self.array.data_type(),
+                self.array.fill_value(),
+                &self.options,
+            )
+            .map_err(|e| CodecError {
+                array: self.name.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Some(Bytes::from(encoded.into_owned())))
+    }
+
+    /// Decodes one stored chunk back into native-endian element bytes.
+    pub fn decode(&self, encoded: Bytes) -> Result<Vec<u8>, CodecError> {
+        let err = |e: &dyn std::fmt::Display| CodecError {
+            array: self.name.clone(),
+            message: e.to_string(),
+        };
+        let decoded = self
+            .array
+            .codecs()
+            .decode(
+                encoded.to_vec().into(),
+                &self.shape,
+                self.array.data_type(),
+                self.array.fill_value(),
+                &self.options,
+            )
+            .map_err(|e| err(&e))?;
+        decoded
+            .into_fixed()
+            .map(|b| b.into_owned())
+            .map_err(|e| err(&e))
+    }
+}

@@ -1,0 +1,642 @@
+//! Dataset configuration: one TOML file per rolling dataset, every setting overridable from the
+//! environment (`ROLLER__ROLLING__WINDOW=48`, `ROLLER__FILE_DIMS__0__CHUNK=485`).
+//!
+//! Loading validates everything a stage relies on, so a bad config fails at start with the key
+//! and the reason, never later in the middle of a file.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Seconds;
+
+/// Prefix of environment variables that override config keys; `__` separates key segments.
+pub const ENV_PREFIX: &str = "ROLLER__";
+
+/// Largest chunk accepted, in decoded bytes (keeps memory per chunk bounded).
+const MAX_CHUNK_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A config problem, naming the file and key so it can be fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or does not fit the schema (unknown key, wrong type...).
+    #[error("config {origin}: {message}")]
+    Parse {
+        /// The file (or `environment`).
+        origin: String,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A value parses but is not acceptable.
+    #[error("config key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted key, e.g. `rolling.window`.
+        key: String,
+        /// What is wrong and what would be right.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// One rolling dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Dataset name: the Zarr group name and the key readers use. Letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// The NetCDF variable to take from each file.
+    pub variable: String,
+    /// Which notifications belong to this dataset.
+    #[serde(rename = "match")]
+    pub matching: MatchConfig,
+    /// The rolling dim, its step and the window.
+    pub rolling: RollingConfig,
+    /// Dims whose index comes from the notification/file scalars (e.g. `forecast_period`).
+    #[serde(default)]
+    pub message_dims: Vec<MessageDimConfig>,
+    /// The dims of the field inside each file, outermost first, with sizes and chunk lengths.
+    pub file_dims: Vec<FileDimConfig>,
+    /// Data type, codec, Zarr format, fill value.
+    #[serde(default)]
+    pub encoding: EncodingConfig,
+    /// Where the dataset is stored.
+    pub store: StoreConfig,
+    /// Where source files may come from.
+    #[serde(default)]
+    pub source: SourceConfig,
+}
+
+/// Which notifications a dataset takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// The notification's `model`.
+    pub model: String,
+    /// The notification's `name`.
+    pub name: String,
+    /// If set, the notification's `cell_methods` must equal it.
+    #[serde(default)]
+    pub cell_methods: Option<String>,
+    /// Whether the field must be on one level, several, or either.
+    #[serde(default)]
+    pub levels: Levels,
+}
+
+/// Level filter of [`MatchConfig`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Levels {
+    /// Any number of heights/pressures.
+    #[default]
+    Any,
+    /// At most one height/pressure.
+    Single,
+    /// Several heights or pressures.
+    Multi,
+}
+
+/// The dim the window slides along.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollingConfig {
+    /// Name of the dim; a time coordinate of each file (scalar or length-1 dim).
+    pub dim: String,
+    /// Spacing of the rolling dim.
+    pub step: Seconds,
+    /// How many steps stay visible.
+    pub window: u32,
+    /// Time of abs index 0 (RFC 3339). Times must be `origin + k * step`.
+    #[serde(default = "default_origin")]
+    pub origin: String,
+    /// When new data moves the head.
+    #[serde(default)]
+    pub visibility: Visibility,
+}
+
+fn default_origin() -> String {
+    "1970-01-01T00:00:00Z".into()
+}
+
+/// When arriving data makes an abs index visible.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// As soon as any of its parts is written; parts not yet written read as the fill value.
+    #[default]
+    Any,
+    /// Only once every slot (every lead time) of the index is written.
+    Complete,
+}
+
+/// A dim whose index comes from a scalar coordinate of the file (e.g. `forecast_period`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageDimConfig {
+    /// Coordinate name in the file and dim name in the dataset.
+    pub name: String,
+    /// Spacing.
+    pub step: Seconds,
+    /// Number of indices (`index = (value - start) / step`, `0 <= index < size`).
+    pub size: u32,
+    /// Value of index 0.
+    #[serde(default = "zero_seconds")]
+    pub start: Seconds,
+}
+
+fn zero_seconds() -> Seconds {
+    Seconds(0)
+}
+
+/// A dim of the field inside each file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDimConfig {
+    /// Dim name in the file.
+    pub name: String,
+    /// Length every file must have.
+    pub size: u64,
+    /// Chunk length in the dataset.
+    pub chunk: u64,
+}
+
+/// How chunks are encoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncodingConfig {
+    /// Element type; source files must have it.
+    #[serde(default)]
+    pub dtype: DType,
+    /// Compressor.
+    #[serde(default)]
+    pub codec: Codec,
+    /// Compression level (codec default when absent).
+    #[serde(default)]
+    pub level: Option<i32>,
+    /// Zarr format of the logical view: 3 (default) or 2.
+    #[serde(default = "default_format")]
+    pub format: u8,
+    /// Fill value: a number or `"NaN"`.
+    #[serde(default)]
+    pub fill_value: FillValue,
+}
+
+impl Default for EncodingConfig {
+    fn default() -> Self {
+        Self {
+            dtype: DType::default(),
+            codec: Codec::default(),
+            level: None,
+            format: default_format(),
+            fill_value: FillValue::default(),
+        }
+    }
+}
+
+fn default_format() -> u8 {
+    3
+}
+
+/// Element types the pipeline carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    /// 32-bit IEEE float.
+    #[default]
+    Float32,
+    /// 64-bit IEEE float.
+    Float64,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Self::Float32 => 4,
+            Self::Float64 => 8,
+        }
+    }
+
+    /// Zarr v3 data type name.
+    pub fn zarr_name(self) -> &'static str {
+        match self {
+            Self::Float32 => "float32",
+            Self::Float64 => "float64",
+        }
+    }
+}
+
+/// Compressors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// Zstandard (default level 3).
+    #[default]
+    Zstd,
+    /// Blosc with lz4 and byte shuffle (default level 5).
+    Blosc,
+    /// Gzip (default level 5).
+    Gzip,
+}
+
+impl Codec {
+    fn level_range(self) -> (i32, i32, i32) {
+        match self {
+            Self::Zstd => (-7, 22, 3),
+            Self::Blosc => (0, 9, 5),
+            Self::Gzip => (0, 9, 5),
+        }
+    }
+}
+
+/// The fill value: what missing data reads as.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FillValue {
+    /// A number.
+    Number(f64),
+    /// `"NaN"`.
+    Text(String),
+}
+
+impl Default for FillValue {
+    fn default() -> Self {
+        Self::Text("NaN".into())
+    }
+}
+
+impl FillValue {
+    /// The value as a float (`NaN` for the text form).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Self::Number(v) => Some(*v),
+            Self::Text(t) if t.eq_ignore_ascii_case("nan") => Some(f64::NAN),
+            Self::Text(_) => None,
+        }
+    }
+}
+
+/// Where the dataset lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory of the dataset (relative paths are relative to the working directory).
+    pub path: PathBuf,
+    /// Sync every object to disk before it becomes visible (default true).
+    #[serde(default = "yes")]
+    pub fsync: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where source files may be read from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Directories local source files must be inside (after resolving symlinks). Empty: no
+    /// local file is accepted.
+    #[serde(default)]
+    pub local_roots: Vec<PathBuf>,
+    /// Largest source object accepted, in bytes.
+    #[serde(default = "default_max_object_bytes")]
+    pub max_object_bytes: u64,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            local_roots: Vec::new(),
+            max_object_bytes: default_max_object_bytes(),
+        }
+    }
+}
+
+fn default_max_object_bytes() -> u64 {
+    4 << 30
+}
+
+impl DatasetConfig {
+    /// Reads a config file, applies `ROLLER__*` environment overrides and validates it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_with_env(&text, &path.display().to_string(), std::env::vars())
+    }
+
+    /// Parses TOML text, applies overrides from `env` (pairs of name and value) and validates.
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let parse_err = |e: toml::de::Error| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        };
+        let mut doc: toml::Value = toml::from_str(text).map_err(parse_err)?;
+        for (name, value) in env {
+            if let Some(path) = name.strip_prefix(ENV_PREFIX) {
+                apply_override(&mut doc, path, &value)?;
+            }
+        }
+        let config: Self = doc.try_into().map_err(parse_err)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text without environment overrides.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_toml_with_env(text, "text", std::iter::empty())
+    }
+
+    /// Checks every value a stage relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || self.name.starts_with('.')
+        {
+            return Err(invalid(
+                "name",
+                format!(
+                    "`{}` must be non-empty letters, digits, `-`, `_` or `.`",
+                    self.name
+                ),
+            ));
+        }
+        if self.variable.is_empty() {
+            return Err(invalid("variable", "must name the NetCDF variable to take"));
+        }
+        if self.rolling.step.0 <= 0 {
+            return Err(invalid("rolling.step", "must be positive"));
+        }
+        if self.rolling.window == 0 || self.rolling.window > 1_000_000 {
+            return Err(invalid(
+                "rolling.window",
+                "must be between 1 and 1000000 steps",
+            ));
+        }
+        if roller_proto::time::parse_instant(&self.rolling.origin).is_none() {
+            return Err(invalid(
+                "rolling.origin",
+                format!("`{}` is not an RFC 3339 time", self.rolling.origin),
+            ));
+        }
+        let mut names = vec![("rolling.dim".to_string(), self.rolling.dim.as_str())];
+        for (i, m) in self.message_dims.iter().enumerate() {
+            let key = |k: &str| format!("message_dims[{i}].{k}");
+            if m.step.0 <= 0 {
+                return Err(invalid(key("step"), "must be positive"));
+            }
+            if m.size == 0 {
+                return Err(invalid(key("size"), "must be at least 1"));
+            }
+            names.push((key("name"), &m.name));
+        }
+        if self.file_dims.is_empty() {
+            return Err(invalid(
+                "file_dims",
+                "list the field's dims in the file, outermost first",
+            ));
+        }
+        let mut chunk_elements: u64 = 1;
+        for (i, d) in self.file_dims.iter().enumerate() {
+            let key = |k: &str| format!("file_dims[{i}].{k}");
+            if d.size == 0 {
+                return Err(invalid(key("size"), "must be at least 1"));
+            }
+            if d.chunk == 0 || d.chunk > d.size {
+                return Err(invalid(
+                    key("chunk"),
+                    format!("must be between 1 and the dim's size {}", d.size),
+                ));
+            }
+            chunk_elements = chunk_elements.saturating_mul(d.chunk);
+            names.push((key("name"), &d.name));
+        }
+        for (i, (key, name)) in names.iter().enumerate() {
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                return Err(invalid(
+                    key.clone(),
+                    format!("`{name}` is not a usable dim name"),
+                ));
+            }
+            if names[..i].iter().any(|(_, other)| other == name) || *name == self.variable {
+                return Err(invalid(key.clone(), format!("`{name}` is used twice")));
+            }
+        }
+        let chunk_bytes = chunk_elements.saturating_mul(self.encoding.dtype.size() as u64);
+        if chunk_bytes > MAX_CHUNK_BYTES {
+            return Err(invalid(
+                "file_dims",
+                format!("a chunk would be {chunk_bytes} bytes; keep it under {MAX_CHUNK_BYTES}"),
+            ));
+        }
+        let (lo, hi, _) = self.encoding.codec.level_range();
+        if let Some(level) = self.encoding.level {
+            if !(lo..=hi).contains(&level) {
+                return Err(invalid(
+                    "encoding.level",
+                    format!(
+                        "{level} is outside {lo}..={hi} for {:?}",
+                        self.encoding.codec
+                    ),
+                ));
+            }
+        }
+        if !matches!(self.encoding.format, 2 | 3) {
+            return Err(invalid("encoding.format", "must be 2 or 3"));
+        }
+        if self.encoding.fill_value.as_f64().is_none() {
+            return Err(invalid(
+                "encoding.fill_value",
+                "must be a number or \"NaN\"",
+            ));
+        }
+        if self.source.max_object_bytes == 0 {
+            return Err(invalid("source.max_object_bytes", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The compression level in effect.
+    pub fn level(&self) -> i32 {
+        self.encoding
+            .level
+            .unwrap_or(self.encoding.codec.level_range().2)
+    }
+
+    /// Abs index 0 of the rolling dim, in seconds since the epoch.
+    pub fn origin_seconds(&self) -> i64 {
+        // Validated in `validate`.
+        roller_proto::time::parse_instant(&self.rolling.origin).unwrap_or(0)
+    }
+}
+
+/// Sets `doc[path]` from an environment override, parsing the value as TOML when it parses
+/// (numbers, booleans, arrays) and as a string otherwise.
+fn apply_override(doc: &mut toml::Value, path: &str, value: &str) -> Result<(), ConfigError> {
+    let key = path.to_ascii_lowercase().replace("__", ".");
+    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let segments: Vec<&str> = key.split('.').collect();
+    let mut node = doc;
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        node = match node {
+            toml::Value::Table(table) => {
+                if last {
+                    table.insert((*segment).to_string(), parsed);
+                    return Ok(());
+                }
+                table
+                    .entry((*segment).to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            }
+            toml::Value::Array(items) => {
+                let index: usize = segment.parse().map_err(|_| {
+                    invalid(&key, format!("`{segment}` is not an index into a list"))
+                })?;
+                let len = items.len();
+                let item = items.get_mut(index).ok_or_else(|| {
+                    invalid(
+                        &key,
+                        format!("index {index} is past the list's {len} items"),
+                    )
+                })?;
+                if last {
+                    *item = parsed;
+                    return Ok(());
+                }
+                item
+            }
+            _ => {
+                return Err(invalid(
+                    &key,
+                    "overrides a value that is not a table or list",
+                ))
+            }
+        };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const UKV: &str = r#"
+        name = "ukv-air-temperature"
+        variable = "air_temperature"
+        [match]
+        model = "mo-atmospheric-ukv-prd"
+        name = "air_temperature"
+        [rolling]
+        dim = "forecast_reference_time"
+        step = "1h"
+        window = 24
+        [[message_dims]]
+        name = "forecast_period"
+        step = "1h"
+        size = 13
+        [[file_dims]]
+        name = "projection_y_coordinate"
+        size = 970
+        chunk = 485
+        [[file_dims]]
+        name = "projection_x_coordinate"
+        size = 1042
+        chunk = 521
+        [store]
+        path = "data/ukv"
+    "#;
+
+    #[test]
+    fn parses_with_defaults() {
+        let c = DatasetConfig::from_toml(UKV).expect("valid");
+        assert_eq!(c.rolling.step, Seconds(3600));
+        assert_eq!(c.encoding.codec, Codec::Zstd);
+        assert_eq!(c.encoding.format, 3);
+        assert!(c.encoding.fill_value.as_f64().is_some_and(f64::is_nan));
+        assert_eq!(c.level(), 3);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = DatasetConfig::from_toml(&UKV.replace("window = 24", "window = 24\nwindw = 3"))
+            .expect_err("typo");
+        assert!(err.to_string().contains("windw"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            ("window = 24", "window = 0", "rolling.window"),
+            ("chunk = 485", "chunk = 2000", "file_dims[0].chunk"),
+            (
+                "step = \"1h\"\n        window",
+                "step = \"soon\"\n        window",
+                "soon",
+            ),
+            (
+                "path = \"data/ukv\"",
+                "path = \"data/ukv\"\n[encoding]\nformat = 4",
+                "encoding.format",
+            ),
+            (
+                "name = \"forecast_period\"",
+                "name = \"projection_x_coordinate\"",
+                "used twice",
+            ),
+        ];
+        for (from, to, expect) in cases {
+            let err = DatasetConfig::from_toml(&UKV.replacen(from, to, 1)).expect_err(to);
+            assert!(err.to_string().contains(expect), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_any_key() {
+        let env = [
+            ("ROLLER__ROLLING__WINDOW".to_string(), "48".to_string()),
+            (
+                "ROLLER__FILE_DIMS__1__CHUNK".to_string(),
+                "1042".to_string(),
+            ),
+            (
+                "ROLLER__STORE__PATH".to_string(),
+                "/tmp/elsewhere".to_string(),
+            ),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let c = DatasetConfig::from_toml_with_env(UKV, "test", env).expect("valid");
+        assert_eq!(c.rolling.window, 48);
+        assert_eq!(c.file_dims[1].chunk, 1042);
+        assert_eq!(c.store.path, PathBuf::from("/tmp/elsewhere"));
+        let bad = [("ROLLER__FILE_DIMS__9__CHUNK".to_string(), "1".to_string())];
+        let err = DatasetConfig::from_toml_with_env(UKV, "test", bad).expect_err("no such dim");
+        assert!(err.to_string().contains("file_dims.9.chunk"), "{err}");
+    }
+}

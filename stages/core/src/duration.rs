@@ -1,0 +1,79 @@
+//! Durations in configuration: `"1h"`, `"30m"`, `"3600s"`, `"1d"` or a bare number of seconds.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A positive whole number of seconds, written in config as `"1h"`, `"90m"`, `"3600"` or `3600`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seconds(pub i64);
+
+impl Seconds {
+    /// Parses `"<n>[s|m|h|d]"` or a bare number of seconds.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (digits, scale) = match text.char_indices().last() {
+            Some((i, 's')) => (&text[..i], 1),
+            Some((i, 'm')) => (&text[..i], 60),
+            Some((i, 'h')) => (&text[..i], 3600),
+            Some((i, 'd')) => (&text[..i], 86_400),
+            _ => (text, 1),
+        };
+        let n: i64 = digits.trim().parse().map_err(|_| {
+            format!("`{text}` is not a duration; write e.g. \"1h\", \"30m\", \"3600s\" or 3600")
+        })?;
+        n.checked_mul(scale)
+            .map(Self)
+            .ok_or_else(|| format!("`{text}` is too long a duration"))
+    }
+
+    /// Renders as the shortest exact form (`"1h"`, `"90m"`, `"7s"`).
+    pub fn render(self) -> String {
+        let s = self.0;
+        if s != 0 && s % 86_400 == 0 {
+            format!("{}d", s / 86_400)
+        } else if s != 0 && s % 3600 == 0 {
+            format!("{}h", s / 3600)
+        } else if s != 0 && s % 60 == 0 {
+            format!("{}m", s / 60)
+        } else {
+            format!("{s}s")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(Self(n)),
+            Raw::Text(t) => Self::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for Seconds {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.render())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_renders() {
+        assert_eq!(Seconds::parse("1h"), Ok(Seconds(3600)));
+        assert_eq!(Seconds::parse("90m"), Ok(Seconds(5400)));
+        assert_eq!(Seconds::parse("3600"), Ok(Seconds(3600)));
+        assert_eq!(Seconds::parse("2d"), Ok(Seconds(172_800)));
+        assert!(Seconds::parse("soon").is_err());
+        assert_eq!(Seconds(5400).render(), "90m");
+        assert_eq!(Seconds(3600).render(), "1h");
+        assert_eq!(Seconds(7).render(), "7s");
+    }
+}

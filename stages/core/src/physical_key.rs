@@ -1,0 +1,56 @@
+//! Where things live in the raw store of a dataset.
+//!
+//! ```text
+//! roller.json                         the commit record (the only metadata object)
+//! chunks/<array>/<chunk key>          chunks, keyed by abs index along the rolling dim
+//! ```
+//!
+//! The raw store deliberately holds no `zarr.json`/`.zarray`: a plain Zarr reader pointed at
+//! it finds no array and fails, instead of reading physical (absolute) indices as logical ones
+//! (invariant 7). Readers go through [`crate::rolling_store::RollingStore`].
+
+use crate::layout::Layout;
+use crate::metadata::ArraySpec;
+use crate::storage::{Key, KeyError};
+
+/// Key of the commit record.
+pub const COMMIT_KEY: &str = "roller.json";
+
+/// Prefix of all chunks.
+pub const CHUNKS_PREFIX: &str = "chunks";
+
+/// The physical key of a chunk of `spec` with the given (abs) chunk indices.
+pub fn chunk_key(layout: &Layout, spec: &ArraySpec, indices: &[u64]) -> Result<Key, KeyError> {
+    Key::new(format!(
+        "{CHUNKS_PREFIX}/{}/{}",
+        spec.name,
+        spec.chunk_key(layout.format, indices)
+    ))
+}
+
+/// The physical keys of every data chunk one part of one target can have written.
+pub fn part_keys(
+    layout: &Layout,
+    data: &ArraySpec,
+    abs: u64,
+    slot: u32,
+    part: u32,
+) -> Result<Vec<Key>, KeyError> {
+    layout
+        .part_chunks(part)
+        .iter()
+        .map(|file_chunk| {
+            chunk_key(
+                layout,
+                data,
+                &layout.data_chunk_indices(abs, slot, file_chunk),
+            )
+        })
+        .collect()
+}
+
+/// The commit record's key.
+pub fn commit_key() -> Key {
+    // A constant that satisfies every key rule.
+    Key::new(COMMIT_KEY).unwrap_or_else(|_| unreachable!("`{COMMIT_KEY}` is a valid key"))
+}
