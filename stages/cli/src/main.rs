@@ -1,1 +1,287 @@
-fn main() {}
+//! `roller`: the zarr-roller command line. Parses arguments and calls the library.
+
+mod demo;
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use roller_core::config::DatasetConfig;
+use roller_core::embedded::{self, Progress, RunOptions, RunSummary};
+use roller_core::inspect::describe;
+use roller_core::rolling_store::RollingStore;
+use roller_core::storage::LocalStore;
+use roller_core::synth::{synth, SynthOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "roller",
+    version,
+    about = "Rolling Zarr datasets from streams of forecast NetCDF files"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write synthetic UKV-like NetCDF files and a notifications.jsonl announcing them.
+    Synth(SynthArgs),
+    /// Ingest notifications (JSON lines) into a dataset, all stages in this process.
+    Run {
+        /// Dataset config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Notifications file, or `-` for standard input.
+        #[arg(long)]
+        notifications: String,
+        /// Threads encoding and storing chunks (default: all cores).
+        #[arg(long)]
+        write_workers: Option<usize>,
+    },
+    /// Move a dataset's window so that a time is visible, even without data.
+    Roll {
+        /// Dataset config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Time to make visible (RFC 3339); default: now.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Print a dataset's committed state and logical view.
+    Inspect {
+        /// The dataset's store directory.
+        path: PathBuf,
+    },
+    /// Synthesise a small stream, ingest it, roll the window and show what is visible.
+    Demo {
+        /// Working directory for the demo's files and dataset (replaced).
+        #[arg(long, default_value = "demo-data")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct SynthArgs {
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Grid rows.
+    #[arg(long, default_value_t = 970)]
+    ny: usize,
+    /// Grid columns.
+    #[arg(long, default_value_t = 1042)]
+    nx: usize,
+    /// Ensemble members (adds a `realization` dim).
+    #[arg(long)]
+    realizations: Option<usize>,
+    /// Height levels in metres, space-separated (adds a `height` dim).
+    #[arg(long)]
+    heights: Option<String>,
+    /// Number of runs.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Lead times per run.
+    #[arg(long, default_value_t = 4)]
+    leads: usize,
+    /// First run (RFC 3339).
+    #[arg(long, default_value = "2024-01-01T00:00:00Z")]
+    first_run: String,
+    /// Time between runs.
+    #[arg(long, default_value = "1h")]
+    run_step: String,
+    /// Time between lead times.
+    #[arg(long, default_value = "1h")]
+    lead_step: String,
+    /// Notification `model`.
+    #[arg(long, default_value = "mo-atmospheric-ukv-prd")]
+    model: String,
+    /// Variable name.
+    #[arg(long, default_value = "air_temperature")]
+    variable: String,
+}
+
+fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Synth(args) => {
+            let options = synth_options(&args)?;
+            let files = synth(&options)?;
+            println!(
+                "wrote {} files and {}",
+                files.len(),
+                options.out.join("notifications.jsonl").display()
+            );
+            Ok(())
+        }
+        Command::Run {
+            config,
+            notifications,
+            write_workers,
+        } => {
+            let config = DatasetConfig::load(&config)?;
+            let mut options = RunOptions::default();
+            if let Some(n) = write_workers {
+                options.write_workers = n;
+            }
+            let summary = ingest(&config, &notifications, options)?;
+            print_summary(&summary);
+            Ok(())
+        }
+        Command::Roll { config, until } => {
+            let config = DatasetConfig::load(&config)?;
+            let until = match until {
+                Some(t) => roller_proto::time::parse_instant(&t)
+                    .with_context(|| format!("--until `{t}` is not an RFC 3339 time"))?,
+                None => chrono_now(),
+            };
+            let record = embedded::roll(&config, embedded::open_store(&config)?, until)?;
+            print!("{}", describe(&record));
+            Ok(())
+        }
+        Command::Inspect { path } => {
+            if !path.is_dir() {
+                bail!("{} is not a directory", path.display());
+            }
+            let store = RollingStore::open(Arc::new(LocalStore::new(&path, false)?))
+                .with_context(|| format!("opening the dataset at {}", path.display()))?;
+            print!("{}", describe(&store.record()));
+            Ok(())
+        }
+        Command::Demo { dir } => demo::run(&dir),
+    }
+}
+
+fn synth_options(args: &SynthArgs) -> Result<SynthOptions> {
+    let step = |name: &str, text: &str| {
+        roller_core::duration::Seconds::parse(text)
+            .map(|s| s.0)
+            .map_err(|e| anyhow::anyhow!("--{name}: {e}"))
+    };
+    let heights = args
+        .heights
+        .as_deref()
+        .map(|h| {
+            h.split_whitespace()
+                .map(|v| {
+                    v.parse::<f64>()
+                        .with_context(|| format!("--heights: `{v}` is not a number"))
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?;
+    Ok(SynthOptions {
+        out: args.out.clone(),
+        model: args.model.clone(),
+        variable: args.variable.clone(),
+        ny: args.ny,
+        nx: args.nx,
+        realizations: args.realizations,
+        heights,
+        runs: args.runs,
+        leads: args.leads,
+        first_run: roller_proto::time::parse_instant(&args.first_run)
+            .with_context(|| format!("--first-run `{}` is not an RFC 3339 time", args.first_run))?,
+        run_step: step("run-step", &args.run_step)?,
+        lead_step: step("lead-step", &args.lead_step)?,
+        deflate: 1,
+    })
+}
+
+/// Runs the embedded pipeline over a notifications file (or stdin), with a progress bar on a
+/// terminal and log lines otherwise.
+pub(crate) fn ingest(
+    config: &DatasetConfig,
+    notifications: &str,
+    mut options: RunOptions,
+) -> Result<RunSummary> {
+    let store = embedded::open_store(config)?;
+    let (total, lines): (
+        Option<u64>,
+        Box<dyn Iterator<Item = std::io::Result<String>> + Send>,
+    ) = if notifications == "-" {
+        (
+            None,
+            Box::new(
+                std::io::stdin()
+                    .lock()
+                    .lines()
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            ),
+        )
+    } else {
+        let text = std::fs::read_to_string(notifications)
+            .with_context(|| format!("reading notifications from {notifications}"))?;
+        let count = text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+        let owned: Vec<std::io::Result<String>> = text.lines().map(|l| Ok(l.to_string())).collect();
+        (Some(count), Box::new(owned.into_iter()))
+    };
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total.unwrap_or(0));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let shown = bar.clone();
+        options.on_progress = Some(Box::new(move |p: Progress| {
+            shown.set_position(p.files + p.failed);
+            shown.set_message(format!("commit {}  failed {}", p.generation, p.failed));
+        }));
+        let summary = embedded::run(config, store, lines, &options);
+        bar.finish_and_clear();
+        Ok(summary?)
+    } else {
+        options.on_progress = Some(Box::new(|p: Progress| {
+            tracing::info!(
+                files = p.files,
+                failed = p.failed,
+                generation = p.generation,
+                "committed"
+            );
+        }));
+        Ok(embedded::run(config, store, lines, &options)?)
+    }
+}
+
+pub(crate) fn print_summary(s: &RunSummary) {
+    println!(
+        "{} notifications: {} files written, {} older than the window, {} for other datasets, {} failed",
+        s.notifications,
+        s.files,
+        s.below_window,
+        s.unmatched,
+        s.dead_letters.len()
+    );
+    println!(
+        "{} chunks, {:.1} MB stored from {:.1} MB decoded, {} commits",
+        s.chunks,
+        s.stored_bytes as f64 / 1e6,
+        s.decoded_bytes as f64 / 1e6,
+        s.commits
+    );
+    for letter in &s.dead_letters {
+        println!("  dead letter {letter}");
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

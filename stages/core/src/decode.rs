@@ -130,6 +130,7 @@ impl Decoder {
         offset: Option<i64>,
         mut emit: impl FnMut(Slab) -> Result<(), E>,
     ) -> Result<Result<Decoded, E>, DecodeError> {
+        crate::hdf5_quiet::silence_this_thread();
         let shown = path.display().to_string();
         let file = netcdf::open(path).map_err(|e| DecodeError::Unreadable {
             path: shown.clone(),

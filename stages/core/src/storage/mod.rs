@@ -10,7 +10,7 @@ mod key;
 mod local;
 mod memory;
 mod metered;
-mod zarrs_adapter;
+pub(crate) mod zarrs_adapter;
 
 use std::fmt;
 

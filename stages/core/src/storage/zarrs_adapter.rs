@@ -1,13 +1,13 @@
-//! Adapts a [`Storage`] to zarrs' synchronous storage traits, so zarrs reads and writes Zarr
-//! objects through our backends and decorators.
+//! Adapts a [`Storage`] to zarrs' synchronous read traits, so zarrs can read raw objects through
+//! our backends and decorators (tests use it to show a plain Zarr reader cannot misread a raw
+//! store).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use zarrs::storage::byte_range::{ByteRangeIterator, InvalidByteRangeError};
 use zarrs::storage::{
-    MaybeBytes, MaybeBytesIterator, OffsetBytesIterator, ReadableStorageTraits,
-    StorageError as ZarrsError, StoreKey, StorePrefix, WritableStorageTraits,
+    MaybeBytes, MaybeBytesIterator, ReadableStorageTraits, StorageError as ZarrsError, StoreKey,
 };
 
 use super::{Key, Storage, StorageError};
@@ -71,36 +71,6 @@ impl ReadableStorageTraits for ZarrsStorage {
     }
 
     fn supports_get_partial(&self) -> bool {
-        false
-    }
-}
-
-impl WritableStorageTraits for ZarrsStorage {
-    fn set(&self, k: &StoreKey, value: Bytes) -> Result<(), ZarrsError> {
-        self.inner.put(&key(k)?, value).map_err(to_zarrs_error)
-    }
-
-    fn set_partial_many(
-        &self,
-        k: &StoreKey,
-        _offset_values: OffsetBytesIterator,
-    ) -> Result<(), ZarrsError> {
-        Err(ZarrsError::Unsupported(format!(
-            "partial writes to `{k}`: objects are written whole, once"
-        )))
-    }
-
-    fn erase(&self, k: &StoreKey) -> Result<(), ZarrsError> {
-        self.inner.delete(&key(k)?).map_err(to_zarrs_error)
-    }
-
-    fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), ZarrsError> {
-        Err(ZarrsError::Unsupported(format!(
-            "erasing prefix `{prefix}`: prefixes are never listed on the write path"
-        )))
-    }
-
-    fn supports_set_partial(&self) -> bool {
         false
     }
 }
