@@ -1,1 +1,156 @@
-//! x
+//! Shared helpers for zarr-roller's tests: synthetic datasets, configs, reading the logical view,
+//! snapshots of a store for byte-for-byte comparison, and the Python environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use roller_core::config::DatasetConfig;
+use roller_core::embedded::{self, RunOptions, RunSummary};
+use roller_core::rolling_store::RollingStore;
+use roller_core::storage::{LocalStore, Storage};
+use roller_core::synth::{synth, SynthFile, SynthOptions};
+use zarrs::array::Array;
+
+/// The workspace root (where README.md and `.venv` live).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// A dataset config for synthetic files: rolling `forecast_reference_time` every `run_step`
+/// seconds, `forecast_period` hourly with `leads` slots, and the given file dims
+/// (`(name, size, chunk)`), stored in `store`, reading sources under `sources`.
+pub fn config(
+    name: &str,
+    window: u32,
+    run_step: &str,
+    leads: u32,
+    file_dims: &[(&str, u64, u64)],
+    store: &Path,
+    sources: &Path,
+    extra: &str,
+) -> DatasetConfig {
+    let mut text = format!(
+        r#"name = "{name}"
+variable = "air_temperature"
+[match]
+model = "mo-atmospheric-ukv-prd"
+name = "air_temperature"
+[rolling]
+dim = "forecast_reference_time"
+step = "{run_step}"
+window = {window}
+[[message_dims]]
+name = "forecast_period"
+step = "1h"
+size = {leads}
+[store]
+path = "{}"
+fsync = false
+[source]
+local_roots = ["{}"]
+"#,
+        store.display(),
+        sources.display()
+    );
+    for (dim, size, chunk) in file_dims {
+        text.push_str(&format!("[[file_dims]]\nname = \"{dim}\"\nsize = {size}\nchunk = {chunk}\n"));
+    }
+    text.push_str(extra);
+    DatasetConfig::from_toml(&text).expect("test config is valid")
+}
+
+/// Synthesises small files: `runs` x `leads` on an `ny` x `nx` grid, 6-hourly runs.
+pub fn small_files(out: &Path, runs: usize, leads: usize, ny: usize, nx: usize) -> Vec<SynthFile> {
+    synth(&SynthOptions {
+        out: out.to_path_buf(),
+        ny,
+        nx,
+        runs,
+        leads,
+        run_step: 6 * 3600,
+        ..SynthOptions::default()
+    })
+    .expect("synthesise files")
+}
+
+/// Runs the embedded pipeline over notification lines.
+pub fn ingest(config: &DatasetConfig, lines: &[String]) -> RunSummary {
+    let store = embedded::open_store(config).expect("open store");
+    embedded::run(config, store, lines.iter().cloned().map(Ok), &RunOptions::default())
+        .expect("embedded run")
+}
+
+/// The local raw store of a dataset.
+pub fn raw_store(config: &DatasetConfig) -> Arc<dyn Storage> {
+    Arc::new(LocalStore::new(&config.store.path, false).expect("open raw store"))
+}
+
+/// The logical view of a dataset.
+pub fn rolling_store(config: &DatasetConfig) -> Arc<RollingStore> {
+    Arc::new(RollingStore::open(raw_store(config)).expect("open rolling store"))
+}
+
+/// Reads a whole array of the logical view, with its shape.
+pub fn read_array<T: zarrs::array::ElementOwned>(store: &Arc<RollingStore>, name: &str) -> (Vec<u64>, Vec<T>) {
+    let array = Array::open(store.clone(), &format!("/{name}")).expect("open logical array");
+    let values = array.retrieve_array_subset::<Vec<T>>(&array.subset_all()).expect("read logical array");
+    (array.shape().to_vec(), values)
+}
+
+/// Every object under a directory, by relative path. The commit record's `generation` and
+/// `committed_at` are blanked: they count and time commits, which differ between runs that
+/// reach the same state by different paths; everything else must be identical.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(dir).expect("inside").to_string_lossy().to_string();
+            let mut bytes = std::fs::read(&path).expect("read file");
+            if rel == roller_core::physical_key::COMMIT_KEY {
+                let mut record: serde_json::Value = serde_json::from_slice(&bytes).expect("record json");
+                record["generation"] = serde_json::Value::Null;
+                record["committed_at"] = serde_json::Value::Null;
+                bytes = serde_json::to_vec_pretty(&record).expect("json");
+            }
+            out.insert(rel, bytes);
+        }
+    }
+    out
+}
+
+/// The Python interpreter of the test virtual environment (`ROLLER_PYTHON`, or `.venv` at the
+/// workspace root). The README's test command creates it; tests fail loudly without it.
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("ROLLER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
+    assert!(
+        python.exists(),
+        "no Python test environment at {}; run `./dev test` (it creates .venv from tests/python/requirements.txt) or set ROLLER_PYTHON",
+        python.display()
+    );
+    python
+}
+
+/// Runs a Python script from `tests/python` with arguments, panicking with its output on failure.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(python())
+        .arg(workspace_root().join("tests/python").join(script))
+        .args(args)
+        .output()
+        .expect("start python");
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
