@@ -10,26 +10,36 @@ use roller_core::expiry::DeleteExpired;
 use roller_core::layout::Layout;
 use roller_core::storage::{MemoryStore, MeteredStore, Storage, ZarrsStorage};
 use roller_proto::{Notification, WriteReport};
-use roller_test_support::{config, ingest, raw_store, read_array, rolling_store, run_python, small_files, snapshot};
+use roller_test_support::{
+    ingest, raw_store, read_array, rolling_store, run_python, small_files, snapshot, TestDataset,
+};
 use zarrs::array::Array;
-
-const GRID: [(&str, u64, u64); 2] =
-    [("projection_y_coordinate", 20, 8), ("projection_x_coordinate", 30, 16)];
 
 /// Reads a whole NetCDF variable as f32 (the oracle, independent of the decode stage).
 fn netcdf_values(path: &std::path::Path, name: &str) -> Vec<f32> {
+    roller_core::hdf5_quiet::silence_this_thread();
     let file = netcdf::open(path).expect("open source");
-    file.variable(name).expect("variable").get_values::<f32, _>(..).expect("values")
+    file.variable(name)
+        .expect("variable")
+        .get_values::<f32, _>(..)
+        .expect("values")
 }
 
 #[test]
 fn round_trip_values_and_coordinates_are_exact() {
     let dir = tempfile::tempdir().expect("tempdir");
     let files = small_files(&dir.path().join("src"), 3, 2, 20, 30);
-    let cfg = config("rt", 4, "6h", 2, &GRID, &dir.path().join("store"), &dir.path().join("src"), "");
+    let cfg = TestDataset::new("rt")
+        .window(4)
+        .leads(2)
+        .config(&dir.path().join("store"), &dir.path().join("src"));
     let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
     let summary = ingest(&cfg, &lines);
-    assert!(summary.dead_letters.is_empty(), "{:?}", summary.dead_letters);
+    assert!(
+        summary.dead_letters.is_empty(),
+        "{:?}",
+        summary.dead_letters
+    );
     assert_eq!(summary.files, 6);
 
     let store = rolling_store(&cfg);
@@ -42,13 +52,27 @@ fn round_trip_values_and_coordinates_are_exact() {
     let per_field = 20 * 30;
     for file in &files {
         let note = Notification::from_json(&file.notification).expect("notification");
-        let logical = frt.iter().position(|&t| t == note.forecast_reference_time).expect("run visible");
-        let slot = fp.iter().position(|&p| Some(p) == note.forecast_period).expect("lead");
+        let logical = frt
+            .iter()
+            .position(|&t| t == note.forecast_reference_time)
+            .expect("run visible");
+        let slot = fp
+            .iter()
+            .position(|&p| Some(p) == note.forecast_period)
+            .expect("lead");
         let at = (logical * 2 + slot) * per_field;
         let expected = netcdf_values(&file.path, "air_temperature");
-        assert_eq!(&data[at..at + per_field], expected.as_slice(), "{}", file.path.display());
+        assert_eq!(
+            &data[at..at + per_field],
+            expected.as_slice(),
+            "{}",
+            file.path.display()
+        );
         let layout = &record.layout;
-        assert_eq!(layout.abs_index(note.forecast_reference_time), Ok(record.offset + logical as i64));
+        assert_eq!(
+            layout.abs_index(note.forecast_reference_time),
+            Ok(record.offset + logical as i64)
+        );
     }
     // The window ends at the newest run; the one step before the first run reads as fill.
     assert!(data[..2 * per_field].iter().all(|v| v.is_nan()));
@@ -76,52 +100,99 @@ fn round_trip_with_realization_and_height_dims() {
         ..Default::default()
     })
     .expect("synth");
-    let dims = [("realization", 3, 2), ("height", 2, 1), ("projection_y_coordinate", 9, 4), ("projection_x_coordinate", 11, 5)];
+    let dims = [
+        ("realization", 3, 2),
+        ("height", 2, 1),
+        ("projection_y_coordinate", 9, 4),
+        ("projection_x_coordinate", 11, 5),
+    ];
     let extra = "[encoding]\ncodec = \"blosc\"\nformat = 2\n";
-    let cfg = config("mogreps", 2, "6h", 1, &dims, &dir.path().join("store"), &src, extra);
+    let cfg = TestDataset::new("mogreps")
+        .window(2)
+        .file_dims(&dims)
+        .extra(extra)
+        .config(&dir.path().join("store"), &src);
     let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
     let summary = ingest(&cfg, &lines);
-    assert!(summary.dead_letters.is_empty(), "{:?}", summary.dead_letters);
+    assert!(
+        summary.dead_letters.is_empty(),
+        "{:?}",
+        summary.dead_letters
+    );
     let store = rolling_store(&cfg);
     let (shape, data) = read_array::<f32>(&store, "air_temperature");
     assert_eq!(shape, vec![2, 1, 3, 2, 9, 11]);
     let per_file = 3 * 2 * 9 * 11;
     for (i, file) in files.iter().enumerate() {
-        assert_eq!(&data[i * per_file..(i + 1) * per_file], netcdf_values(&file.path, "air_temperature").as_slice());
+        assert_eq!(
+            &data[i * per_file..(i + 1) * per_file],
+            netcdf_values(&file.path, "air_temperature").as_slice()
+        );
     }
     let (_, height) = read_array::<f32>(&store, "height");
     assert_eq!(height, vec![5.0, 10.0]);
     let (_, realization) = read_array::<i32>(&store, "realization");
     assert_eq!(realization, vec![0, 1, 2]);
-    assert!(store.get_logical(".zmetadata").expect("get").is_some(), "v2 has consolidated metadata");
+    assert!(
+        store.get_logical(".zmetadata").expect("get").is_some(),
+        "v2 has consolidated metadata"
+    );
 }
 
 #[test]
 fn rolling_keeps_the_last_three_runs_and_deletes_the_first_two() {
     let dir = tempfile::tempdir().expect("tempdir");
     let files = small_files(&dir.path().join("src"), 5, 1, 20, 30);
-    let cfg = config("roll", 3, "6h", 1, &GRID, &dir.path().join("store"), &dir.path().join("src"), "");
+    let cfg = TestDataset::new("roll").config(&dir.path().join("store"), &dir.path().join("src"));
     for file in &files {
         // One run at a time, as they would arrive.
         let summary = ingest(&cfg, std::slice::from_ref(&file.notification));
-        assert!(summary.dead_letters.is_empty(), "{:?}", summary.dead_letters);
+        assert!(
+            summary.dead_letters.is_empty(),
+            "{:?}",
+            summary.dead_letters
+        );
     }
     let store = rolling_store(&cfg);
     let record = store.record();
-    let runs: Vec<i64> = files.iter().map(|f| Notification::from_json(&f.notification).expect("n").forecast_reference_time).collect();
+    let runs: Vec<i64> = files
+        .iter()
+        .map(|f| {
+            Notification::from_json(&f.notification)
+                .expect("n")
+                .forecast_reference_time
+        })
+        .collect();
     let (_, frt) = read_array::<i64>(&store, "forecast_reference_time");
-    assert_eq!(frt, runs[2..].to_vec(), "only the last 3 runs, oldest at logical 0");
+    assert_eq!(
+        frt,
+        runs[2..].to_vec(),
+        "only the last 3 runs, oldest at logical 0"
+    );
     let (_, data) = read_array::<f32>(&store, "air_temperature");
-    assert_eq!(&data[..600], netcdf_values(&files[2].path, "air_temperature").as_slice());
+    assert_eq!(
+        &data[..600],
+        netcdf_values(&files[2].path, "air_temperature").as_slice()
+    );
     let raw = raw_store(&cfg);
     for run in &runs[..2] {
         let abs = record.layout.abs_index(*run).expect("abs");
-        let left = raw.list_prefix(&format!("chunks/air_temperature/c/{abs}/")).expect("list");
-        assert!(left.is_empty(), "chunks of rolled-off run {abs} remain: {left:?}");
+        let left = raw
+            .list_prefix(&format!("chunks/air_temperature/c/{abs}/"))
+            .expect("list");
+        assert!(
+            left.is_empty(),
+            "chunks of rolled-off run {abs} remain: {left:?}"
+        );
     }
     for run in &runs[2..] {
         let abs = record.layout.abs_index(*run).expect("abs");
-        assert_eq!(raw.list_prefix(&format!("chunks/air_temperature/c/{abs}/")).expect("list").len(), 6);
+        assert_eq!(
+            raw.list_prefix(&format!("chunks/air_temperature/c/{abs}/"))
+                .expect("list")
+                .len(),
+            6
+        );
     }
 }
 
@@ -131,11 +202,15 @@ fn replaying_everything_twice_shuffled_leaves_identical_bytes() {
     let src = dir.path().join("src");
     let files = small_files(&src, 5, 2, 20, 30);
     let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
-    let once = config("replay", 3, "6h", 2, &GRID, &dir.path().join("once"), &src, "");
+    let once = TestDataset::new("replay")
+        .leads(2)
+        .config(&dir.path().join("once"), &src);
     let summary = ingest(&once, &lines);
     assert!(summary.dead_letters.is_empty());
 
-    let twice = config("replay", 3, "6h", 2, &GRID, &dir.path().join("twice"), &src, "");
+    let twice = TestDataset::new("replay")
+        .leads(2)
+        .config(&dir.path().join("twice"), &src);
     let mut doubled: Vec<String> = lines.iter().chain(lines.iter()).cloned().collect();
     // A fixed pseudo-random shuffle (reproducible failures).
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -147,28 +222,47 @@ fn replaying_everything_twice_shuffled_leaves_identical_bytes() {
     }
     for pair in doubled.chunks(3) {
         let summary = ingest(&twice, pair);
-        assert!(summary.dead_letters.is_empty(), "{:?}", summary.dead_letters);
+        assert!(
+            summary.dead_letters.is_empty(),
+            "{:?}",
+            summary.dead_letters
+        );
     }
-    let (a, b) = (snapshot(&dir.path().join("once")), snapshot(&dir.path().join("twice")));
+    let (a, b) = (
+        snapshot(&dir.path().join("once")),
+        snapshot(&dir.path().join("twice")),
+    );
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (key, bytes) in &a {
         assert!(bytes == &b[key], "{key} differs");
     }
     // The logical metadata documents are identical too.
     let (sa, sb) = (rolling_store(&once), rolling_store(&twice));
-    for key in ["zarr.json", "air_temperature/zarr.json", "forecast_reference_time/zarr.json"] {
-        assert_eq!(sa.get_logical(key).expect("get"), sb.get_logical(key).expect("get"), "{key}");
+    for key in [
+        "zarr.json",
+        "air_temperature/zarr.json",
+        "forecast_reference_time/zarr.json",
+    ] {
+        assert_eq!(
+            sa.get_logical(key).expect("get"),
+            sb.get_logical(key).expect("get"),
+            "{key}"
+        );
     }
 }
 
 /// Storage operations of one steady-state commit: one new run arrives, one rolls off.
 fn ops_of_one_commit(window: u32) -> roller_core::storage::OpCounts {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config("o1", window, "1h", 1, &GRID, &dir.path().join("s"), dir.path(), "");
+    let cfg = TestDataset::new("o1")
+        .window(window)
+        .run_step("1h")
+        .config(&dir.path().join("s"), dir.path());
     let metered = Arc::new(MeteredStore::new(Arc::new(MemoryStore::new())));
     let storage: Arc<dyn Storage> = metered.clone();
     let layout = Layout::from_config(&cfg);
-    let mut committer = Committer::open(storage, layout, Visibility::Any, Arc::new(DeleteExpired)).expect("open");
+    let mut committer =
+        Committer::open(storage, layout, Visibility::Any, Arc::new(DeleteExpired)).expect("open");
     let report = |abs: i64| WriteReport {
         dataset: "o1".into(),
         source: format!("run {abs}"),
@@ -207,12 +301,22 @@ fn a_commit_costs_the_same_for_a_window_of_4_and_of_400() {
 fn a_plain_zarr_reader_cannot_misread_the_raw_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let files = small_files(&dir.path().join("src"), 4, 1, 20, 30);
-    let cfg = config("raw", 2, "6h", 1, &GRID, &dir.path().join("store"), &dir.path().join("src"), "");
+    let cfg = TestDataset::new("raw")
+        .window(2)
+        .config(&dir.path().join("store"), &dir.path().join("src"));
     let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
     ingest(&cfg, &lines);
     let plain = Arc::new(ZarrsStorage::new(raw_store(&cfg)));
-    for path in ["/air_temperature", "/chunks/air_temperature", "/forecast_reference_time", "/"] {
-        assert!(Array::open(plain.clone(), path).is_err(), "a plain reader opened {path} in the raw store");
+    for path in [
+        "/air_temperature",
+        "/chunks/air_temperature",
+        "/forecast_reference_time",
+        "/",
+    ] {
+        assert!(
+            Array::open(plain.clone(), path).is_err(),
+            "a plain reader opened {path} in the raw store"
+        );
     }
     assert!(zarrs::group::Group::open(plain, "/").is_err() || true_group_is_empty(&cfg));
 }
@@ -220,10 +324,14 @@ fn a_plain_zarr_reader_cannot_misread_the_raw_store() {
 /// A group opened on the raw store (zarrs may treat a missing v3 group as implicit) must hold
 /// no arrays a reader could misread.
 fn true_group_is_empty(cfg: &roller_core::config::DatasetConfig) -> bool {
-    raw_store(cfg).list_prefix("").expect("list").iter().all(|k| {
-        let name = k.as_str().rsplit('/').next().unwrap_or_default();
-        !matches!(name, "zarr.json" | ".zarray" | ".zgroup")
-    })
+    raw_store(cfg)
+        .list_prefix("")
+        .expect("list")
+        .iter()
+        .all(|k| {
+            let name = k.as_str().rsplit('/').next().unwrap_or_default();
+            !matches!(name, "zarr.json" | ".zarray" | ".zgroup")
+        })
 }
 
 #[test]
@@ -231,7 +339,9 @@ fn bad_input_is_rejected_with_a_reason_and_the_rest_completes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src");
     let files = small_files(&src, 2, 2, 20, 30);
-    let cfg = config("bad", 3, "6h", 2, &GRID, &dir.path().join("store"), &src, "");
+    let cfg = TestDataset::new("bad")
+        .leads(2)
+        .config(&dir.path().join("store"), &src);
     let template = Notification::from_json(&files[0].notification).expect("n");
     let note_for = |path: &std::path::Path, frt: &str| {
         serde_json::json!({"model": template.model, "name": template.name, "key": path.display().to_string(),
@@ -244,12 +354,30 @@ fn bad_input_is_rejected_with_a_reason_and_the_rest_completes() {
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
     // A file with the wrong variable, and one with the wrong grid shape.
     let wrong_var = roller_core::synth::synth(&roller_core::synth::SynthOptions {
-        out: src.join("wrongvar"), variable: "relative_humidity".into(), ny: 20, nx: 30, runs: 1, leads: 1,
-        first_run: 1_704_240_000, ..Default::default()
-    }).expect("synth")[0].path.clone();
+        out: src.join("wrongvar"),
+        variable: "relative_humidity".into(),
+        ny: 20,
+        nx: 30,
+        runs: 1,
+        leads: 1,
+        first_run: 1_704_240_000,
+        ..Default::default()
+    })
+    .expect("synth")[0]
+        .path
+        .clone();
     let wrong_grid = roller_core::synth::synth(&roller_core::synth::SynthOptions {
-        out: src.join("wronggrid"), ny: 21, nx: 30, runs: 1, leads: 1, first_run: 1_704_240_000, ..Default::default()
-    }).expect("synth")[0].path.clone();
+        out: src.join("wronggrid"),
+        ny: 21,
+        nx: 30,
+        runs: 1,
+        leads: 1,
+        first_run: 1_704_240_000,
+        ..Default::default()
+    })
+    .expect("synth")[0]
+        .path
+        .clone();
     let mut lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
     lines.insert(1, note_for(&truncated, frt));
     lines.insert(2, note_for(&wrong_var, frt));
@@ -259,7 +387,11 @@ fn bad_input_is_rejected_with_a_reason_and_the_rest_completes() {
 
     let summary = ingest(&cfg, &lines);
     let reason_for = |needle: &str| {
-        summary.dead_letters.iter().find(|d| d.source.contains(needle) || d.reason.contains(needle)).cloned()
+        summary
+            .dead_letters
+            .iter()
+            .find(|d| d.source.contains(needle) || d.reason.contains(needle))
+            .cloned()
             .unwrap_or_else(|| panic!("no dead letter about {needle}: {:?}", summary.dead_letters))
     };
     let t = reason_for("truncated.nc");
@@ -289,41 +421,84 @@ fn bad_input_is_rejected_with_a_reason_and_the_rest_completes() {
 fn files_written_by_netcdf4_python_round_trip_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let fixtures = dir.path().join("fixtures");
-    run_python("make_fixtures.py", &[fixtures.to_str().expect("utf-8 path")]);
+    run_python(
+        "make_fixtures.py",
+        &[fixtures.to_str().expect("utf-8 path")],
+    );
     let manifest: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(fixtures.join("manifest.json")).expect("manifest")).expect("json");
+        serde_json::from_slice(&std::fs::read(fixtures.join("manifest.json")).expect("manifest"))
+            .expect("json");
     let notes: Vec<String> = std::fs::read_to_string(fixtures.join("notifications.jsonl"))
-        .expect("notifications").lines().map(str::to_string).collect();
-    let grid = [("projection_y_coordinate", 6, 4), ("projection_x_coordinate", 5, 3)];
-    let height_grid = [("height", 3, 1), ("projection_y_coordinate", 6, 4), ("projection_x_coordinate", 5, 3)];
-    let matching = |model: &str| format!("[match]\nmodel = \"{model}\"\nname = \"air_temperature\"\n");
-    for (dataset, dims, model) in [("2d", &grid[..], "fixture-2d"), ("height", &height_grid[..], "fixture-height")] {
-        let mut cfg = config(dataset, 4, "1h", 3, dims, &dir.path().join(dataset), &fixtures, "");
-        cfg.matching = roller_core::config::DatasetConfig::from_toml(&format!(
-            "name = \"x\"\nvariable = \"v\"\n{}[rolling]\ndim = \"t\"\nstep = 1\nwindow = 1\n[[file_dims]]\nname = \"y\"\nsize = 1\nchunk = 1\n[store]\npath = \"p\"\n",
-            matching(model)
-        )).expect("match").matching;
+        .expect("notifications")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let grid = [
+        ("projection_y_coordinate", 6, 4),
+        ("projection_x_coordinate", 5, 3),
+    ];
+    let height_grid = [
+        ("height", 3, 1),
+        ("projection_y_coordinate", 6, 4),
+        ("projection_x_coordinate", 5, 3),
+    ];
+    for (dataset, dims, model) in [
+        ("2d", &grid[..], "fixture-2d"),
+        ("height", &height_grid[..], "fixture-height"),
+    ] {
+        let cfg = TestDataset::new(dataset)
+            .model(model)
+            .window(4)
+            .run_step("1h")
+            .leads(3)
+            .file_dims(dims)
+            .config(&dir.path().join(dataset), &fixtures);
         let summary = ingest(&cfg, &notes);
-        assert!(summary.dead_letters.is_empty(), "{dataset}: {:?}", summary.dead_letters);
+        assert!(
+            summary.dead_letters.is_empty(),
+            "{dataset}: {:?}",
+            summary.dead_letters
+        );
         let store = rolling_store(&cfg);
         let (shape, data) = read_array::<f32>(&store, "air_temperature");
         let (_, frt) = read_array::<i64>(&store, "forecast_reference_time");
         let (_, fp) = read_array::<i64>(&store, "forecast_period");
         let field: usize = shape[2..].iter().product::<u64>() as usize;
         for entry in manifest.iter().filter(|e| e["dataset"] == dataset) {
-            let expected_bytes = std::fs::read(fixtures.join(entry["expected"].as_str().expect("name"))).expect("expected");
-            let expected: Vec<f32> = expected_bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-            let run = frt.iter().position(|&t| Some(t) == entry["forecast_reference_time"].as_i64()).expect("run visible");
-            let lead = fp.iter().position(|&p| Some(p) == entry["forecast_period"].as_i64()).expect("lead");
+            let expected_bytes =
+                std::fs::read(fixtures.join(entry["expected"].as_str().expect("name")))
+                    .expect("expected");
+            let expected: Vec<f32> = expected_bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let run = frt
+                .iter()
+                .position(|&t| Some(t) == entry["forecast_reference_time"].as_i64())
+                .expect("run visible");
+            let lead = fp
+                .iter()
+                .position(|&p| Some(p) == entry["forecast_period"].as_i64())
+                .expect("lead");
             let at = (run * fp.len() + lead) * field;
             let got = &data[at..at + field];
             assert_eq!(got.len(), expected.len());
             for (g, e) in got.iter().zip(&expected) {
-                assert!(g == e || (g.is_nan() && e.is_nan()), "{}: {g} != {e}", entry["file"]);
+                assert!(
+                    g == e || (g.is_nan() && e.is_nan()),
+                    "{}: {g} != {e}",
+                    entry["file"]
+                );
             }
             let (_, y) = read_array::<f32>(&store, "projection_y_coordinate");
             let (_, x) = read_array::<f32>(&store, "projection_x_coordinate");
-            let as_f32 = |v: &serde_json::Value| -> Vec<f32> { v.as_array().expect("list").iter().map(|n| n.as_f64().expect("num") as f32).collect() };
+            let as_f32 = |v: &serde_json::Value| -> Vec<f32> {
+                v.as_array()
+                    .expect("list")
+                    .iter()
+                    .map(|n| n.as_f64().expect("num") as f32)
+                    .collect()
+            };
             assert_eq!(y, as_f32(&entry["y"]));
             assert_eq!(x, as_f32(&entry["x"]));
             if dataset == "height" {

@@ -19,7 +19,7 @@ thread_local! {
 type SetAuto = unsafe extern "C" fn(i64, *const c_void, *mut c_void) -> c_int;
 
 /// Turns off HDF5's error printing for this thread (idempotent, cheap after the first call).
-pub(crate) fn silence_this_thread() {
+pub fn silence_this_thread() {
     QUIET.with(|quiet| {
         if quiet.get() {
             return;

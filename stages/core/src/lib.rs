@@ -15,7 +15,7 @@ pub mod duration;
 pub mod embedded;
 pub mod expiry;
 pub mod fetch;
-mod hdf5_quiet;
+pub mod hdf5_quiet;
 pub mod inspect;
 pub mod layout;
 pub mod matching;

@@ -92,6 +92,7 @@ const DXY: f64 = 2000.0;
 
 /// Writes `runs x leads` files and `notifications.jsonl` into `options.out`.
 pub fn synth(options: &SynthOptions) -> Result<Vec<SynthFile>, SynthError> {
+    crate::hdf5_quiet::silence_this_thread();
     let fail = |path: &Path, reason: String| SynthError::Write {
         path: path.to_path_buf(),
         reason,

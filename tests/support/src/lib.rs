@@ -14,50 +14,119 @@ use zarrs::array::Array;
 
 /// The workspace root (where README.md and `.venv` live).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
-/// A dataset config for synthetic files: rolling `forecast_reference_time` every `run_step`
-/// seconds, `forecast_period` hourly with `leads` slots, and the given file dims
-/// (`(name, size, chunk)`), stored in `store`, reading sources under `sources`.
-pub fn config(
-    name: &str,
+/// A dataset config for tests, built up from defaults: a 20 x 30 UKV-like grid chunked 8 x 16,
+/// 6-hourly runs, one lead time, window 3, model `mo-atmospheric-ukv-prd`.
+#[derive(Debug, Clone)]
+pub struct TestDataset {
+    name: String,
+    model: String,
     window: u32,
-    run_step: &str,
+    run_step: String,
     leads: u32,
-    file_dims: &[(&str, u64, u64)],
-    store: &Path,
-    sources: &Path,
-    extra: &str,
-) -> DatasetConfig {
-    let mut text = format!(
-        r#"name = "{name}"
+    file_dims: Vec<(String, u64, u64)>,
+    extra: String,
+}
+
+impl TestDataset {
+    /// Defaults for a dataset called `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            model: "mo-atmospheric-ukv-prd".into(),
+            window: 3,
+            run_step: "6h".into(),
+            leads: 1,
+            file_dims: vec![
+                ("projection_y_coordinate".into(), 20, 8),
+                ("projection_x_coordinate".into(), 30, 16),
+            ],
+            extra: String::new(),
+        }
+    }
+
+    /// Notifications must come from this model.
+    pub fn model(mut self, model: &str) -> Self {
+        model.clone_into(&mut self.model);
+        self
+    }
+
+    /// Visible steps.
+    pub fn window(mut self, window: u32) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Spacing of runs (`"1h"`, `"6h"`).
+    pub fn run_step(mut self, step: &str) -> Self {
+        step.clone_into(&mut self.run_step);
+        self
+    }
+
+    /// Hourly lead times per run.
+    pub fn leads(mut self, leads: u32) -> Self {
+        self.leads = leads;
+        self
+    }
+
+    /// File dims as `(name, size, chunk)`, outermost first.
+    pub fn file_dims(mut self, dims: &[(&str, u64, u64)]) -> Self {
+        self.file_dims = dims
+            .iter()
+            .map(|(n, s, c)| ((*n).to_string(), *s, *c))
+            .collect();
+        self
+    }
+
+    /// Extra TOML appended to the config (e.g. an `[encoding]` table).
+    pub fn extra(mut self, toml: &str) -> Self {
+        toml.clone_into(&mut self.extra);
+        self
+    }
+
+    /// The config, storing in `store` and reading sources under `sources`.
+    pub fn config(&self, store: &Path, sources: &Path) -> DatasetConfig {
+        let mut text = format!(
+            r#"name = "{}"
 variable = "air_temperature"
 [match]
-model = "mo-atmospheric-ukv-prd"
+model = "{}"
 name = "air_temperature"
 [rolling]
 dim = "forecast_reference_time"
-step = "{run_step}"
-window = {window}
+step = "{}"
+window = {}
 [[message_dims]]
 name = "forecast_period"
 step = "1h"
-size = {leads}
+size = {}
 [store]
 path = "{}"
 fsync = false
 [source]
 local_roots = ["{}"]
 "#,
-        store.display(),
-        sources.display()
-    );
-    for (dim, size, chunk) in file_dims {
-        text.push_str(&format!("[[file_dims]]\nname = \"{dim}\"\nsize = {size}\nchunk = {chunk}\n"));
+            self.name,
+            self.model,
+            self.run_step,
+            self.window,
+            self.leads,
+            store.display(),
+            sources.display()
+        );
+        for (dim, size, chunk) in &self.file_dims {
+            text.push_str(&format!(
+                "[[file_dims]]\nname = \"{dim}\"\nsize = {size}\nchunk = {chunk}\n"
+            ));
+        }
+        text.push_str(&self.extra);
+        DatasetConfig::from_toml(&text).expect("test config is valid")
     }
-    text.push_str(extra);
-    DatasetConfig::from_toml(&text).expect("test config is valid")
 }
 
 /// Synthesises small files: `runs` x `leads` on an `ny` x `nx` grid, 6-hourly runs.
@@ -77,8 +146,13 @@ pub fn small_files(out: &Path, runs: usize, leads: usize, ny: usize, nx: usize) 
 /// Runs the embedded pipeline over notification lines.
 pub fn ingest(config: &DatasetConfig, lines: &[String]) -> RunSummary {
     let store = embedded::open_store(config).expect("open store");
-    embedded::run(config, store, lines.iter().cloned().map(Ok), &RunOptions::default())
-        .expect("embedded run")
+    embedded::run(
+        config,
+        store,
+        lines.iter().cloned().map(Ok),
+        &RunOptions::default(),
+    )
+    .expect("embedded run")
 }
 
 /// The local raw store of a dataset.
@@ -92,9 +166,14 @@ pub fn rolling_store(config: &DatasetConfig) -> Arc<RollingStore> {
 }
 
 /// Reads a whole array of the logical view, with its shape.
-pub fn read_array<T: zarrs::array::ElementOwned>(store: &Arc<RollingStore>, name: &str) -> (Vec<u64>, Vec<T>) {
+pub fn read_array<T: zarrs::array::ElementOwned>(
+    store: &Arc<RollingStore>,
+    name: &str,
+) -> (Vec<u64>, Vec<T>) {
     let array = Array::open(store.clone(), &format!("/{name}")).expect("open logical array");
-    let values = array.retrieve_array_subset::<Vec<T>>(&array.subset_all()).expect("read logical array");
+    let values = array
+        .retrieve_array_subset::<Vec<T>>(&array.subset_all())
+        .expect("read logical array");
     (array.shape().to_vec(), values)
 }
 
@@ -111,10 +190,15 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
                 pending.push(path);
                 continue;
             }
-            let rel = path.strip_prefix(dir).expect("inside").to_string_lossy().to_string();
+            let rel = path
+                .strip_prefix(dir)
+                .expect("inside")
+                .to_string_lossy()
+                .to_string();
             let mut bytes = std::fs::read(&path).expect("read file");
             if rel == roller_core::physical_key::COMMIT_KEY {
-                let mut record: serde_json::Value = serde_json::from_slice(&bytes).expect("record json");
+                let mut record: serde_json::Value =
+                    serde_json::from_slice(&bytes).expect("record json");
                 record["generation"] = serde_json::Value::Null;
                 record["committed_at"] = serde_json::Value::Null;
                 bytes = serde_json::to_vec_pretty(&record).expect("json");

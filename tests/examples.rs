@@ -1,0 +1,24 @@
+//! The example configs in `examples/` load and validate.
+
+use roller_core::config::DatasetConfig;
+use roller_core::layout::Layout;
+use roller_test_support::workspace_root;
+
+#[test]
+fn every_example_config_is_valid() {
+    let dir = workspace_root().join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let config =
+                DatasetConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(Layout::from_config(&config).parts() >= 1);
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "expected the UKV and the height-level examples");
+    let mogreps =
+        DatasetConfig::load(&dir.join("mogreps-uk-air-temperature-height.toml")).expect("load");
+    assert_eq!(Layout::from_config(&mogreps).parts(), 12 * 33 * 2);
+}
