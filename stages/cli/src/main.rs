@@ -1,5 +1,6 @@
 //! `roller`: the zarr-roller command line. Parses arguments and calls the library.
 
+mod bench;
 mod demo;
 
 use std::io::{BufRead, IsTerminal};
@@ -41,6 +42,9 @@ enum Command {
         /// Threads encoding and storing chunks (default: all cores).
         #[arg(long)]
         write_workers: Option<usize>,
+        /// Print one JSON line of throughput and peak memory instead of the summary.
+        #[arg(long)]
+        stats_json: bool,
     },
     /// Move a dataset's window so that a time is visible, even without data.
     Roll {
@@ -56,6 +60,8 @@ enum Command {
         /// The dataset's store directory.
         path: PathBuf,
     },
+    /// Benchmark embedded ingestion against the Python route (xarray + zarr-python).
+    Bench(bench::BenchArgs),
     /// Synthesise a small stream, ingest it, roll the window and show what is visible.
     Demo {
         /// Working directory for the demo's files and dataset (replaced).
@@ -133,14 +139,32 @@ fn run(cli: Cli) -> Result<()> {
             config,
             notifications,
             write_workers,
+            stats_json,
         } => {
             let config = DatasetConfig::load(&config)?;
             let mut options = RunOptions::default();
             if let Some(n) = write_workers {
                 options.write_workers = n;
             }
+            let started = std::time::Instant::now();
             let summary = ingest(&config, &notifications, options)?;
-            print_summary(&summary);
+            if stats_json {
+                let seconds = started.elapsed().as_secs_f64();
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "route": "rust",
+                        "files": summary.files,
+                        "failed": summary.dead_letters.len(),
+                        "seconds": seconds,
+                        "files_per_s": summary.files as f64 / seconds,
+                        "decoded_mb_per_s": summary.decoded_bytes as f64 / 1e6 / seconds,
+                        "peak_rss_mb": bench::peak_rss_mb(),
+                    })
+                );
+            } else {
+                print_summary(&summary);
+            }
             Ok(())
         }
         Command::Roll { config, until } => {
@@ -163,6 +187,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", describe(&store.record()));
             Ok(())
         }
+        Command::Bench(args) => bench::run(&args),
         Command::Demo { dir } => demo::run(&dir),
     }
 }

@@ -1,0 +1,263 @@
+//! `roller bench`: embedded ingestion against the usual Python route (xarray reading,
+//! zarr-python writing the same chunks with the same codec), on the same files, in the same run,
+//! alternating the two routes; plus one MOGREPS-UK-sized file. Each route runs as its own
+//! process so that its peak memory is its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use roller_core::synth::{synth, SynthOptions};
+use serde_json::Value;
+
+/// Arguments of `roller bench`.
+#[derive(clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Working directory (synthetic files are kept between runs).
+    #[arg(long, default_value = "bench-data")]
+    dir: PathBuf,
+    /// Runs x lead times of full-size UKV files (8 x 6 = 48).
+    #[arg(long, default_value_t = 8)]
+    runs: usize,
+    /// Lead times per run.
+    #[arg(long, default_value_t = 6)]
+    leads: usize,
+    /// Repeats of each route (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Skip the MOGREPS-UK-sized file (12 x 33 x 970 x 1042).
+    #[arg(long)]
+    skip_mogreps: bool,
+}
+
+/// Peak resident memory of this process in MB (VmHWM), or 0 where /proc is unavailable.
+pub(crate) fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn python() -> Result<PathBuf> {
+    let python = std::env::var_os("ROLLER_PYTHON")
+        .map_or_else(|| PathBuf::from(".venv/bin/python"), PathBuf::from);
+    if !python.exists() {
+        bail!(
+            "no Python environment at {}: run `./dev test` once (it creates .venv) or set ROLLER_PYTHON",
+            python.display()
+        );
+    }
+    Ok(python)
+}
+
+/// Runs a command that prints one JSON line last, and returns that line.
+fn json_of(command: &mut Command) -> Result<Value> {
+    let out = command
+        .output()
+        .with_context(|| format!("starting {command:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).with_context(|| format!("{command:?} printed {stdout}"))
+}
+
+fn config(
+    dir: &Path,
+    name: &str,
+    sources: &Path,
+    dims: &str,
+    leads: usize,
+    window: usize,
+) -> Result<PathBuf> {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "{name}"
+variable = "air_temperature"
+[match]
+model = "mo-atmospheric-ukv-prd"
+name = "air_temperature"
+[rolling]
+dim = "forecast_reference_time"
+step = "1h"
+window = {window}
+[[message_dims]]
+name = "forecast_period"
+step = "1h"
+size = {leads}
+{dims}
+[encoding]
+codec = "zstd"
+level = 3
+[store]
+path = "{}"
+[source]
+local_roots = ["{}"]
+"#,
+            dir.join(format!("{name}-rust")).display(),
+            sources.display()
+        ),
+    )?;
+    Ok(path)
+}
+
+const GRID: &str = "[[file_dims]]\nname = \"projection_y_coordinate\"\nsize = 970\nchunk = 485\n[[file_dims]]\nname = \"projection_x_coordinate\"\nsize = 1042\nchunk = 521\n";
+
+fn ensure_files(out: &Path, options: SynthOptions) -> Result<PathBuf> {
+    let list = out.join("notifications.jsonl");
+    if !list.exists() {
+        eprintln!(
+            "synthesising {} files in {} ...",
+            options.runs * options.leads,
+            out.display()
+        );
+        synth(&SynthOptions {
+            out: out.to_path_buf(),
+            ..options
+        })?;
+    }
+    Ok(list)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn field(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+pub(crate) fn run(args: &BenchArgs) -> Result<()> {
+    let python = python()?;
+    std::fs::create_dir_all(&args.dir)?;
+    let dir = args.dir.canonicalize()?;
+    let me = std::env::current_exe()?;
+    let ukv_files = dir.join("ukv");
+    let list = ensure_files(
+        &ukv_files,
+        SynthOptions {
+            runs: args.runs,
+            leads: args.leads,
+            ..SynthOptions::default()
+        },
+    )?;
+    let ukv = config(&dir, "ukv", &ukv_files, GRID, args.leads, args.runs)?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/python_route.py");
+
+    let (mut rust, mut py) = (Vec::new(), Vec::new());
+    for repeat in 0..args.repeats {
+        let _ = std::fs::remove_dir_all(dir.join("ukv-rust"));
+        let r = json_of(
+            Command::new(&me)
+                .args(["run", "--stats-json", "--config"])
+                .arg(&ukv)
+                .arg("--notifications")
+                .arg(&list),
+        )?;
+        let _ = std::fs::remove_dir_all(dir.join("ukv-python"));
+        let p = json_of(
+            Command::new(&python)
+                .arg(&script)
+                .args([
+                    "--variable",
+                    "air_temperature",
+                    "--chunk-y",
+                    "485",
+                    "--chunk-x",
+                    "521",
+                    "--fp-step",
+                    "3600",
+                    "--codec",
+                    "zstd",
+                    "--level",
+                    "3",
+                ])
+                .arg("--notifications")
+                .arg(&list)
+                .arg("--out")
+                .arg(dir.join("ukv-python"))
+                .arg("--window")
+                .arg(args.runs.to_string())
+                .arg("--fp-size")
+                .arg(args.leads.to_string()),
+        )?;
+        eprintln!(
+            "repeat {}: rust {:.2} s, python {:.2} s",
+            repeat + 1,
+            field(&r, "seconds"),
+            field(&p, "seconds")
+        );
+        rust.push(r);
+        py.push(p);
+    }
+    let med = |runs: &[Value], key: &str| median(runs.iter().map(|v| field(v, key)).collect());
+    let files = args.runs * args.leads;
+    println!("## Embedded ingestion vs the Python route ({files} files of 970 x 1042 float32, zstd 3, medians of {})\n", args.repeats);
+    println!("| route | seconds | files/s | decoded MB/s | peak RSS MB |");
+    println!("|---|---|---|---|---|");
+    for (name, runs) in [
+        ("zarr-roller embedded", &rust),
+        ("python (xarray + zarr-python)", &py),
+    ] {
+        println!(
+            "| {name} | {:.2} | {:.1} | {:.0} | {:.0} |",
+            med(runs, "seconds"),
+            med(runs, "files_per_s"),
+            med(runs, "decoded_mb_per_s"),
+            med(runs, "peak_rss_mb")
+        );
+    }
+    println!(
+        "\nthroughput ratio (rust / python, median): {:.2}x",
+        med(&rust, "files_per_s") / med(&py, "files_per_s")
+    );
+
+    if !args.skip_mogreps {
+        let mog_files = dir.join("mogreps");
+        let mog_list = ensure_files(
+            &mog_files,
+            SynthOptions {
+                model: "mo-atmospheric-ukv-prd".into(),
+                realizations: Some(12),
+                heights: Some((0..33).map(|i| 5.0 + 10.0 * f64::from(i)).collect()),
+                runs: 1,
+                leads: 1,
+                ..SynthOptions::default()
+            },
+        )?;
+        let dims = format!("[[file_dims]]\nname = \"realization\"\nsize = 12\nchunk = 1\n[[file_dims]]\nname = \"height\"\nsize = 33\nchunk = 1\n{GRID}");
+        let mog = config(&dir, "mogreps", &mog_files, &dims, 1, 1)?;
+        let mut runs = Vec::new();
+        for _ in 0..args.repeats {
+            let _ = std::fs::remove_dir_all(dir.join("mogreps-rust"));
+            runs.push(json_of(
+                Command::new(&me)
+                    .args(["run", "--stats-json", "--config"])
+                    .arg(&mog)
+                    .arg("--notifications")
+                    .arg(&mog_list),
+            )?);
+        }
+        println!("\n## One MOGREPS-UK-sized file (12 x 33 x 970 x 1042 float32, 1.6 GB decoded), medians of {}\n", args.repeats);
+        println!("| route | seconds | decoded MB/s | peak RSS MB |");
+        println!("|---|---|---|---|");
+        println!(
+            "| zarr-roller embedded | {:.2} | {:.0} | {:.0} |",
+            med(&runs, "seconds"),
+            med(&runs, "decoded_mb_per_s"),
+            med(&runs, "peak_rss_mb")
+        );
+    }
+    Ok(())
+}
