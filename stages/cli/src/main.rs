@@ -273,7 +273,7 @@ pub(crate) fn ingest(
         Ok(summary?)
     } else {
         options.on_progress = Some(Box::new(|p: Progress| {
-            tracing::info!(
+            tracing::debug!(
                 files = p.files,
                 failed = p.failed,
                 generation = p.generation,

@@ -343,7 +343,7 @@ fn write_worker(
 ) {
     for slab in rx {
         let source = slab.source.clone();
-        match retry(|| writer.write(slab.clone()), |e| !e.is_permanent()) {
+        match retry(|| writer.write(&slab), |e| !e.is_permanent()) {
             Ok(report) => {
                 counters
                     .chunks

@@ -79,7 +79,7 @@ impl Writer {
     }
 
     /// Writes one slab (and, for part 0, the file's static coordinates) and reports it.
-    pub fn write(&self, slab: Slab) -> Result<WriteReport, WriteError> {
+    pub fn write(&self, slab: &Slab) -> Result<WriteReport, WriteError> {
         let layout = &self.layout;
         let (_, expected_shape) = layout.part_region(slab.part);
         let element = self.fill.len();
@@ -118,14 +118,14 @@ impl Writer {
         }
         Ok(WriteReport {
             dataset: layout.name.clone(),
-            source: slab.source,
+            source: slab.source.clone(),
             abs: slab.abs,
             slot: slab.slot,
             part: slab.part,
             parts: slab.parts,
             chunks,
             bytes,
-            schema: slab.schema,
+            schema: slab.schema.clone(),
         })
     }
 
