@@ -42,9 +42,14 @@ pub(crate) fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The source tree this binary was built from (where `bench/` and `.venv` live).
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 fn python() -> Result<PathBuf> {
     let python = std::env::var_os("ROLLER_PYTHON")
-        .map_or_else(|| PathBuf::from(".venv/bin/python"), PathBuf::from);
+        .map_or_else(|| workspace().join(".venv/bin/python"), PathBuf::from);
     if !python.exists() {
         bail!(
             "no Python environment at {}: run `./dev test` once (it creates .venv) or set ROLLER_PYTHON",
@@ -153,7 +158,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         },
     )?;
     let ukv = config(&dir, "ukv", &ukv_files, GRID, args.leads, args.runs)?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/python_route.py");
+    let script = workspace().join("bench/python_route.py");
 
     let (mut rust, mut py) = (Vec::new(), Vec::new());
     for repeat in 0..args.repeats {
