@@ -25,6 +25,9 @@ pub(crate) struct BenchArgs {
     /// Repeats of each route (medians are reported).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// zstd level for both routes.
+    #[arg(long, default_value_t = 1)]
+    level: i32,
     /// Skip the MOGREPS-UK-sized file (12 x 33 x 970 x 1042).
     #[arg(long)]
     skip_mogreps: bool,
@@ -82,6 +85,7 @@ fn config(
     dims: &str,
     leads: usize,
     window: usize,
+    level: i32,
 ) -> Result<PathBuf> {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(
@@ -103,7 +107,7 @@ size = {leads}
 {dims}
 [encoding]
 codec = "zstd"
-level = 3
+level = {level}
 [store]
 path = "{}"
 [source]
@@ -157,7 +161,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
             ..SynthOptions::default()
         },
     )?;
-    let ukv = config(&dir, "ukv", &ukv_files, GRID, args.leads, args.runs)?;
+    let ukv = config(
+        &dir, "ukv", &ukv_files, GRID, args.leads, args.runs, args.level,
+    )?;
     let script = workspace().join("bench/python_route.py");
 
     let (mut rust, mut py) = (Vec::new(), Vec::new());
@@ -185,9 +191,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
                     "3600",
                     "--codec",
                     "zstd",
-                    "--level",
-                    "3",
                 ])
+                .arg("--level")
+                .arg(args.level.to_string())
                 .arg("--notifications")
                 .arg(&list)
                 .arg("--out")
@@ -208,7 +214,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     }
     let med = |runs: &[Value], key: &str| median(runs.iter().map(|v| field(v, key)).collect());
     let files = args.runs * args.leads;
-    println!("## Embedded ingestion vs the Python route ({files} files of 970 x 1042 float32, zstd 3, medians of {})\n", args.repeats);
+    println!("## Embedded ingestion vs the Python route ({files} files of 970 x 1042 float32, zstd level {}, medians of {})\n", args.level, args.repeats);
     println!("| route | seconds | files/s | decoded MB/s | peak RSS MB |");
     println!("|---|---|---|---|---|");
     for (name, runs) in [
@@ -242,7 +248,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
             },
         )?;
         let dims = format!("[[file_dims]]\nname = \"realization\"\nsize = 12\nchunk = 1\n[[file_dims]]\nname = \"height\"\nsize = 33\nchunk = 1\n{GRID}");
-        let mog = config(&dir, "mogreps", &mog_files, &dims, 1, 1)?;
+        let mog = config(&dir, "mogreps", &mog_files, &dims, 1, 1, args.level)?;
         let mut runs = Vec::new();
         for _ in 0..args.repeats {
             let _ = std::fs::remove_dir_all(dir.join("mogreps-rust"));

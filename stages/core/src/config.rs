@@ -244,7 +244,8 @@ impl DType {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Codec {
-    /// Zstandard (default level 3).
+    /// Zstandard (default level 1: on float fields nearly the ratio of level 3 at about twice
+    /// the speed; numcodecs' default too).
     #[default]
     Zstd,
     /// Blosc with lz4 and byte shuffle (default level 5).
@@ -256,7 +257,7 @@ pub enum Codec {
 impl Codec {
     fn level_range(self) -> (i32, i32, i32) {
         match self {
-            Self::Zstd => (-7, 22, 3),
+            Self::Zstd => (-7, 22, 1),
             Self::Blosc => (0, 9, 5),
             Self::Gzip => (0, 9, 5),
         }
@@ -580,7 +581,7 @@ mod tests {
         assert_eq!(c.encoding.codec, Codec::Zstd);
         assert_eq!(c.encoding.format, 3);
         assert!(c.encoding.fill_value.as_f64().is_some_and(f64::is_nan));
-        assert_eq!(c.level(), 3);
+        assert_eq!(c.level(), 1);
     }
 
     #[test]

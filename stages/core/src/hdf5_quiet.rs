@@ -9,33 +9,23 @@
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
-use std::ffi::{c_int, c_void};
+
+use hdf5_metno_sys::h5e::{H5Eset_auto2, H5E_DEFAULT};
 
 thread_local! {
     static QUIET: Cell<bool> = const { Cell::new(false) };
 }
 
-/// `herr_t H5Eset_auto2(hid_t estack_id, H5E_auto2_t func, void *client_data)`.
-type SetAuto = unsafe extern "C" fn(i64, *const c_void, *mut c_void) -> c_int;
-
 /// Turns off HDF5's error printing for this thread (idempotent, cheap after the first call).
 pub fn silence_this_thread() {
     QUIET.with(|quiet| {
-        if quiet.get() {
-            return;
-        }
-        quiet.set(true);
-        // SAFETY: `dlsym` with RTLD_DEFAULT looks up a symbol among the libraries already
-        // loaded (libhdf5 is loaded as a dependency of libnetcdf); the name is NUL-terminated.
-        let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"H5Eset_auto2".as_ptr()) };
-        if symbol.is_null() {
-            return;
-        }
-        // SAFETY: the symbol is HDF5's `H5Eset_auto2`, whose C signature `SetAuto` matches
-        // (hid_t is 64-bit since HDF5 1.10). H5E_DEFAULT is 0; a null function disables printing.
-        unsafe {
-            let set_auto: SetAuto = std::mem::transmute::<*mut c_void, SetAuto>(symbol);
-            set_auto(0, std::ptr::null(), std::ptr::null_mut());
+        if !quiet.replace(true) {
+            let _lock = hdf5_metno_sys::LOCK.lock();
+            // SAFETY: H5E_DEFAULT with no handler and no client data disables automatic
+            // printing for the default error stack; HDF5 calls are serialised by the lock.
+            unsafe {
+                H5Eset_auto2(H5E_DEFAULT, None, std::ptr::null_mut());
+            }
         }
     });
 }
