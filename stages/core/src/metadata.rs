@@ -6,8 +6,6 @@
 //! layout, schema and window, and readers ([`crate::rolling_store::RollingStore`]) render
 //! these documents from it.
 
-use std::collections::BTreeSet;
-
 use roller_proto::{Attrs, FileSchema};
 use serde_json::{json, Map, Value};
 
@@ -349,9 +347,4 @@ pub fn consolidated_v2(layout: &Layout, specs: &[ArraySpec], attrs: &Map<String,
         metadata.insert(format!("{}/.zattrs", spec.name), spec.v2_zattrs());
     }
     json!({"zarr_consolidated_format": 1, "metadata": metadata})
-}
-
-/// Names of all arrays, for listing.
-pub fn array_names(specs: &[ArraySpec]) -> BTreeSet<String> {
-    specs.iter().map(|s| s.name.clone()).collect()
 }

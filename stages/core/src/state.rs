@@ -196,12 +196,15 @@ impl CommitRecord {
     /// Moves the head forward to `abs` (never back) and the offset with it, queueing everything
     /// that falls below the new offset for removal.
     fn advance_head(&mut self, abs: i64) {
-        if self.head.is_some_and(|h| h >= abs) {
-            return;
-        }
+        let first = match self.head {
+            Some(h) if h >= abs => return,
+            Some(_) => false,
+            None => true,
+        };
         self.head = Some(abs);
+        // The offset never moves back (a larger window fills in as new steps arrive).
         let offset = abs - i64::from(self.layout.window) + 1;
-        if offset <= self.offset && self.generation > 0 {
+        if !first && offset <= self.offset {
             return;
         }
         self.offset = offset;

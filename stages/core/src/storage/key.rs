@@ -53,11 +53,6 @@ impl Key {
         Ok(Self(key))
     }
 
-    /// Joins a validated prefix and a relative key.
-    pub fn join(&self, rest: &str) -> Result<Self, KeyError> {
-        Self::new(format!("{}/{rest}", self.0))
-    }
-
     /// The key as text.
     pub fn as_str(&self) -> &str {
         &self.0
