@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use roller_core::bus::Stage;
 use roller_core::commit::Committer;
-use roller_core::config::Visibility;
 use roller_core::expiry::DeleteExpired;
 use roller_core::layout::Layout;
 use roller_core::storage::{MemoryStore, MeteredStore, Storage, ZarrsStorage};
@@ -131,6 +130,13 @@ fn round_trip_with_realization_and_height_dims() {
     }
     let (_, height) = read_array::<f32>(&store, "height");
     assert_eq!(height, vec![5.0, 10.0]);
+    // A coordinate whose only chunk is all zeros (the fill value of a v2 null) is still served.
+    assert!(store
+        .get_logical("forecast_period/0")
+        .expect("get")
+        .is_some());
+    let (_, fp) = read_array::<i64>(&store, "forecast_period");
+    assert_eq!(fp, vec![0]);
     let (_, realization) = read_array::<i32>(&store, "realization");
     assert_eq!(realization, vec![0, 1, 2]);
     assert!(
@@ -254,15 +260,19 @@ fn replaying_everything_twice_shuffled_leaves_identical_bytes() {
 /// Storage operations of one steady-state commit: one new run arrives, one rolls off.
 fn ops_of_one_commit(window: u32) -> roller_core::storage::OpCounts {
     let dir = tempfile::tempdir().expect("tempdir");
+    // One part per file (a whole chunk-row), two chunks per part.
     let cfg = TestDataset::new("o1")
         .window(window)
         .run_step("1h")
+        .file_dims(&[
+            ("projection_y_coordinate", 20, 20),
+            ("projection_x_coordinate", 30, 16),
+        ])
         .config(&dir.path().join("s"), dir.path());
     let metered = Arc::new(MeteredStore::new(Arc::new(MemoryStore::new())));
     let storage: Arc<dyn Storage> = metered.clone();
     let layout = Layout::from_config(&cfg);
-    let mut committer =
-        Committer::open(storage, layout, Visibility::Any, Arc::new(DeleteExpired)).expect("open");
+    let mut committer = Committer::open(storage, layout, Arc::new(DeleteExpired)).expect("open");
     let report = |abs: i64| WriteReport {
         dataset: "o1".into(),
         source: format!("run {abs}"),
@@ -291,6 +301,7 @@ fn a_commit_costs_the_same_for_a_window_of_4_and_of_400() {
     let large = ops_of_one_commit(400);
     assert_eq!(small.lists, 0, "a commit never lists");
     assert_eq!(small.puts, 1, "one atomic metadata write");
+    assert_eq!(small.deletes, 2, "the rolled-off run's two chunks, by key");
     assert_eq!(
         (small.gets, small.puts, small.deletes, small.lists),
         (large.gets, large.puts, large.deletes, large.lists)

@@ -180,6 +180,12 @@ fn run(cli: Cli) -> Result<()> {
                     .with_context(|| format!("--until `{t}` is not an RFC 3339 time"))?,
                 None => chrono_now(),
             };
+            if until > chrono_now() + 2 * 86_400 {
+                bail!(
+                    "--until is more than 2 days in the future; rolling there would move every \
+                     run out of the window"
+                );
+            }
             let record = embedded::roll(&config, embedded::open_store(&config)?, until)?;
             print!("{}", describe(&record));
             Ok(())
@@ -242,26 +248,27 @@ pub(crate) fn ingest(
     mut options: RunOptions,
 ) -> Result<RunSummary> {
     let store = embedded::open_store(config)?;
+    // A file is read line by line (counted first for the progress bar); standard input is
+    // streamed, so memory does not grow with the number of notifications.
     let (total, lines): (
         Option<u64>,
-        Box<dyn Iterator<Item = std::io::Result<String>> + Send>,
+        Box<dyn Iterator<Item = std::io::Result<String>>>,
     ) = if notifications == "-" {
-        (
-            None,
-            Box::new(
-                std::io::stdin()
-                    .lock()
-                    .lines()
-                    .collect::<Vec<_>>()
-                    .into_iter(),
-            ),
-        )
+        (None, Box::new(std::io::stdin().lines()))
     } else {
-        let text = std::fs::read_to_string(notifications)
-            .with_context(|| format!("reading notifications from {notifications}"))?;
-        let count = text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
-        let owned: Vec<std::io::Result<String>> = text.lines().map(|l| Ok(l.to_string())).collect();
-        (Some(count), Box::new(owned.into_iter()))
+        let open = || {
+            std::fs::File::open(notifications)
+                .with_context(|| format!("reading notifications from {notifications}"))
+        };
+        let count = std::io::BufReader::new(open()?)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| !l.trim().is_empty())
+            .count() as u64;
+        (
+            Some(count),
+            Box::new(std::io::BufReader::new(open()?).lines()),
+        )
     };
     if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(total.unwrap_or(0));

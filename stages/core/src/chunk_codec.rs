@@ -22,7 +22,7 @@ pub struct CodecError {
     pub message: String,
 }
 
-/// The codec chain of one array, ready to encode or decode its chunks.
+/// The codec chain of one array, ready to encode its chunks.
 pub struct ChunkCodec {
     name: String,
     array: Array<MemoryStore>,
@@ -67,10 +67,16 @@ impl ChunkCodec {
     /// Encodes one chunk given as native-endian element bytes. Returns `None` when every
     /// element is the fill value: such chunks are not stored and read back as fill.
     pub fn encode(&self, elements: &[u8]) -> Result<Option<Bytes>, CodecError> {
-        let bytes = ArrayBytes::new_flen(elements);
-        if bytes.is_fill_value(self.array.fill_value()) {
+        if ArrayBytes::new_flen(elements).is_fill_value(self.array.fill_value()) {
             return Ok(None);
         }
+        self.encode_always(elements).map(Some)
+    }
+
+    /// Encodes one chunk even if it is all fill value (coordinates: a reader must never have
+    /// to guess a coordinate from the fill value).
+    pub fn encode_always(&self, elements: &[u8]) -> Result<Bytes, CodecError> {
+        let bytes = ArrayBytes::new_flen(elements);
         let encoded = self
             .array
             .codecs()
@@ -85,29 +91,6 @@ impl ChunkCodec {
                 array: self.name.clone(),
                 message: e.to_string(),
             })?;
-        Ok(Some(Bytes::from(encoded.into_owned())))
-    }
-
-    /// Decodes one stored chunk back into native-endian element bytes.
-    pub fn decode(&self, encoded: Bytes) -> Result<Vec<u8>, CodecError> {
-        let err = |e: &dyn std::fmt::Display| CodecError {
-            array: self.name.clone(),
-            message: e.to_string(),
-        };
-        let decoded = self
-            .array
-            .codecs()
-            .decode(
-                encoded.to_vec().into(),
-                &self.shape,
-                self.array.data_type(),
-                self.array.fill_value(),
-                &self.options,
-            )
-            .map_err(|e| err(&e))?;
-        decoded
-            .into_fixed()
-            .map(|b| b.into_owned())
-            .map_err(|e| err(&e))
+        Ok(Bytes::from(encoded.into_owned()))
     }
 }

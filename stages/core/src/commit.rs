@@ -9,10 +9,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use roller_proto::{RollEvent, WriteReport};
 
-use crate::config::Visibility;
 use crate::expiry::Expiry;
 use crate::layout::Layout;
-use crate::metadata::{array_specs, ArraySpec};
+use crate::metadata::{data_spec, ArraySpec};
 use crate::physical_key::{commit_key, part_keys};
 use crate::state::{CommitRecord, Folded, RECORD_FORMAT};
 use crate::storage::{KeyError, Storage, StorageError};
@@ -51,7 +50,7 @@ pub fn load_record(storage: &dyn Storage) -> Result<Option<CommitRecord>, Commit
     };
     let record: CommitRecord =
         serde_json::from_slice(&bytes).map_err(|e| CommitError::Corrupt {
-            dataset: String::new(),
+            dataset: "(unknown: the record does not parse)".into(),
             reason: e.to_string(),
         })?;
     if record.format != RECORD_FORMAT {
@@ -79,19 +78,18 @@ pub struct Committed {
 pub struct Committer {
     storage: Arc<dyn Storage>,
     expiry: Arc<dyn Expiry>,
-    visibility: Visibility,
     record: CommitRecord,
     data: ArraySpec,
     dirty: bool,
 }
 
 impl Committer {
-    /// Opens a dataset's state from storage (or starts an empty one). A changed window is
-    /// accepted and applied at the next commit; any other layout change is refused.
+    /// Opens a dataset's state from storage (or starts an empty one). A changed window or
+    /// visibility is accepted and published by the next commit; any other layout change is
+    /// refused. Expiry left over from a crash is retried at the next commit.
     pub fn open(
         storage: Arc<dyn Storage>,
         layout: Layout,
-        visibility: Visibility,
         expiry: Arc<dyn Expiry>,
     ) -> Result<Self, CommitError> {
         let (record, dirty) = match load_record(storage.as_ref()) {
@@ -102,8 +100,10 @@ impl Committer {
                         reason,
                     }
                 })?;
-                let dirty = record.layout.window != layout.window;
-                record.layout = layout;
+                let mut dirty = record.layout.visibility != layout.visibility;
+                record.layout.visibility = layout.visibility;
+                dirty |= record.set_window(layout.window) != Folded::Unchanged;
+                dirty |= !record.expiring.is_empty();
                 (record, dirty)
             }
             Ok(None) => (CommitRecord::empty(layout), false),
@@ -115,11 +115,10 @@ impl Committer {
             }
             Err(e) => return Err(e),
         };
-        let data = array_specs(&record.layout, None, 0).swap_remove(0);
+        let data = data_spec(&record.layout);
         Ok(Self {
             storage,
             expiry,
-            visibility,
             record,
             data,
             dirty,
@@ -138,8 +137,19 @@ impl Committer {
 
     /// Folds a write report into the state.
     pub fn fold_report(&mut self, report: &WriteReport) -> Folded {
-        let folded = self.record.fold_report(report, self.visibility);
-        self.dirty |= folded != Folded::Unchanged;
+        let folded = self.record.fold_report(report);
+        if folded == Folded::Refused {
+            tracing::warn!(
+                dataset = %self.record.layout.name,
+                source = %report.source,
+                abs = report.abs,
+                slot = report.slot,
+                part = report.part,
+                parts = report.parts,
+                "write report does not fit the dataset's layout; ignored"
+            );
+        }
+        self.dirty |= matches!(folded, Folded::Changed | Folded::OutOfWindow);
         folded
     }
 

@@ -385,8 +385,22 @@ impl DatasetConfig {
                 ),
             ));
         }
-        if self.variable.is_empty() {
-            return Err(invalid("variable", "must name the NetCDF variable to take"));
+        if self.variable.is_empty() || self.variable.contains('/') || self.variable.starts_with('.')
+        {
+            return Err(invalid(
+                "variable",
+                "must name the NetCDF variable to take (no `/`, not starting with `.`)",
+            ));
+        }
+        let slots = self
+            .message_dims
+            .iter()
+            .try_fold(1u32, |acc, m| acc.checked_mul(m.size));
+        if slots.is_none_or(|s| s > 1_000_000) {
+            return Err(invalid(
+                "message_dims",
+                "the product of the sizes must be at most 1000000",
+            ));
         }
         if self.rolling.step.0 <= 0 {
             return Err(invalid("rolling.step", "must be positive"));

@@ -184,7 +184,7 @@ impl Decoder {
                     &var_start,
                     &var_count,
                     &mut cache,
-                    self.fill_bytes(),
+                    self.layout.fill_bytes(),
                 )
                 .map_err(unreadable)?,
                 (None, Some(var)) => read_netcdf(var, &var_start, &var_count, self.layout.dtype)
@@ -234,15 +234,6 @@ impl Decoder {
                 }
             })
             .unzip()
-    }
-
-    /// The dataset's fill value as native-endian element bytes.
-    fn fill_bytes(&self) -> Vec<u8> {
-        match self.layout.dtype {
-            #[allow(clippy::cast_possible_truncation)]
-            DType::Float32 => (self.fill() as f32).to_ne_bytes().to_vec(),
-            DType::Float64 => self.fill().to_ne_bytes().to_vec(),
-        }
     }
 
     fn fill(&self) -> f64 {
@@ -329,6 +320,15 @@ impl Decoder {
         let abs = layout
             .abs_index(frt)
             .map_err(|e: PlacementError| bad(e.to_string()))?;
+        if frt > now_seconds() + MAX_AHEAD_SECONDS {
+            return Err(bad(format!(
+                "{} {} is more than {} days in the future; a clock or file error would roll the \
+                 whole window away",
+                layout.rolling_dim,
+                roller_proto::time::format_instant(frt),
+                MAX_AHEAD_SECONDS / 86_400
+            )));
+        }
         if abs < 0 {
             return Err(bad(format!(
                 "{} {} is before the dataset's origin",
@@ -366,6 +366,12 @@ impl Decoder {
             if let Some(value) = var.attribute_value(name) {
                 let value = value.map_err(|e| bad(format!("attribute `{name}`: {e}")))?;
                 mask.extend(numbers(&value));
+            } else if name == "_FillValue" {
+                // Without the attribute, netCDF's default fill marks never-written data.
+                mask.push(match layout.dtype {
+                    DType::Float32 => f64::from(NC_FILL_FLOAT),
+                    DType::Float64 => NC_FILL_DOUBLE,
+                });
             }
         }
 
@@ -419,6 +425,18 @@ impl Decoder {
             });
         }
         let grid_mapping = match var.attribute_value("grid_mapping") {
+            Some(Ok(AttributeValue::Str(gm)))
+                if gm.is_empty()
+                    || gm.contains('/')
+                    || gm.starts_with('.')
+                    || layout.data_dims().contains(&gm)
+                    || gm == layout.variable =>
+            {
+                return Err(format!(
+                    "grid_mapping `{gm}` is not a usable variable name (empty, has `/`, starts \
+                     with `.`, or names a dim or the data variable)"
+                ))
+            }
             Some(Ok(AttributeValue::Str(gm))) => match file.variable(&gm) {
                 Some(gm_var) => Some((gm.clone(), attrs(gm_var.attributes())?)),
                 None => return Err(format!("grid_mapping variable `{gm}` is missing")),
@@ -456,9 +474,7 @@ impl Decoder {
                 _ => continue,
             };
             let codec = ChunkCodec::new(&spec, layout).map_err(|e| bad(e.to_string()))?;
-            let Some(encoded) = codec.encode(&raw).map_err(|e| bad(e.to_string()))? else {
-                continue;
-            };
+            let encoded = codec.encode_always(&raw).map_err(|e| bad(e.to_string()))?;
             let indices = vec![0; spec.dims.len()];
             let key = chunk_key(layout, &spec, &indices).map_err(|e| bad(e.to_string()))?;
             let mut known = self
@@ -484,6 +500,20 @@ impl Decoder {
         }
         Ok(out)
     }
+}
+
+/// How far ahead of the clock a rolling-dim time may be (2 days).
+const MAX_AHEAD_SECONDS: i64 = 2 * 86_400;
+
+/// netCDF's default fill value for floats, `NC_FILL_FLOAT` (9.96921e36), bit for bit.
+const NC_FILL_FLOAT: f32 = f32::from_bits(0x7cf0_0000);
+/// netCDF's default fill value for doubles, `NC_FILL_DOUBLE` (9.96921e36), bit for bit.
+const NC_FILL_DOUBLE: f64 = f64::from_bits(0x479e_0000_0000_0000);
+
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// What [`Decoder::plan`] works out for a file.

@@ -149,16 +149,11 @@ struct Counters {
 pub fn run(
     config: &DatasetConfig,
     storage: Arc<dyn Storage>,
-    lines: impl Iterator<Item = io::Result<String>> + Send,
+    lines: impl Iterator<Item = io::Result<String>>,
     options: &RunOptions,
 ) -> Result<RunSummary, RunError> {
     let layout = Layout::from_config(config);
-    let mut committer = Committer::open(
-        storage.clone(),
-        layout.clone(),
-        config.rolling.visibility,
-        Arc::new(DeleteExpired),
-    )?;
+    let mut committer = Committer::open(storage.clone(), layout.clone(), Arc::new(DeleteExpired))?;
     let fetcher = Fetcher::new(&config.source)?;
     let decoder = Decoder::new(layout.clone(), storage.clone());
     let writer = Writer::new(layout, storage)?;
@@ -225,12 +220,7 @@ pub fn roll(
     until: i64,
 ) -> Result<CommitRecord, CommitError> {
     let layout = Layout::from_config(config);
-    let mut committer = Committer::open(
-        storage,
-        layout,
-        config.rolling.visibility,
-        Arc::new(DeleteExpired),
-    )?;
+    let mut committer = Committer::open(storage, layout, Arc::new(DeleteExpired))?;
     committer.fold_roll(&RollEvent {
         dataset: config.name.clone(),
         until,

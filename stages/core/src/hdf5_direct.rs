@@ -52,6 +52,8 @@ pub(crate) struct DirectReader {
     /// Chunk shape of the variable.
     pub(crate) chunk: Vec<u64>,
     element: usize,
+    /// Decoded bytes of one chunk.
+    chunk_bytes: u64,
     filters: Vec<Filter>,
 }
 
@@ -124,10 +126,10 @@ impl DirectReader {
             {
                 return None;
             }
-            let chunk_bytes = chunk.iter().product::<u64>() * element as u64;
-            if chunk_bytes > MAX_CHUNK_BYTES {
-                return None;
-            }
+            let chunk_bytes = chunk
+                .iter()
+                .try_fold(element as u64, |acc, &c| acc.checked_mul(c))
+                .filter(|&b| b > 0 && b <= MAX_CHUNK_BYTES)?;
             let mut filters = Vec::new();
             for i in 0..u32::try_from(H5Pget_nfilters(plist)).ok()? {
                 let (mut flags, mut n, mut config) = (0u32, 0usize, 0u32);
@@ -155,6 +157,7 @@ impl DirectReader {
                 shape,
                 chunk,
                 element,
+                chunk_bytes,
                 filters,
             })
         }
@@ -181,6 +184,14 @@ impl DirectReader {
         if addr == haddr_t::MAX || size == 0 {
             return Ok(None);
         }
+        // Deflate never grows data by more than a small fraction; anything larger is a corrupt
+        // or hostile file, refused before allocating for it.
+        if size > self.chunk_bytes + self.chunk_bytes / 8 + 4096 {
+            return Err(format!(
+                "the chunk at {offset:?} claims {size} stored bytes for {} decoded; the file is corrupt",
+                self.chunk_bytes
+            ));
+        }
         let mut buf = vec![0u8; usize::try_from(size).map_err(|e| e.to_string())?];
         // SAFETY: `buf` holds exactly the chunk's stored size, as HDF5 reported it.
         let read = unsafe {
@@ -202,8 +213,7 @@ impl DirectReader {
 
     /// Undoes the filters of a raw chunk (no lock needed), giving the chunk's element bytes.
     pub(crate) fn decode(&self, mask: u32, raw: Vec<u8>) -> Result<Vec<u8>, String> {
-        let len = usize::try_from(self.chunk.iter().product::<u64>()).map_err(|e| e.to_string())?
-            * self.element;
+        let len = usize::try_from(self.chunk_bytes).map_err(|e| e.to_string())?;
         let mut data = raw;
         for (i, filter) in self.filters.iter().enumerate().rev() {
             if mask & (1 << i) != 0 {

@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Codec, DType, DatasetConfig, FileDimConfig, FillValue, MessageDimConfig};
+use crate::config::{
+    Codec, DType, DatasetConfig, FileDimConfig, FillValue, MessageDimConfig, Visibility,
+};
 
 /// Why a value cannot be placed in the dataset.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -68,6 +70,8 @@ pub struct Layout {
     pub format: u8,
     /// Fill value.
     pub fill_value: FillValue,
+    /// When an index counts as visible (readers enforce it too).
+    pub visibility: Visibility,
 }
 
 impl Layout {
@@ -87,6 +91,7 @@ impl Layout {
             level: config.level(),
             format: config.encoding.format,
             fill_value: config.encoding.fill_value.clone(),
+            visibility: config.rolling.visibility,
         }
     }
 
@@ -142,6 +147,28 @@ impl Layout {
             slot = slot * dim.size + index;
         }
         Ok(slot)
+    }
+
+    /// The slot of per-message-dim indices (the inverse of [`Layout::slot_indices`]).
+    pub fn slot_from_indices(&self, indices: &[u64]) -> Option<u32> {
+        let slot = self
+            .message_dims
+            .iter()
+            .zip(indices)
+            .try_fold(0u64, |acc, (m, &i)| {
+                (i < u64::from(m.size)).then(|| acc * u64::from(m.size) + i)
+            })?;
+        u32::try_from(slot).ok()
+    }
+
+    /// The dataset's fill value as native-endian element bytes.
+    pub fn fill_bytes(&self) -> Vec<u8> {
+        let fill = self.fill_value.as_f64().unwrap_or(f64::NAN);
+        match self.dtype {
+            #[allow(clippy::cast_possible_truncation)]
+            DType::Float32 => (fill as f32).to_ne_bytes().to_vec(),
+            DType::Float64 => fill.to_ne_bytes().to_vec(),
+        }
     }
 
     /// The per-message-dim indices of a slot.
@@ -235,16 +262,17 @@ impl Layout {
     }
 
     /// Whether two layouts can share stored data (same shapes, chunks, encoding and steps).
-    /// Only the window may differ between runs of one dataset.
+    /// Only the window and the visibility may differ between runs of one dataset.
     pub fn compatible_with(&self, other: &Self) -> Result<(), String> {
         let mut a = self.clone();
         a.window = other.window;
+        a.visibility = other.visibility;
         if &a == other {
             Ok(())
         } else {
             Err(format!(
-                "the stored dataset was made with a different layout; only `rolling.window` may \
-                 change. Stored: {}; configured: {}",
+                "the stored dataset was made with a different layout; only `rolling.window` and \
+                 `rolling.visibility` may change. Stored: {}; configured: {}",
                 serde_json::to_string(other).unwrap_or_default(),
                 serde_json::to_string(self).unwrap_or_default()
             ))

@@ -191,6 +191,11 @@ pub fn array_specs(
     specs
 }
 
+/// The data variable's spec (length 0 along the rolling dim: enough for keys and codecs).
+pub fn data_spec(layout: &Layout) -> ArraySpec {
+    array_specs(layout, None, 0).swap_remove(0)
+}
+
 /// Group attributes: the source files' global attributes.
 pub fn group_attrs(schema: Option<&FileSchema>) -> Map<String, Value> {
     schema

@@ -117,13 +117,10 @@ impl View {
         match spec.role {
             Role::Data => {
                 let abs = self.record.offset + i64::try_from(indices[0]).unwrap_or(i64::MAX);
-                let slot_indices = &indices[1..=layout.message_dims.len()];
-                let slot = layout
-                    .message_dims
-                    .iter()
-                    .zip(slot_indices)
-                    .fold(0u64, |acc, (m, &i)| acc * u64::from(m.size) + i);
-                let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+                let Some(slot) = layout.slot_from_indices(&indices[1..=layout.message_dims.len()])
+                else {
+                    return Ok(None);
+                };
                 if !self.record.is_visible(abs, slot) {
                     return Ok(None);
                 }
@@ -159,7 +156,8 @@ impl View {
             .ok_or_else(|| ZarrsError::Other(format!("no codec for `{}`", spec.name)))?;
         let elements: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
         codec
-            .encode(&elements)
+            .encode_always(&elements)
+            .map(Some)
             .map_err(|e| ZarrsError::Other(e.to_string()))
     }
 }

@@ -75,6 +75,8 @@ pub enum Folded {
     Unchanged,
     /// The target is below the window; its chunks are queued for removal.
     OutOfWindow,
+    /// The report does not fit the layout (bad abs, slot or part); ignored.
+    Refused,
 }
 
 impl CommitRecord {
@@ -101,17 +103,39 @@ impl CommitRecord {
             .map_or(0, |h| u64::try_from(h - self.offset + 1).unwrap_or(0))
     }
 
-    /// Whether a target's data is committed and inside the window.
-    pub fn is_visible(&self, abs: i64, slot: u32) -> bool {
-        self.head.is_some_and(|h| abs >= self.offset && abs <= h)
-            && self
-                .present
-                .get(&abs)
-                .is_some_and(|s| s.binary_search(&slot).is_ok())
+    /// Whether a target is committed (all its parts written).
+    fn is_present(&self, abs: i64, slot: u32) -> bool {
+        self.present
+            .get(&abs)
+            .is_some_and(|s| s.binary_search(&slot).is_ok())
     }
 
-    /// Folds one write report.
-    pub fn fold_report(&mut self, report: &WriteReport, visibility: Visibility) -> Folded {
+    /// Whether a target's data is committed and inside the window, and, with `complete`
+    /// visibility, every slot of its index is committed.
+    pub fn is_visible(&self, abs: i64, slot: u32) -> bool {
+        let index_ready = match self.layout.visibility {
+            Visibility::Any => true,
+            Visibility::Complete => self
+                .present
+                .get(&abs)
+                .is_some_and(|s| s.len() as u32 >= self.layout.slots()),
+        };
+        index_ready
+            && self.head.is_some_and(|h| abs >= self.offset && abs <= h)
+            && self.is_present(abs, slot)
+    }
+
+    /// Folds one write report. Reports that do not fit the layout are refused.
+    pub fn fold_report(&mut self, report: &WriteReport) -> Folded {
+        let layout = &self.layout;
+        if report.abs < 0
+            || report.slot >= layout.slots()
+            || report.parts != layout.parts()
+            || report.part >= report.parts
+        {
+            return Folded::Refused;
+        }
+        let visibility = layout.visibility;
         let key = (report.abs, report.slot);
         let mut changed = false;
         if let Some(schema) = &report.schema {
@@ -125,11 +149,7 @@ impl CommitRecord {
             self.queue_expiry(report.abs, report.slot, vec![report.part]);
             return Folded::OutOfWindow;
         }
-        if self
-            .present
-            .get(&report.abs)
-            .is_some_and(|s| s.binary_search(&report.slot).is_ok())
-        {
+        if self.is_present(report.abs, report.slot) {
             return if changed {
                 Folded::Changed
             } else {
@@ -182,6 +202,22 @@ impl CommitRecord {
         }
     }
 
+    /// Applies a changed window: a smaller one moves the offset up at once (queueing what falls
+    /// out); a larger one fills in as new steps arrive (the offset never moves back).
+    pub fn set_window(&mut self, window: u32) -> Folded {
+        if window == self.layout.window {
+            return Folded::Unchanged;
+        }
+        self.layout.window = window;
+        if let Some(head) = self.head {
+            let offset = head - i64::from(window) + 1;
+            if offset > self.offset {
+                self.move_offset(offset);
+            }
+        }
+        Folded::Changed
+    }
+
     /// Folds a roll event: the head moves to at least the abs index of `until`.
     pub fn fold_roll(&mut self, roll: &RollEvent) -> Folded {
         let before = (self.offset, self.head);
@@ -207,6 +243,11 @@ impl CommitRecord {
         if !first && offset <= self.offset {
             return;
         }
+        self.move_offset(offset);
+    }
+
+    /// Moves the offset up to `offset`, queueing everything below it for removal.
+    fn move_offset(&mut self, offset: i64) {
         self.offset = offset;
         let kept = self.present.split_off(&offset);
         for (abs, slots) in std::mem::replace(&mut self.present, kept) {
@@ -265,10 +306,7 @@ mod tests {
     fn window_follows_data_and_queues_roll_off() {
         let mut r = CommitRecord::empty(layout(3, 1, &[(4, 4)]));
         for abs in 10..15 {
-            assert_eq!(
-                r.fold_report(&report(abs, 0, 0, 1), Visibility::Any),
-                Folded::Changed
-            );
+            assert_eq!(r.fold_report(&report(abs, 0, 0, 1)), Folded::Changed);
             r.generation += 1;
         }
         assert_eq!((r.offset, r.head), (12, Some(14)));
@@ -280,23 +318,17 @@ mod tests {
             r.expiring.iter().map(|e| e.abs).collect::<Vec<_>>(),
             vec![10, 11]
         );
-        assert_eq!(
-            r.fold_report(&report(14, 0, 0, 1), Visibility::Any),
-            Folded::Unchanged
-        );
-        assert_eq!(
-            r.fold_report(&report(5, 0, 0, 1), Visibility::Any),
-            Folded::OutOfWindow
-        );
+        assert_eq!(r.fold_report(&report(14, 0, 0, 1)), Folded::Unchanged);
+        assert_eq!(r.fold_report(&report(5, 0, 0, 1)), Folded::OutOfWindow);
     }
 
     #[test]
     fn a_target_is_visible_only_when_all_parts_are_in() {
         let mut r = CommitRecord::empty(layout(3, 2, &[(4, 2), (3, 3)]));
-        r.fold_report(&report(7, 1, 1, 2), Visibility::Any);
+        r.fold_report(&report(7, 1, 1, 2));
         assert!(!r.is_visible(7, 1));
         assert_eq!(r.head, None);
-        r.fold_report(&report(7, 1, 0, 2), Visibility::Any);
+        r.fold_report(&report(7, 1, 0, 2));
         assert!(r.is_visible(7, 1));
         assert!(!r.is_visible(7, 0));
         assert!(r.pending.is_empty());
@@ -304,18 +336,57 @@ mod tests {
 
     #[test]
     fn complete_visibility_waits_for_every_slot() {
-        let mut r = CommitRecord::empty(layout(3, 2, &[(4, 4)]));
-        r.fold_report(&report(7, 0, 0, 1), Visibility::Complete);
+        let mut l = layout(3, 2, &[(4, 4)]);
+        l.visibility = Visibility::Complete;
+        let mut r = CommitRecord::empty(l);
+        r.fold_report(&report(7, 0, 0, 1));
         assert_eq!(r.head, None);
-        r.fold_report(&report(7, 1, 0, 1), Visibility::Complete);
+        r.fold_report(&report(7, 1, 0, 1));
         assert_eq!(r.head, Some(7));
+        // A roll past an incomplete index shows none of it, not part of it.
+        r.fold_report(&report(8, 0, 0, 1));
+        r.fold_roll(&RollEvent {
+            dataset: "t".into(),
+            until: r.layout.time_of(9),
+        });
+        assert_eq!(r.head, Some(9));
+        assert!(r.is_visible(7, 0) && !r.is_visible(8, 0));
+    }
+
+    #[test]
+    fn reports_that_do_not_fit_the_layout_are_refused() {
+        let mut r = CommitRecord::empty(layout(3, 2, &[(4, 2), (3, 3)]));
+        for bad in [
+            report(-1, 0, 0, 2),
+            report(1, 2, 0, 2),
+            report(1, 0, 0, 1),
+            report(1, 0, 2, 2),
+        ] {
+            assert_eq!(r.fold_report(&bad), Folded::Refused, "{bad:?}");
+        }
+        assert_eq!(r.head, None);
+    }
+
+    #[test]
+    fn a_smaller_window_moves_the_offset_at_once() {
+        let mut r = CommitRecord::empty(layout(4, 1, &[(4, 4)]));
+        for abs in 0..4 {
+            r.fold_report(&report(abs, 0, 0, 1));
+        }
+        assert_eq!((r.offset, r.visible_len()), (0, 4));
+        assert_eq!(r.set_window(2), Folded::Changed);
+        assert_eq!((r.offset, r.visible_len()), (2, 2));
+        assert_eq!(
+            r.expiring.iter().map(|e| e.abs).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
     }
 
     #[test]
     fn rolls_move_the_window_without_data() {
         let l = layout(3, 1, &[(4, 4)]);
         let mut r = CommitRecord::empty(l.clone());
-        r.fold_report(&report(2, 0, 0, 1), Visibility::Any);
+        r.fold_report(&report(2, 0, 0, 1));
         r.generation = 1;
         let until = l.time_of(6) + 1800;
         assert_eq!(

@@ -10,7 +10,7 @@ use roller_proto::WriteReport;
 use crate::chunk_codec::{ChunkCodec, CodecError};
 use crate::decode::Slab;
 use crate::layout::Layout;
-use crate::metadata::{array_specs, ArraySpec};
+use crate::metadata::{data_spec, ArraySpec};
 use crate::physical_key::chunk_key;
 use crate::storage::{KeyError, Storage, StorageError};
 
@@ -58,17 +58,9 @@ pub struct Writer {
 impl Writer {
     /// A writer for the dataset in `storage`.
     pub fn new(layout: Layout, storage: Arc<dyn Storage>) -> Result<Self, WriteError> {
-        let data = array_specs(&layout, None, 0).swap_remove(0);
+        let data = data_spec(&layout);
         let codec = ChunkCodec::new(&data, &layout)?;
-        let fill_value = layout.fill_value.as_f64().unwrap_or(f64::NAN);
-        let fill = match layout.dtype {
-            crate::config::DType::Float32 => {
-                #[allow(clippy::cast_possible_truncation)]
-                let f = fill_value as f32;
-                f.to_ne_bytes().to_vec()
-            }
-            crate::config::DType::Float64 => fill_value.to_ne_bytes().to_vec(),
-        };
+        let fill = layout.fill_bytes();
         Ok(Self {
             layout,
             storage,
@@ -100,7 +92,8 @@ impl Writer {
         for (key, bytes) in &slab.statics {
             self.storage.put(key, bytes.clone())?;
         }
-        let abs = u64::try_from(slab.abs).unwrap_or_default();
+        // Checked non-negative above.
+        let abs = slab.abs.unsigned_abs();
         let mut chunks = 0;
         let mut bytes = 0;
         for (file_chunk, elements) in self.cut(&slab.shape, &slab.data, slab.part) {

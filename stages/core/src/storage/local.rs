@@ -116,10 +116,17 @@ impl Storage for LocalStore {
             fs::create_dir_all(&dir).map_err(Self::io(key))?;
             match self.write_tmp(&dir, &value) {
                 Ok(tmp) => {
-                    return fs::rename(&tmp, &path).map_err(|e| {
+                    fs::rename(&tmp, &path).map_err(|e| {
                         let _ = fs::remove_file(&tmp);
                         Self::io(key)(e)
-                    });
+                    })?;
+                    if self.fsync {
+                        // The rename itself is durable only once the directory is synced.
+                        fs::File::open(&dir)
+                            .and_then(|d| d.sync_all())
+                            .map_err(Self::io(key))?;
+                    }
+                    return Ok(());
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound && attempt == 0 => attempt += 1,
                 Err(e) => return Err(Self::io(key)(e)),

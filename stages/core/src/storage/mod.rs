@@ -37,16 +37,6 @@ pub enum StorageError {
     /// The key is not acceptable (see [`Key`]).
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// An object is larger than the caller allows.
-    #[error("object `{key}` is {size} bytes, more than the limit of {limit} bytes")]
-    TooLarge {
-        /// The key being read.
-        key: String,
-        /// Its size.
-        size: u64,
-        /// The limit.
-        limit: u64,
-    },
 }
 
 /// A flat key/value object store.
