@@ -34,6 +34,13 @@ pub fn parse_instant(text: &str) -> Option<i64> {
     Some(parsed.timestamp())
 }
 
+/// The current time in whole seconds since the Unix epoch (0 if the clock is before it).
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Formats seconds since the Unix epoch as RFC 3339 (`2019-02-14T03:00:00Z`).
 pub fn format_instant(seconds: i64) -> String {
     DateTime::<Utc>::from_timestamp(seconds, 0)

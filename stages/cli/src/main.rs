@@ -178,9 +178,9 @@ fn run(cli: Cli) -> Result<()> {
             let until = match until {
                 Some(t) => roller_proto::time::parse_instant(&t)
                     .with_context(|| format!("--until `{t}` is not an RFC 3339 time"))?,
-                None => chrono_now(),
+                None => roller_proto::time::now(),
             };
-            if until > chrono_now() + 2 * 86_400 {
+            if until > roller_proto::time::now() + 2 * 86_400 {
                 bail!(
                     "--until is more than 2 days in the future; rolling there would move every \
                      run out of the window"
@@ -316,10 +316,4 @@ pub(crate) fn print_summary(s: &RunSummary) {
     for letter in &s.dead_letters {
         println!("  dead letter {letter}");
     }
-}
-
-fn chrono_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -168,7 +168,7 @@ impl Committer {
         }
         let mut next = self.record.clone();
         next.generation += 1;
-        next.committed_at = roller_proto::time::format_instant(now_seconds());
+        next.committed_at = roller_proto::time::format_instant(roller_proto::time::now());
         let bytes = serde_json::to_vec_pretty(&next).map_err(|e| CommitError::Corrupt {
             dataset: next.layout.name.clone(),
             reason: e.to_string(),
@@ -226,10 +226,4 @@ impl Committer {
         }
         self.record.expiring = failed;
     }
-}
-
-fn now_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -320,7 +320,7 @@ impl Decoder {
         let abs = layout
             .abs_index(frt)
             .map_err(|e: PlacementError| bad(e.to_string()))?;
-        if frt > now_seconds() + MAX_AHEAD_SECONDS {
+        if frt > roller_proto::time::now() + MAX_AHEAD_SECONDS {
             return Err(bad(format!(
                 "{} {} is more than {} days in the future; a clock or file error would roll the \
                  whole window away",
@@ -509,12 +509,6 @@ const MAX_AHEAD_SECONDS: i64 = 2 * 86_400;
 const NC_FILL_FLOAT: f32 = f32::from_bits(0x7cf0_0000);
 /// netCDF's default fill value for doubles, `NC_FILL_DOUBLE` (9.96921e36), bit for bit.
 const NC_FILL_DOUBLE: f64 = f64::from_bits(0x479e_0000_0000_0000);
-
-fn now_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 /// What [`Decoder::plan`] works out for a file.
 struct Plan {
