@@ -364,31 +364,23 @@ fn bad_input_is_rejected_with_a_reason_and_the_rest_completes() {
     let bytes = std::fs::read(&files[0].path).expect("read");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
     // A file with the wrong variable, and one with the wrong grid shape.
-    let wrong_var = roller_core::synth::synth(&roller_core::synth::SynthOptions {
-        out: src.join("wrongvar"),
-        variable: "relative_humidity".into(),
-        ny: 20,
-        nx: 30,
-        runs: 1,
-        leads: 1,
-        first_run: 1_704_240_000,
-        ..Default::default()
-    })
-    .expect("synth")[0]
-        .path
-        .clone();
-    let wrong_grid = roller_core::synth::synth(&roller_core::synth::SynthOptions {
-        out: src.join("wronggrid"),
-        ny: 21,
-        nx: 30,
-        runs: 1,
-        leads: 1,
-        first_run: 1_704_240_000,
-        ..Default::default()
-    })
-    .expect("synth")[0]
-        .path
-        .clone();
+    let one_file = |dir: &str, variable: &str, ny: usize| {
+        roller_core::synth::synth(&roller_core::synth::SynthOptions {
+            out: src.join(dir),
+            variable: variable.into(),
+            ny,
+            nx: 30,
+            runs: 1,
+            leads: 1,
+            first_run: 1_704_240_000,
+            ..Default::default()
+        })
+        .expect("synth")[0]
+            .path
+            .clone()
+    };
+    let wrong_var = one_file("wrongvar", "relative_humidity", 20);
+    let wrong_grid = one_file("wronggrid", "air_temperature", 21);
     let mut lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
     lines.insert(1, note_for(&truncated, frt));
     lines.insert(2, note_for(&wrong_var, frt));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use roller_core::synth::{synth, SynthOptions};
+use roller_core::synth::{synth, write_config, SynthOptions};
 use serde_json::Value;
 
 /// Arguments of `roller bench`.
@@ -78,62 +78,36 @@ fn json_of(command: &mut Command) -> Result<Value> {
     serde_json::from_str(last).with_context(|| format!("{command:?} printed {stdout}"))
 }
 
+/// Writes the config of a bench dataset fitting `options`' files, storing in `dir/<name>-rust`.
 fn config(
     dir: &Path,
     name: &str,
-    sources: &Path,
-    dims: &str,
-    leads: usize,
+    options: &SynthOptions,
     window: usize,
     level: i32,
 ) -> Result<PathBuf> {
+    let mut config = options.dataset_config(
+        name,
+        u32::try_from(window)?,
+        (485, 521),
+        &dir.join(format!("{name}-rust")),
+    );
+    config.encoding.level = Some(level);
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "{name}"
-variable = "air_temperature"
-[match]
-model = "mo-atmospheric-ukv-prd"
-name = "air_temperature"
-[rolling]
-dim = "forecast_reference_time"
-step = "1h"
-window = {window}
-[[message_dims]]
-name = "forecast_period"
-step = "1h"
-size = {leads}
-{dims}
-[encoding]
-codec = "zstd"
-level = {level}
-[store]
-path = "{}"
-[source]
-local_roots = ["{}"]
-"#,
-            dir.join(format!("{name}-rust")).display(),
-            sources.display()
-        ),
-    )?;
+    write_config(&config, &path)?;
     Ok(path)
 }
 
-const GRID: &str = "[[file_dims]]\nname = \"projection_y_coordinate\"\nsize = 970\nchunk = 485\n[[file_dims]]\nname = \"projection_x_coordinate\"\nsize = 1042\nchunk = 521\n";
-
-fn ensure_files(out: &Path, options: SynthOptions) -> Result<PathBuf> {
-    let list = out.join("notifications.jsonl");
+/// Synthesises the files unless an earlier run left them; returns their notifications.
+fn ensure_files(options: &SynthOptions) -> Result<PathBuf> {
+    let list = options.out.join("notifications.jsonl");
     if !list.exists() {
         eprintln!(
             "synthesising {} files in {} ...",
             options.runs * options.leads,
-            out.display()
+            options.out.display()
         );
-        synth(&SynthOptions {
-            out: out.to_path_buf(),
-            ..options
-        })?;
+        synth(options)?;
     }
     Ok(list)
 }
@@ -152,18 +126,14 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     std::fs::create_dir_all(&args.dir)?;
     let dir = args.dir.canonicalize()?;
     let me = std::env::current_exe()?;
-    let ukv_files = dir.join("ukv");
-    let list = ensure_files(
-        &ukv_files,
-        SynthOptions {
-            runs: args.runs,
-            leads: args.leads,
-            ..SynthOptions::default()
-        },
-    )?;
-    let ukv = config(
-        &dir, "ukv", &ukv_files, GRID, args.leads, args.runs, args.level,
-    )?;
+    let ukv_files = SynthOptions {
+        out: dir.join("ukv"),
+        runs: args.runs,
+        leads: args.leads,
+        ..SynthOptions::default()
+    };
+    let list = ensure_files(&ukv_files)?;
+    let ukv = config(&dir, "ukv", &ukv_files, args.runs, args.level)?;
     let script = workspace().join("bench/python_route.py");
 
     let (mut rust, mut py) = (Vec::new(), Vec::new());
@@ -235,20 +205,16 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     );
 
     if !args.skip_mogreps {
-        let mog_files = dir.join("mogreps");
-        let mog_list = ensure_files(
-            &mog_files,
-            SynthOptions {
-                model: "mo-atmospheric-ukv-prd".into(),
-                realizations: Some(12),
-                heights: Some((0..33).map(|i| 5.0 + 10.0 * f64::from(i)).collect()),
-                runs: 1,
-                leads: 1,
-                ..SynthOptions::default()
-            },
-        )?;
-        let dims = format!("[[file_dims]]\nname = \"realization\"\nsize = 12\nchunk = 1\n[[file_dims]]\nname = \"height\"\nsize = 33\nchunk = 1\n{GRID}");
-        let mog = config(&dir, "mogreps", &mog_files, &dims, 1, 1, args.level)?;
+        let mog_files = SynthOptions {
+            out: dir.join("mogreps"),
+            realizations: Some(12),
+            heights: Some((0..33).map(|i| 5.0 + 10.0 * f64::from(i)).collect()),
+            runs: 1,
+            leads: 1,
+            ..SynthOptions::default()
+        };
+        let mog_list = ensure_files(&mog_files)?;
+        let mog = config(&dir, "mogreps", &mog_files, 1, args.level)?;
         let mut runs = Vec::new();
         for _ in 0..args.repeats {
             let _ = std::fs::remove_dir_all(dir.join("mogreps-rust"));

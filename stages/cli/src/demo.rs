@@ -9,7 +9,7 @@ use roller_core::embedded::{self, RunOptions};
 use roller_core::rolling_store::RollingStore;
 use roller_core::state::CommitRecord;
 use roller_core::storage::{LocalStore, Storage};
-use roller_core::synth::{synth, SynthOptions};
+use roller_core::synth::{synth, write_config, SynthOptions};
 use roller_proto::time::format_instant;
 use zarrs::array::Array;
 
@@ -24,7 +24,7 @@ pub(crate) fn run(dir: &Path) -> Result<()> {
     prepare(dir)?;
     let files_dir = dir.join("files");
     println!("1. Synthesising {RUNS} runs x {LEADS} lead times of a 97 x 104 air_temperature field in {}", files_dir.display());
-    let files = synth(&SynthOptions {
+    let options = SynthOptions {
         out: files_dir.clone(),
         ny: 97,
         nx: 104,
@@ -33,47 +33,14 @@ pub(crate) fn run(dir: &Path) -> Result<()> {
         first_run: FIRST_RUN,
         run_step: RUN_STEP,
         ..SynthOptions::default()
-    })?;
+    };
+    let files = synth(&options)?;
     let store_dir = dir.join("dataset");
-    let config_text = format!(
-        r#"name = "demo-air-temperature"
-variable = "air_temperature"
-
-[match]
-model = "mo-atmospheric-ukv-prd"
-name = "air_temperature"
-
-[rolling]
-dim = "forecast_reference_time"
-step = "6h"
-window = 3
-
-[[message_dims]]
-name = "forecast_period"
-step = "1h"
-size = {LEADS}
-
-[[file_dims]]
-name = "projection_y_coordinate"
-size = 97
-chunk = 49
-
-[[file_dims]]
-name = "projection_x_coordinate"
-size = 104
-chunk = 52
-
-[store]
-path = "{}"
-
-[source]
-local_roots = ["{}"]
-"#,
-        store_dir.display(),
-        files_dir.display()
-    );
     let config_path = dir.join("demo.toml");
-    std::fs::write(&config_path, &config_text)?;
+    write_config(
+        &options.dataset_config("demo-air-temperature", 3, (49, 52), &store_dir),
+        &config_path,
+    )?;
     let config = DatasetConfig::load(&config_path)?;
     println!(
         "   dataset config: {} (window 3 runs, 6-hourly)\n",

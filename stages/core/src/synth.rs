@@ -12,6 +12,12 @@ use std::path::{Path, PathBuf};
 
 use roller_proto::time::format_instant;
 
+use crate::config::{
+    DatasetConfig, EncodingConfig, FileDimConfig, Levels, MatchConfig, MessageDimConfig,
+    RollingConfig, SourceConfig, StoreConfig, Visibility,
+};
+use crate::duration::Seconds;
+
 /// What to synthesise.
 #[derive(Debug, Clone)]
 pub struct SynthOptions {
@@ -63,6 +69,68 @@ impl Default for SynthOptions {
     }
 }
 
+impl SynthOptions {
+    /// A dataset config that fits these files: rolling `forecast_reference_time` every
+    /// `run_step`, `forecast_period` every `lead_step` with one slot per lead time, the files'
+    /// dims (realization and height chunked by 1, the grid by `chunk_yx`), stored in `store`,
+    /// reading sources from `out`. Everything else takes its default.
+    pub fn dataset_config(
+        &self,
+        name: &str,
+        window: u32,
+        chunk_yx: (u64, u64),
+        store: &Path,
+    ) -> DatasetConfig {
+        let dim = |name: &str, size: usize, chunk: u64| FileDimConfig {
+            name: name.into(),
+            size: size as u64,
+            chunk: chunk.min(size as u64),
+        };
+        let mut file_dims = Vec::new();
+        if let Some(r) = self.realizations {
+            file_dims.push(dim("realization", r, 1));
+        }
+        if let Some(h) = &self.heights {
+            file_dims.push(dim("height", h.len(), 1));
+        }
+        file_dims.push(dim("projection_y_coordinate", self.ny, chunk_yx.0));
+        file_dims.push(dim("projection_x_coordinate", self.nx, chunk_yx.1));
+        DatasetConfig {
+            name: name.into(),
+            variable: self.variable.clone(),
+            matching: MatchConfig {
+                model: self.model.clone(),
+                name: self.variable.clone(),
+                cell_methods: None,
+                levels: Levels::Any,
+            },
+            rolling: RollingConfig {
+                dim: "forecast_reference_time".into(),
+                step: Seconds(self.run_step),
+                window,
+                origin: roller_proto::time::format_instant(0),
+                visibility: Visibility::Any,
+            },
+            message_dims: vec![MessageDimConfig {
+                name: "forecast_period".into(),
+                step: Seconds(self.lead_step),
+                size: u32::try_from(self.leads).unwrap_or(u32::MAX),
+                start: Seconds(0),
+            }],
+            file_dims,
+            encoding: EncodingConfig::default(),
+            store: StoreConfig {
+                path: store.to_path_buf(),
+                fsync: true,
+            },
+            source: SourceConfig {
+                local_roots: vec![self.out.clone()],
+                ..SourceConfig::default()
+            },
+        }
+    }
+}
+
 /// A synthesis failure.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
@@ -89,6 +157,17 @@ pub struct SynthFile {
 const X0: f64 = -1_158_000.0;
 const Y0: f64 = -1_036_000.0;
 const DXY: f64 = 2000.0;
+
+/// Writes a config as TOML (for `roller run --config`), validating it first.
+pub fn write_config(config: &DatasetConfig, path: &Path) -> Result<(), SynthError> {
+    let fail = |reason: String| SynthError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    config.validate().map_err(|e| fail(e.to_string()))?;
+    let text = toml::to_string_pretty(config).map_err(|e| fail(e.to_string()))?;
+    std::fs::write(path, text).map_err(|e| fail(e.to_string()))
+}
 
 /// Writes `runs x leads` files and `notifications.jsonl` into `options.out`.
 pub fn synth(options: &SynthOptions) -> Result<Vec<SynthFile>, SynthError> {
