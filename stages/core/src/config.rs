@@ -79,6 +79,12 @@ pub struct DatasetConfig {
     /// Where source files may come from.
     #[serde(default)]
     pub source: SourceConfig,
+    /// Scratch storage between the distributed stages (required by them, unused embedded).
+    #[serde(default)]
+    pub scratch: Option<ScratchConfig>,
+    /// When the window moves with the clock (the scheduler's roll events).
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
 }
 
 /// Which notifications a dataset takes.
@@ -328,6 +334,61 @@ impl Default for SourceConfig {
     }
 }
 
+/// Scratch storage: where fetch and decode leave bulk bytes for the next stage (claim-check).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScratchConfig {
+    /// Directory of the scratch area (shared by every stage replica).
+    pub path: PathBuf,
+    /// Scratch objects older than this are orphans (their message was lost or dead-lettered)
+    /// and are removed by the sweep. Keep it longer than the longest backlog you expect: the
+    /// work stream drops messages older than this too, so a message never outlives its object.
+    #[serde(default = "default_scratch_max_age")]
+    pub max_age: Seconds,
+    /// Sync every scratch object to disk before passing it on (default true).
+    #[serde(default = "yes")]
+    pub fsync: bool,
+}
+
+fn default_scratch_max_age() -> Seconds {
+    Seconds(24 * 3600)
+}
+
+/// When the scheduler moves the window, and where the window ends.
+///
+/// The newest expected run is `now - availability_delay`, snapped down to the latest of
+/// `run_hours` (UTC) and then to the rolling step; the window ends there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// When to emit a roll event: a five-field cron expression in UTC
+    /// (`minute hour day-of-month month day-of-week`). Default `"5 * * * *"`: every hour at
+    /// minute 5.
+    #[serde(default = "default_cron")]
+    pub cron: String,
+    /// Hours (UTC) at which the model runs, e.g. `[3, 9, 15, 21]` for MOGREPS-UK. Empty: every
+    /// step of the rolling dim is a run.
+    #[serde(default)]
+    pub run_hours: Vec<u32>,
+    /// How long after its nominal time a run's files are expected to be available.
+    #[serde(default = "zero_seconds")]
+    pub availability_delay: Seconds,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            cron: default_cron(),
+            run_hours: Vec::new(),
+            availability_delay: Seconds(0),
+        }
+    }
+}
+
+fn default_cron() -> String {
+    "5 * * * *".into()
+}
+
 fn default_max_object_bytes() -> u64 {
     4 << 30
 }
@@ -490,6 +551,25 @@ impl DatasetConfig {
         }
         if self.source.max_object_bytes == 0 {
             return Err(invalid("source.max_object_bytes", "must be positive"));
+        }
+        if let Some(scratch) = &self.scratch {
+            if scratch.max_age.0 <= 0 {
+                return Err(invalid("scratch.max_age", "must be positive"));
+            }
+        }
+        crate::schedule::Cron::parse(&self.schedule.cron)
+            .map_err(|reason| invalid("schedule.cron", reason))?;
+        if let Some(hour) = self.schedule.run_hours.iter().find(|&&h| h > 23) {
+            return Err(invalid(
+                "schedule.run_hours",
+                format!("{hour} is not an hour of the day (0..=23)"),
+            ));
+        }
+        if self.schedule.availability_delay.0 < 0 {
+            return Err(invalid(
+                "schedule.availability_delay",
+                "must not be negative",
+            ));
         }
         Ok(())
     }

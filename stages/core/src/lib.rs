@@ -23,6 +23,8 @@ pub mod matching;
 pub mod metadata;
 pub mod physical_key;
 pub mod rolling_store;
+pub mod schedule;
+pub mod scratch;
 pub mod state;
 pub mod storage;
 pub mod synth;

@@ -14,7 +14,7 @@ use roller_proto::time::format_instant;
 
 use crate::config::{
     DatasetConfig, EncodingConfig, FileDimConfig, Levels, MatchConfig, MessageDimConfig,
-    RollingConfig, SourceConfig, StoreConfig, Visibility,
+    RollingConfig, ScheduleConfig, SourceConfig, StoreConfig, Visibility,
 };
 use crate::duration::Seconds;
 
@@ -127,6 +127,8 @@ impl SynthOptions {
                 local_roots: vec![self.out.clone()],
                 ..SourceConfig::default()
             },
+            scratch: None,
+            schedule: ScheduleConfig::default(),
         }
     }
 }

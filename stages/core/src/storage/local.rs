@@ -148,6 +148,34 @@ impl Storage for LocalStore {
         }
     }
 
+    fn put_file(&self, key: &Key, source: &Path) -> Result<(), StorageError> {
+        let path = self.path(key);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&dir).map_err(Self::io(key))?;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
+        let copied = fs::copy(source, &tmp).and_then(|_| {
+            if self.fsync {
+                fs::File::open(&tmp)?.sync_data()?;
+            }
+            fs::rename(&tmp, &path)
+        });
+        if let Err(e) = copied {
+            let _ = fs::remove_file(&tmp);
+            return Err(Self::io(key)(e));
+        }
+        if self.fsync {
+            fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(Self::io(key))?;
+        }
+        Ok(())
+    }
+
+    fn local_path(&self, key: &Key) -> Option<PathBuf> {
+        Some(self.path(key))
+    }
+
     fn list_prefix(&self, prefix: &str) -> Result<Vec<Key>, StorageError> {
         let mut keys = Vec::new();
         let mut pending = vec![self.root.clone()];

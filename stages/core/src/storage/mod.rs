@@ -13,6 +13,7 @@ mod metered;
 pub(crate) mod zarrs_adapter;
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
@@ -67,6 +68,22 @@ pub trait Storage: Send + Sync + fmt::Debug {
 
     /// All keys under a prefix (`""` for everything), sorted.
     fn list_prefix(&self, prefix: &str) -> Result<Vec<Key>, StorageError>;
+
+    /// Stores the contents of a local file as an object (atomically, like [`Storage::put`]).
+    /// The default reads the file into memory; backends override it to stream.
+    fn put_file(&self, key: &Key, path: &Path) -> Result<(), StorageError> {
+        let bytes = std::fs::read(path).map_err(|source| StorageError::Io {
+            key: key.to_string(),
+            source,
+        })?;
+        self.put(key, Bytes::from(bytes))
+    }
+
+    /// Where the object lives on the local file system, for backends that keep objects as
+    /// files (so a reader like NetCDF can open it in place); `None` otherwise.
+    fn local_path(&self, _key: &Key) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// Slices `bytes` to the range `start..start+len` (or to the end), clamped to the object.

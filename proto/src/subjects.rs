@@ -1,0 +1,216 @@
+//! Where messages travel on NATS JetStream: subject, stream, consumer and bucket names, all
+//! derived from one prefix (`ROLLER_STREAM_PREFIX`, default `roller`) so several deployments
+//! can share a NATS account.
+//!
+//! ```text
+//! {p}.ingest.{dataset}            notifications, JSON (what `nats pub` and `roller replay` send)
+//! {p}.work.fetched.{dataset}      fetch -> decode   (FetchedFile, bincode)
+//! {p}.work.slab.{dataset}         decode -> write   (SlabTicket, bincode)
+//! {p}.events.report.{dataset}     write -> commit   (WriteReport, bincode)
+//! {p}.events.roll.{dataset}       scheduler / `roller roll` -> commit (RollEvent, bincode)
+//! {p}.events.commit.{dataset}     commit -> anyone  (CommitEvent, bincode)
+//! {p}.dead.{stage}.{dataset}      dead letters: the original payload plus Roller-* headers
+//! ```
+
+use std::fmt;
+
+/// Why a prefix or dataset name cannot be used in subjects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{value}` cannot be used as a NATS {what}: {reason}")]
+pub struct SubjectError {
+    /// The refused value.
+    pub value: String,
+    /// What it was for (stream prefix, dataset name).
+    pub what: &'static str,
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// The streams zarr-roller uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Notifications as they arrive (limits retention: kept for replay and audit).
+    Ingest,
+    /// Work between stages (work-queue retention: a message is gone once acked).
+    Work,
+    /// Write reports, roll events and commits.
+    Events,
+    /// Messages no stage could process.
+    Dead,
+}
+
+impl StreamKind {
+    /// Every stream.
+    pub const ALL: [Self; 4] = [Self::Ingest, Self::Work, Self::Events, Self::Dead];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Ingest => "INGEST",
+            Self::Work => "WORK",
+            Self::Events => "EVENTS",
+            Self::Dead => "DEAD",
+        }
+    }
+
+    fn token(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Work => "work",
+            Self::Events => "events",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// Subject and stream names for one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+fn check_token(value: &str, what: &'static str) -> Result<(), SubjectError> {
+    let refuse = |reason| {
+        Err(SubjectError {
+            value: value.chars().take(100).collect(),
+            what,
+            reason,
+        })
+    };
+    if value.is_empty() {
+        return refuse("it is empty");
+    }
+    if value.len() > 64 {
+        return refuse("it is longer than 64 characters");
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return refuse(
+            "only ASCII letters, digits, `-` and `_` are allowed (`.` separates subject tokens)",
+        );
+    }
+    Ok(())
+}
+
+impl Subjects {
+    /// Names under `prefix` (letters, digits, `-`, `_`).
+    pub fn new(prefix: &str) -> Result<Self, SubjectError> {
+        check_token(prefix, "stream prefix")?;
+        Ok(Self {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// Checks that a dataset name can be one subject token.
+    pub fn check_dataset(dataset: &str) -> Result<(), SubjectError> {
+        check_token(dataset, "dataset name in subjects")
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Name of a stream, e.g. `ROLLER_INGEST`.
+    pub fn stream(&self, kind: StreamKind) -> String {
+        format!("{}_{}", self.prefix.to_ascii_uppercase(), kind.suffix())
+    }
+
+    /// Every subject a stream holds, e.g. `roller.ingest.>`.
+    pub fn stream_subjects(&self, kind: StreamKind) -> String {
+        format!("{}.{}.>", self.prefix, kind.token())
+    }
+
+    /// Where notifications for `dataset` are published.
+    pub fn ingest(&self, dataset: &str) -> String {
+        format!("{}.ingest.{dataset}", self.prefix)
+    }
+
+    /// Fetched files waiting for decode.
+    pub fn fetched(&self, dataset: &str) -> String {
+        format!("{}.work.fetched.{dataset}", self.prefix)
+    }
+
+    /// Slab tickets waiting for write.
+    pub fn slab(&self, dataset: &str) -> String {
+        format!("{}.work.slab.{dataset}", self.prefix)
+    }
+
+    /// Write reports for commit.
+    pub fn report(&self, dataset: &str) -> String {
+        format!("{}.events.report.{dataset}", self.prefix)
+    }
+
+    /// Roll events for commit.
+    pub fn roll(&self, dataset: &str) -> String {
+        format!("{}.events.roll.{dataset}", self.prefix)
+    }
+
+    /// Published commits.
+    pub fn committed(&self, dataset: &str) -> String {
+        format!("{}.events.commit.{dataset}", self.prefix)
+    }
+
+    /// Dead letters of one stage for one dataset.
+    pub fn dead(&self, stage: impl fmt::Display, dataset: &str) -> String {
+        format!("{}.dead.{stage}.{dataset}", self.prefix)
+    }
+
+    /// Every dead letter.
+    pub fn all_dead(&self) -> String {
+        self.stream_subjects(StreamKind::Dead)
+    }
+
+    /// Durable consumer name of a stage for a dataset, e.g. `decode_ukv-air-temperature`.
+    pub fn consumer(&self, stage: impl fmt::Display, dataset: &str) -> String {
+        format!("{stage}_{dataset}")
+    }
+
+    /// Key-value bucket holding commit leases (entries expire when not renewed).
+    pub fn lease_bucket(&self) -> String {
+        format!("{}_COMMIT_LEASE", self.prefix.to_ascii_uppercase())
+    }
+
+    /// Key-value bucket holding each dataset's committed generation (the fencing token).
+    pub fn generation_bucket(&self) -> String {
+        format!("{}_COMMIT_GENERATION", self.prefix.to_ascii_uppercase())
+    }
+}
+
+/// Headers a dead letter carries.
+pub mod headers {
+    /// The stage that gave up (`fetch`, `decode`, ...).
+    pub const STAGE: &str = "Roller-Stage";
+    /// Why, in words a person can act on.
+    pub const REASON: &str = "Roller-Reason";
+    /// The subject the message was first published on.
+    pub const ORIGINAL_SUBJECT: &str = "Roller-Original-Subject";
+    /// The notification's identity, when known.
+    pub const SOURCE: &str = "Roller-Source";
+    /// How many times the message had been delivered.
+    pub const DELIVERIES: &str = "Roller-Deliveries";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let s = Subjects::new("roller").expect("valid");
+        assert_eq!(s.stream(StreamKind::Ingest), "ROLLER_INGEST");
+        assert_eq!(s.stream_subjects(StreamKind::Work), "roller.work.>");
+        assert_eq!(s.ingest("ukv"), "roller.ingest.ukv");
+        assert_eq!(s.dead("decode", "ukv"), "roller.dead.decode.ukv");
+        assert_eq!(s.consumer("write", "ukv"), "write_ukv");
+    }
+
+    #[test]
+    fn dots_and_wildcards_are_refused() {
+        for bad in ["", "a.b", "a*", "a>", "a b"] {
+            assert!(Subjects::new(bad).is_err(), "{bad}");
+            assert!(Subjects::check_dataset(bad).is_err(), "{bad}");
+        }
+    }
+}
