@@ -100,15 +100,10 @@ impl Cron {
     /// The first whole minute strictly after `after` (seconds since the epoch) that the
     /// expression matches, or `None` if none does within four years (e.g. 31 February).
     pub fn next_after(&self, after: i64) -> Option<i64> {
-        let mut minute = after.div_euclid(60) + 1;
-        for _ in 0..4 * 366 * 24 * 60 {
-            let t = DateTime::from_timestamp(minute * 60, 0)?;
-            if self.matches(t) {
-                return Some(minute * 60);
-            }
-            minute += 1;
-        }
-        None
+        let first = after.div_euclid(60) + 1;
+        (first..first + 4 * 366 * 24 * 60)
+            .map(|minute| minute * 60)
+            .find(|&t| DateTime::from_timestamp(t, 0).is_some_and(|t| self.matches(t)))
     }
 }
 

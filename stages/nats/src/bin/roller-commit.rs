@@ -1,0 +1,5 @@
+//! `roller-commit`: the commit stage of zarr-roller on NATS JetStream (see the README).
+
+fn main() -> std::process::ExitCode {
+    roller_nats::run::main(roller_nats::StageKind::Commit)
+}

@@ -1,0 +1,302 @@
+//! The commit stage on NATS: the only writer of a dataset's metadata. It waits for the commit
+//! lease, then folds write reports and roll events in batches (whatever has queued up, up to
+//! [`MAX_BATCH`]) and publishes one commit per batch; the batch's messages are acked only after
+//! the commit is durable, so a crash replays them into the same state (invariants 2 and 5).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::message::AckKind;
+use async_nats::jetstream::Message;
+use futures::StreamExt;
+use roller_core::bus::Stage;
+use roller_core::commit::{CommitError, Committer};
+use roller_core::config::DatasetConfig;
+use roller_core::expiry::DeleteExpired;
+use roller_core::layout::Layout;
+use roller_core::storage::Storage;
+use roller_proto::{wire, CommitEvent, RollEvent, StreamKind, WriteReport};
+
+use crate::consume::dead_letter;
+use crate::lease::Lease;
+use crate::publish::{publish, Outgoing};
+use crate::shutdown::Shutdown;
+use crate::topology::{Topology, TopologyError};
+
+/// Most messages folded into one commit.
+pub const MAX_BATCH: usize = 512;
+
+/// Roll events further ahead than this are refused (they would empty the window).
+const MAX_ROLL_AHEAD: i64 = 2 * 86_400;
+
+/// Why the commit stage stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitStageError {
+    /// NATS objects are missing.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// The dataset cannot be committed (config incompatible with the store, corrupt record).
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
+/// What the commit stage needs.
+#[derive(Debug)]
+pub struct CommitStage {
+    /// The dataset.
+    pub config: DatasetConfig,
+    /// Its store.
+    pub store: Arc<dyn Storage>,
+    /// Streams and subjects.
+    pub topology: Topology,
+    /// Shutdown signals.
+    pub shutdown: Shutdown,
+    /// Lease lifetime.
+    pub lease_ttl: Duration,
+    /// Who this instance is (host and process), for the lease and commit events.
+    pub holder: String,
+}
+
+/// Runs until shutdown: stand by for the lease, lead while holding it, repeat.
+pub async fn run(stage: Arc<CommitStage>) -> Result<(), CommitStageError> {
+    let topology = &stage.topology;
+    let bucket = |name: String| {
+        let js = topology.js.clone();
+        async move {
+            js.get_key_value(&name)
+                .await
+                .map_err(|e| TopologyError::Setup {
+                    what: format!("bucket {name}"),
+                    reason: e.to_string(),
+                })
+        }
+    };
+    let leases = bucket(topology.subjects.lease_bucket()).await?;
+    let generations = bucket(topology.subjects.generation_bucket()).await?;
+    let consumer = topology.consumer("commit", StreamKind::Events).await?;
+    let stop = stage.shutdown.stop_pulling.clone();
+    while !stop.is_cancelled() {
+        let Some(mut lease) = Lease::acquire(
+            leases.clone(),
+            generations.clone(),
+            &stage.config.name,
+            &stage.holder,
+            stage.lease_ttl,
+            &stop,
+        )
+        .await
+        else {
+            break;
+        };
+        let led = lead(&stage, &consumer, &mut lease).await;
+        lease.release().await;
+        led?;
+    }
+    Ok(())
+}
+
+/// Commits while the lease is held. Returns on shutdown or when the lease is lost.
+async fn lead(
+    stage: &CommitStage,
+    consumer: &PullConsumer,
+    lease: &mut Lease,
+) -> Result<(), CommitError> {
+    let layout = Layout::from_config(&stage.config);
+    let mut committer = tokio::task::block_in_place(|| {
+        Committer::open(stage.store.clone(), layout, Arc::new(DeleteExpired))
+    })?;
+    let stop = &stage.shutdown.stop_pulling;
+    // Publish what opening found (a changed window, expiry left over from a crash).
+    if !publish_commits(stage, &mut committer, lease, Vec::new()).await? {
+        return Ok(());
+    }
+    while !stop.is_cancelled() && lease.is_held() {
+        let batch = pull_batch(consumer).await;
+        if batch.is_empty() {
+            continue;
+        }
+        let mut sources = Vec::new();
+        let mut folded = Vec::with_capacity(batch.len());
+        for message in batch {
+            match fold(stage, &mut committer, &message) {
+                Ok(source) => {
+                    sources.extend(source);
+                    folded.push(message);
+                }
+                Err(reason) => {
+                    let delivered = message.info().map_or(1, |i| i.delivered);
+                    let letter = dead_letter(
+                        &stage.topology,
+                        Stage::Commit,
+                        &message.subject,
+                        message.payload.clone(),
+                        &reason,
+                        None,
+                        delivered,
+                    );
+                    tracing::warn!(%reason, "dead letter");
+                    if publish(&stage.topology.js, &letter, &stage.shutdown.give_up)
+                        .await
+                        .is_ok()
+                    {
+                        let _ = message.ack_with(AckKind::Term).await;
+                    }
+                }
+            }
+        }
+        if !publish_commits(stage, &mut committer, lease, sources).await? {
+            for message in folded {
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+            }
+            return Ok(());
+        }
+        for message in folded {
+            if let Err(e) = message.double_ack().await {
+                // Redelivered later and folded again: harmless.
+                tracing::warn!(error = %e, "ack after commit failed");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits up to two seconds for one message, then takes whatever else is queued.
+async fn pull_batch(consumer: &PullConsumer) -> Vec<Message> {
+    let mut batch = Vec::new();
+    let first = consumer
+        .batch()
+        .max_messages(1)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await;
+    match first {
+        Ok(mut messages) => {
+            while let Some(Ok(message)) = messages.next().await {
+                batch.push(message);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "pulling failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return batch;
+        }
+    }
+    if batch.is_empty() {
+        return batch;
+    }
+    if let Ok(mut messages) = consumer
+        .fetch()
+        .max_messages(MAX_BATCH - 1)
+        .messages()
+        .await
+    {
+        while let Some(Ok(message)) = messages.next().await {
+            batch.push(message);
+        }
+    }
+    batch
+}
+
+/// Folds one message; returns the source it reported on, or why it is a dead letter.
+fn fold(
+    stage: &CommitStage,
+    committer: &mut Committer,
+    message: &Message,
+) -> Result<Option<String>, String> {
+    let subjects = &stage.topology.subjects;
+    let dataset = &stage.config.name;
+    if message.subject.as_str() == subjects.report(dataset) {
+        let report: WriteReport = wire::decode(&message.payload).map_err(|e| e.to_string())?;
+        if &report.dataset != dataset {
+            return Err(format!(
+                "write report for dataset `{}` on the subject of `{dataset}`",
+                report.dataset
+            ));
+        }
+        committer.fold_report(&report);
+        Ok(Some(report.source))
+    } else if message.subject.as_str() == subjects.roll(dataset) {
+        let roll: RollEvent = wire::decode(&message.payload).map_err(|e| e.to_string())?;
+        if roll.until > roller_proto::time::now() + MAX_ROLL_AHEAD {
+            return Err(format!(
+                "roll event to {} is more than 2 days in the future; it would move every run out of the window",
+                roller_proto::time::format_instant(roll.until)
+            ));
+        }
+        committer.fold_roll(&roll);
+        Ok(None)
+    } else {
+        Err(format!(
+            "unexpected subject for the commit stage of `{dataset}`"
+        ))
+    }
+}
+
+/// Commits until nothing is left to publish (expiry after a commit makes one more). Returns
+/// false if the lease was lost (nothing was published after that).
+async fn publish_commits(
+    stage: &CommitStage,
+    committer: &mut Committer,
+    lease: &mut Lease,
+    sources: Vec<String>,
+) -> Result<bool, CommitError> {
+    let mut sources = Some(sources);
+    let mut delay = Duration::from_millis(100);
+    while committer.is_dirty() {
+        if let Err(e) = lease.fence(committer.record().generation + 1).await {
+            tracing::error!(error = %e, "stepping down");
+            return Ok(false);
+        }
+        let committed = match tokio::task::block_in_place(|| committer.commit()) {
+            Ok(Some(committed)) => committed,
+            Ok(None) => break,
+            Err(CommitError::Storage(e)) => {
+                tracing::warn!(error = %e, "commit failed; retrying");
+                if stage.shutdown.give_up.is_cancelled() {
+                    return Ok(false);
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let record = committer.record();
+        let event = CommitEvent {
+            dataset: stage.config.name.clone(),
+            generation: committed.generation,
+            offset: committed.offset,
+            head: committed.head,
+            committed_at: record.committed_at.clone(),
+            holder: stage.holder.clone(),
+            sources: sources.take().unwrap_or_default(),
+        };
+        let out = Outgoing::new(
+            stage.topology.subjects.committed(&stage.config.name),
+            wire::encode(&event),
+            format!(
+                "commit:{}:{}:{}",
+                stage.config.name, committed.generation, stage.holder
+            ),
+        );
+        // The commit is durable already; the event is informational.
+        if publish(&stage.topology.js, &out, &stage.shutdown.give_up)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                generation = committed.generation,
+                "commit event not published (shutting down)"
+            );
+        }
+        tracing::info!(
+            dataset = %stage.config.name,
+            generation = committed.generation,
+            offset = committed.offset,
+            head = ?committed.head,
+            "committed"
+        );
+    }
+    Ok(true)
+}

@@ -1,0 +1,257 @@
+//! The loop every work-taking stage runs: pull one message per worker from the stage's durable
+//! consumer, keep it alive with in-progress acks while the handler works, then ack it (after
+//! the handler has published its outputs), dead-letter it (permanent failure, or transient
+//! failure on its last delivery), or nak it with a backoff (transient failure).
+//!
+//! A message is acked only after everything it produced is stored by JetStream, so a crash at
+//! any point leads to redelivery, never to loss; handlers are idempotent, so redelivery is
+//! harmless (invariants 2 and 5).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::message::AckKind;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::StreamExt;
+use roller_core::bus::Stage;
+use roller_core::scratch::Scratch;
+use roller_core::storage::Key;
+use roller_proto::subjects::headers;
+
+use crate::publish::{publish, Outgoing};
+use crate::shutdown::Shutdown;
+use crate::topology::Topology;
+
+/// How long one pull waits for a message before checking for shutdown.
+const PULL_WAIT: Duration = Duration::from_secs(2);
+
+/// Longest reason put in a dead-letter header.
+const MAX_REASON: usize = 2000;
+
+/// Why a handler could not process a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Retrying cannot help (bad input): dead-letter now.
+    Permanent(String),
+    /// Might work later (storage or NATS hiccup): nak, dead-letter after the last delivery.
+    Transient(String),
+}
+
+/// A message handed to a handler.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The subject it was published on.
+    pub subject: String,
+    /// Its body.
+    pub payload: Bytes,
+    /// How many times it has been delivered (1 on the first delivery).
+    pub delivered: i64,
+}
+
+/// What a handler did with a message.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// Scratch objects to remove once the message is acked (the claim-check it consumed).
+    pub consumed: Vec<Key>,
+    /// The notification identity, for logs.
+    pub source: Option<String>,
+}
+
+/// Outcome of a handler, with the notification identity when known (for dead-letter headers).
+pub type Outcome = Result<Handled, (Failure, Option<String>)>;
+
+/// What a worker loop needs besides its handler.
+#[derive(Debug, Clone)]
+pub struct WorkerSetup {
+    /// Which stage (for dead letters and logs).
+    pub stage: Stage,
+    /// Streams and subjects.
+    pub topology: Topology,
+    /// The stage's consumer.
+    pub consumer: PullConsumer,
+    /// Messages handled at once.
+    pub workers: usize,
+    /// Redelivery timeout (in-progress acks are sent at a third of it).
+    pub ack_wait: Duration,
+    /// Deliveries before dead-lettering.
+    pub max_deliver: i64,
+    /// Where consumed claim-checks are removed.
+    pub scratch: Option<Scratch>,
+    /// Shutdown signals.
+    pub shutdown: Shutdown,
+}
+
+/// Runs `workers` loops until shutdown; returns when all in-flight work is acked or naked.
+pub async fn run_workers<H, F>(setup: WorkerSetup, handler: H)
+where
+    H: Fn(Incoming) -> F + Send + Sync + 'static,
+    F: Future<Output = Outcome> + Send + 'static,
+{
+    let setup = Arc::new(setup);
+    let handler = Arc::new(handler);
+    let mut tasks = Vec::new();
+    for _ in 0..setup.workers.max(1) {
+        let (setup, handler) = (setup.clone(), handler.clone());
+        tasks.push(tokio::spawn(async move {
+            worker(&setup, handler.as_ref()).await
+        }));
+    }
+    for task in tasks {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "a worker task failed");
+        }
+    }
+}
+
+async fn worker<H, F>(setup: &WorkerSetup, handler: &H)
+where
+    H: Fn(Incoming) -> F,
+    F: Future<Output = Outcome>,
+{
+    while !setup.shutdown.stop_pulling.is_cancelled() {
+        let pulled = setup
+            .consumer
+            .batch()
+            .max_messages(1)
+            .expires(PULL_WAIT)
+            .messages()
+            .await;
+        let mut batch = match pulled {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(stage = %setup.stage, error = %e, "pulling failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(next) = batch.next().await {
+            match next {
+                Ok(message) => handle(setup, handler, message).await,
+                Err(e) => {
+                    tracing::debug!(stage = %setup.stage, error = %e, "pull ended");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn handle<H, F>(setup: &WorkerSetup, handler: &H, message: async_nats::jetstream::Message)
+where
+    H: Fn(Incoming) -> F,
+    F: Future<Output = Outcome>,
+{
+    let delivered = message.info().map_or(1, |info| info.delivered);
+    let incoming = Incoming {
+        subject: message.subject.to_string(),
+        payload: message.payload.clone(),
+        delivered,
+    };
+    let work = handler(incoming);
+    tokio::pin!(work);
+    let mut beat = tokio::time::interval(setup.ack_wait / 3);
+    beat.tick().await;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut work => break Some(outcome),
+            _ = beat.tick() => {
+                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(error = %e, "in-progress ack failed");
+                }
+            }
+            () = setup.shutdown.give_up.cancelled() => break None,
+        }
+    };
+    match outcome {
+        None => {
+            tracing::warn!(stage = %setup.stage, subject = %message.subject, "shutdown deadline passed; handing the message back");
+            let _ = message.ack_with(AckKind::Nak(None)).await;
+        }
+        Some(Ok(handled)) => {
+            if let Err(e) = message.double_ack().await {
+                // Not acked: it will be redelivered and handled again, harmlessly. Keep its
+                // claim-check for that delivery.
+                tracing::warn!(stage = %setup.stage, error = %e, "ack failed; the message will be redelivered");
+                return;
+            }
+            tracing::debug!(stage = %setup.stage, source = ?handled.source, "done");
+            if let Some(scratch) = &setup.scratch {
+                let (scratch, keys) = (scratch.clone(), handled.consumed);
+                let removed = tokio::task::spawn_blocking(move || {
+                    keys.iter().try_for_each(|k| scratch.delete(k))
+                })
+                .await;
+                if let Ok(Err(e)) = removed {
+                    tracing::warn!(error = %e, "removing a consumed scratch object failed; the sweep will");
+                }
+            }
+        }
+        Some(Err((Failure::Transient(reason), source))) if delivered < setup.max_deliver => {
+            let delay = Duration::from_secs(delivered.clamp(1, 30).unsigned_abs());
+            tracing::warn!(stage = %setup.stage, ?source, delivered, %reason, "transient failure; will retry");
+            let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+        }
+        Some(Err((failure, source))) => {
+            let reason = match failure {
+                Failure::Permanent(reason) => reason,
+                Failure::Transient(reason) => {
+                    format!("gave up after {delivered} deliveries: {reason}")
+                }
+            };
+            let letter = dead_letter(
+                &setup.topology,
+                setup.stage,
+                &message.subject,
+                message.payload.clone(),
+                &reason,
+                source.as_deref(),
+                delivered,
+            );
+            tracing::warn!(stage = %setup.stage, ?source, %reason, "dead letter");
+            match publish(&setup.topology.js, &letter, &setup.shutdown.give_up).await {
+                Ok(_) => {
+                    let _ = message.ack_with(AckKind::Term).await;
+                }
+                Err(_) => {
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Builds a dead letter: the original payload on `{p}.dead.{stage}.{dataset}` with headers
+/// naming the stage, the reason, the original subject, the source and the delivery count.
+pub fn dead_letter(
+    topology: &Topology,
+    stage: Stage,
+    original_subject: &str,
+    payload: Bytes,
+    reason: &str,
+    source: Option<&str>,
+    delivered: i64,
+) -> Outgoing {
+    let mut map = HeaderMap::new();
+    let clean = |text: &str| -> String {
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(MAX_REASON)
+            .collect()
+    };
+    map.insert(headers::STAGE, stage.to_string().as_str());
+    map.insert(headers::REASON, clean(reason).as_str());
+    map.insert(headers::ORIGINAL_SUBJECT, clean(original_subject).as_str());
+    if let Some(source) = source {
+        map.insert(headers::SOURCE, clean(source).as_str());
+    }
+    map.insert(headers::DELIVERIES, delivered.to_string().as_str());
+    Outgoing {
+        subject: topology.subjects.dead(stage, &topology.dataset),
+        payload,
+        msg_id: None,
+        headers: map,
+    }
+}

@@ -1,0 +1,134 @@
+//! The decode stage on NATS: takes a [`FetchedFile`], decodes the copy in scratch part by part,
+//! leaves each slab in scratch and passes a [`SlabTicket`] per part on to write. The fetched
+//! copy is removed once the message is acked.
+
+use std::sync::Arc;
+
+use roller_core::commit::load_record;
+use roller_core::decode::{Decoded, Decoder};
+use roller_core::scratch::{Scratch, SLABS};
+use roller_core::storage::{Key, Storage};
+use roller_proto::{wire, FetchedFile, SlabTicket};
+use tokio::runtime::Handle;
+
+use crate::consume::{Failure, Handled, Incoming, Outcome};
+use crate::publish::{publish, Outgoing};
+use crate::shutdown::Shutdown;
+use crate::topology::Topology;
+
+/// What the decode handler needs.
+#[derive(Debug)]
+pub struct DecodeStage {
+    /// Decodes and checks files (and remembers the static coordinates already stored).
+    pub decoder: Decoder,
+    /// The dataset's store (to read the committed offset).
+    pub store: Arc<dyn Storage>,
+    /// Claim-checks.
+    pub scratch: Scratch,
+    /// Streams and subjects.
+    pub topology: Topology,
+    /// Shutdown signals.
+    pub shutdown: Shutdown,
+}
+
+/// Why emitting a slab stopped.
+enum EmitError {
+    Storage(String),
+    Abandoned,
+}
+
+/// Handles one fetched file.
+pub async fn handle(stage: Arc<DecodeStage>, message: Incoming) -> Outcome {
+    let fetched: FetchedFile = match wire::decode(&message.payload) {
+        Ok(f) => f,
+        Err(e) => return Err((Failure::Permanent(e.to_string()), None)),
+    };
+    let source = fetched.notification.id();
+    let fail = |f: Failure| Err((f, Some(source.clone())));
+    let key = match Key::new(fetched.scratch_key.clone()) {
+        Ok(key) => key,
+        Err(e) => return fail(Failure::Permanent(e.to_string())),
+    };
+    let runtime = Handle::current();
+    let work = {
+        let (stage, key) = (stage.clone(), key.clone());
+        tokio::task::spawn_blocking(move || decode_file(&stage, &runtime, &fetched, &key))
+    };
+    match work.await {
+        Ok(Ok(())) => Ok(Handled {
+            consumed: vec![key],
+            source: Some(source),
+        }),
+        Ok(Err(failure)) => fail(failure),
+        Err(e) => fail(Failure::Transient(format!("decode task failed: {e}"))),
+    }
+}
+
+fn decode_file(
+    stage: &DecodeStage,
+    runtime: &Handle,
+    fetched: &FetchedFile,
+    key: &Key,
+) -> Result<(), Failure> {
+    let note = &fetched.notification;
+    let source = note.id();
+    let dataset = &fetched.dataset;
+    let offset = match load_record(stage.store.as_ref()) {
+        Ok(Some(record)) if record.head.is_some() => Some(record.offset),
+        Ok(_) => None,
+        Err(e) => {
+            return Err(Failure::Transient(format!(
+                "reading the commit record: {e}"
+            )))
+        }
+    };
+    let copy = stage.scratch.local_copy(key).map_err(|e| {
+        if e.is_permanent() {
+            Failure::Permanent(e.to_string())
+        } else {
+            Failure::Transient(e.to_string())
+        }
+    })?;
+    let subjects = &stage.topology.subjects;
+    let result = stage.decoder.decode(copy.path(), note, offset, |slab| {
+        let slab_key =
+            Scratch::new_key(SLABS, dataset).map_err(|e| EmitError::Storage(e.to_string()))?;
+        stage
+            .scratch
+            .put_slab(&slab_key, &slab)
+            .map_err(|e| EmitError::Storage(e.to_string()))?;
+        let ticket = SlabTicket {
+            dataset: dataset.clone(),
+            source: slab.source.clone(),
+            abs: slab.abs,
+            slot: slab.slot,
+            part: slab.part,
+            parts: slab.parts,
+            shape: slab.shape.clone(),
+            schema: slab.schema.clone(),
+            scratch_key: slab_key.to_string(),
+        };
+        let out = Outgoing::new(
+            subjects.slab(dataset),
+            wire::encode(&ticket),
+            format!("slab:{dataset}:{}:{}", slab.source, slab.part),
+        );
+        runtime
+            .block_on(publish(&stage.topology.js, &out, &stage.shutdown.give_up))
+            .map(|_| ())
+            .map_err(|_| EmitError::Abandoned)
+    });
+    match result {
+        Ok(Ok(Decoded::Emitted { .. })) => Ok(()),
+        Ok(Ok(Decoded::BelowWindow { abs, offset })) => {
+            tracing::info!(%source, abs, offset, "file is older than the window; skipped");
+            Ok(())
+        }
+        Ok(Err(EmitError::Storage(reason))) => Err(Failure::Transient(format!(
+            "storing a slab in scratch: {reason}"
+        ))),
+        Ok(Err(EmitError::Abandoned)) => Err(Failure::Transient("shutting down".into())),
+        Err(e) if e.is_permanent() => Err(Failure::Permanent(e.to_string())),
+        Err(e) => Err(Failure::Transient(e.to_string())),
+    }
+}

@@ -1,0 +1,267 @@
+//! Starting a stage: load and check everything, connect, set up the streams, then run the
+//! stage's loop until SIGTERM. The stage binaries are one call to [`main`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use roller_core::bus::Stage;
+use roller_core::config::DatasetConfig;
+use roller_core::decode::Decoder;
+use roller_core::embedded::open_store;
+use roller_core::fetch::Fetcher;
+use roller_core::layout::Layout;
+use roller_core::scratch::Scratch;
+use roller_core::write::Writer;
+use roller_proto::StreamKind;
+
+use crate::consume::{run_workers, WorkerSetup};
+use crate::settings::NatsSettings;
+use crate::shutdown::Shutdown;
+use crate::topology::{connect, setup};
+use crate::{commit, decode, fetch, scheduler, write};
+
+/// Which stage a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageKind {
+    /// Notifications to scratch copies.
+    Fetch,
+    /// Scratch copies to slabs.
+    Decode,
+    /// Slabs to chunks and write reports.
+    Write,
+    /// Reports and roll events to commits.
+    Commit,
+    /// The clock: roll events and the scratch sweep.
+    Scheduler,
+}
+
+impl StageKind {
+    /// The binary's name.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Self::Fetch => "roller-fetch",
+            Self::Decode => "roller-decode",
+            Self::Write => "roller-write",
+            Self::Commit => "roller-commit",
+            Self::Scheduler => "roller-scheduler",
+        }
+    }
+
+    fn default_workers(self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        match self {
+            // NetCDF/HDF5 is serialised behind one lock: two overlap I/O with decoding.
+            Self::Fetch | Self::Decode => 2,
+            Self::Write => cores,
+            Self::Commit | Self::Scheduler => 1,
+        }
+    }
+}
+
+/// Why a stage could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The config or environment is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// NATS could not be reached or set up.
+    #[error(transparent)]
+    Topology(#[from] crate::topology::TopologyError),
+    /// The commit stage cannot go on.
+    #[error(transparent)]
+    Commit(#[from] commit::CommitStageError),
+}
+
+fn scratch_of(config: &DatasetConfig) -> Result<Scratch, StageError> {
+    let scratch = config.scratch.as_ref().ok_or_else(|| {
+        StageError::Config(format!(
+            "dataset `{}` has no [scratch] table: the distributed stages pass files through scratch storage; add `[scratch] path = \"...\"` (or set ROLLER__SCRATCH__PATH)",
+            config.name
+        ))
+    })?;
+    Scratch::open(scratch).map_err(|e| StageError::Config(format!("opening scratch: {e}")))
+}
+
+/// Runs one stage until `shutdown` completes.
+pub async fn run_stage(
+    kind: StageKind,
+    config: DatasetConfig,
+    settings: NatsSettings,
+    shutdown: Shutdown,
+) -> Result<(), StageError> {
+    let config_error = |e: &dyn std::fmt::Display| StageError::Config(e.to_string());
+    // Check everything local before touching NATS.
+    let scratch = match kind {
+        StageKind::Commit => None,
+        StageKind::Scheduler => config
+            .scratch
+            .as_ref()
+            .map(|_| scratch_of(&config))
+            .transpose()?,
+        _ => Some(scratch_of(&config)?),
+    };
+    let client = connect(&settings, kind.binary()).await?;
+    let topology = setup(client, &settings, &config).await?;
+    let layout = Layout::from_config(&config);
+    let workers = settings.workers.unwrap_or_else(|| kind.default_workers());
+    let worker_setup = |stage: Stage, consumer, scratch: &Option<Scratch>| WorkerSetup {
+        stage,
+        topology: topology.clone(),
+        consumer,
+        workers,
+        ack_wait: settings.ack_wait,
+        max_deliver: settings.max_deliver,
+        scratch: scratch.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let scratch_or = |s: &Option<Scratch>| {
+        s.clone()
+            .ok_or_else(|| StageError::Config("scratch".into()))
+    };
+    match kind {
+        StageKind::Fetch => {
+            let stage = Arc::new(fetch::FetchStage {
+                fetcher: Fetcher::new(&config.source).map_err(|e| config_error(&e))?,
+                scratch: scratch_or(&scratch)?,
+                topology: topology.clone(),
+                shutdown: shutdown.clone(),
+                config: config.clone(),
+            });
+            let consumer = topology.consumer("fetch", StreamKind::Ingest).await?;
+            run_workers(worker_setup(Stage::Fetch, consumer, &None), move |m| {
+                fetch::handle(stage.clone(), m)
+            })
+            .await;
+        }
+        StageKind::Decode => {
+            let store = open_store(&config).map_err(|e| config_error(&e))?;
+            let stage = Arc::new(decode::DecodeStage {
+                decoder: Decoder::new(layout, store.clone()),
+                store,
+                scratch: scratch_or(&scratch)?,
+                topology: topology.clone(),
+                shutdown: shutdown.clone(),
+            });
+            let consumer = topology.consumer("decode", StreamKind::Work).await?;
+            run_workers(worker_setup(Stage::Decode, consumer, &scratch), move |m| {
+                decode::handle(stage.clone(), m)
+            })
+            .await;
+        }
+        StageKind::Write => {
+            let store = open_store(&config).map_err(|e| config_error(&e))?;
+            let stage = Arc::new(write::WriteStage {
+                writer: Writer::new(layout, store).map_err(|e| config_error(&e))?,
+                scratch: scratch_or(&scratch)?,
+                topology: topology.clone(),
+                shutdown: shutdown.clone(),
+            });
+            let consumer = topology.consumer("write", StreamKind::Work).await?;
+            run_workers(worker_setup(Stage::Write, consumer, &scratch), move |m| {
+                write::handle(stage.clone(), m)
+            })
+            .await;
+        }
+        StageKind::Commit => {
+            let store = open_store(&config).map_err(|e| config_error(&e))?;
+            let stage = Arc::new(commit::CommitStage {
+                store,
+                topology,
+                shutdown: shutdown.clone(),
+                lease_ttl: settings.lease_ttl,
+                holder: holder_id(),
+                config,
+            });
+            commit::run(stage).await?;
+        }
+        StageKind::Scheduler => {
+            scheduler::run(&config, &topology, scratch, &shutdown)
+                .await
+                .map_err(StageError::Config)?;
+        }
+    }
+    tracing::info!(stage = kind.binary(), "stopped");
+    Ok(())
+}
+
+/// This process's identity: host name and process id.
+fn holder_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Command line of every stage binary.
+#[derive(Debug, Parser)]
+#[command(
+    about = "A zarr-roller stage on NATS JetStream. Connection settings come from NATS_URL, NATS_CREDS, ROLLER_STREAM_PREFIX (see the README)."
+)]
+struct Args {
+    /// The dataset's TOML config (every key can be overridden with ROLLER__SECTION__KEY).
+    #[arg(long, env = "ROLLER_CONFIG")]
+    config: PathBuf,
+}
+
+/// Sets up logging from `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The whole `main` of a stage binary: exit 2 on bad config, 1 if NATS is unreachable at start
+/// or the stage fails, 0 after a graceful shutdown.
+pub fn main(kind: StageKind) -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+    let name = kind.binary();
+    let config = match DatasetConfig::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match NatsSettings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{name}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = Shutdown::new();
+        shutdown.on_signals(settings.shutdown_grace);
+        run_stage(kind, config, settings, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ StageError::Config(_)) => {
+            eprintln!("{name}: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

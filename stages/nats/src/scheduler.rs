@@ -1,0 +1,84 @@
+//! The scheduler: emits a roll event for the dataset on the cron cadence of `schedule.cron`, so
+//! the window follows the clock even when no data comes, and sweeps orphaned scratch objects.
+
+use roller_core::config::DatasetConfig;
+use roller_core::schedule::{newest_expected_run, Cron};
+use roller_core::scratch::Scratch;
+use roller_proto::{wire, RollEvent};
+
+use crate::publish::{publish, Abandoned, Outgoing};
+use crate::shutdown::Shutdown;
+use crate::topology::Topology;
+
+/// The roll event the clock asks for at `now`: the window ends at the newest expected run.
+pub fn roll_event(config: &DatasetConfig, now: i64) -> RollEvent {
+    RollEvent {
+        dataset: config.name.clone(),
+        until: newest_expected_run(
+            now,
+            &config.schedule,
+            config.origin_seconds(),
+            config.rolling.step.0,
+        ),
+    }
+}
+
+/// Publishes a roll event for the commit stage.
+pub async fn publish_roll(
+    topology: &Topology,
+    event: &RollEvent,
+    shutdown: &Shutdown,
+) -> Result<(), Abandoned> {
+    let out = Outgoing::new(
+        topology.subjects.roll(&event.dataset),
+        wire::encode(event),
+        format!("roll:{}:{}", event.dataset, event.until),
+    );
+    publish(&topology.js, &out, &shutdown.give_up)
+        .await
+        .map(|_| ())
+}
+
+/// Runs until shutdown.
+pub async fn run(
+    config: &DatasetConfig,
+    topology: &Topology,
+    scratch: Option<Scratch>,
+    shutdown: &Shutdown,
+) -> Result<(), String> {
+    let cron = Cron::parse(&config.schedule.cron)?;
+    loop {
+        if let Some(scratch) = &scratch {
+            let scratch = scratch.clone();
+            match tokio::task::spawn_blocking(move || scratch.sweep()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "scratch sweep failed"),
+                Err(e) => tracing::warn!(error = %e, "scratch sweep task failed"),
+            }
+        }
+        let now = roller_proto::time::now();
+        let Some(next) = cron.next_after(now) else {
+            return Err(format!(
+                "schedule.cron `{}` never fires",
+                config.schedule.cron
+            ));
+        };
+        tracing::info!(
+            next = %roller_proto::time::format_instant(next),
+            "next roll event"
+        );
+        let wait = std::time::Duration::from_secs((next - now).unsigned_abs());
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.stop_pulling.cancelled() => return Ok(()),
+        }
+        let event = roll_event(config, roller_proto::time::now());
+        tracing::info!(
+            until = %roller_proto::time::format_instant(event.until),
+            "emitting roll event"
+        );
+        if publish_roll(topology, &event, shutdown).await.is_err() {
+            return Ok(());
+        }
+    }
+}
