@@ -19,6 +19,7 @@ pub mod decode;
 pub mod fetch;
 pub mod lease;
 pub mod publish;
+pub mod replay;
 pub mod run;
 pub mod scheduler;
 pub mod settings;

@@ -12,6 +12,8 @@ use roller_core::storage::{LocalStore, Storage};
 use roller_core::synth::{synth, SynthFile, SynthOptions};
 use zarrs::array::Array;
 
+pub mod nats;
+
 /// The workspace root (where README.md and `.venv` live).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -177,15 +179,20 @@ pub fn read_array<T: zarrs::array::ElementOwned>(
     (array.shape().to_vec(), values)
 }
 
-/// Every object under a directory, by relative path. The commit record's `generation` and
+/// Every object under a directory, by relative path (temporary files of puts in progress are
+/// skipped, so it can be taken while stages write). The commit record's `generation` and
 /// `committed_at` are blanked: they count and time commits, which differ between runs that
 /// reach the same state by different paths; everything else must be identical.
 pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir") {
-            let path = entry.expect("dir entry").path();
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let Ok(entry) = entry else { continue };
+            let path = entry.path();
             if path.is_dir() {
                 pending.push(path);
                 continue;
@@ -195,7 +202,19 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
                 .expect("inside")
                 .to_string_lossy()
                 .to_string();
-            let mut bytes = std::fs::read(&path).expect("read file");
+            // A put in progress (temporary file), or an object removed since the listing:
+            // neither is part of the store's state.
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
+            {
+                continue;
+            }
+            let mut bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("reading {}: {e}", path.display()),
+            };
             if rel == roller_core::physical_key::COMMIT_KEY {
                 let mut record: serde_json::Value =
                     serde_json::from_slice(&bytes).expect("record json");

