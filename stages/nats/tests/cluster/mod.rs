@@ -15,7 +15,7 @@ use roller_core::synth::write_config;
 use roller_nats::replay::{replay, Replayed};
 use roller_nats::{NatsSettings, StageKind};
 use roller_proto::{wire, CommitEvent, StreamKind, Subjects, WriteReport};
-use roller_test_support::nats::NatsServer;
+use roller_test_support::nats::{spawn_isolated, NatsServer};
 use roller_test_support::{ingest, small_files, snapshot, TestDataset};
 
 pub fn binary(kind: StageKind) -> &'static str {
@@ -133,14 +133,15 @@ impl Cluster {
             .join("logs")
             .join(format!("{}-{n}.log", kind.binary()));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(binary(kind))
-            .arg("--config")
-            .arg(&self.config_path)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start stage");
+        let child = spawn_isolated(
+            Command::new(binary(kind))
+                .arg("--config")
+                .arg(&self.config_path)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .stdout(Stdio::null())
+                .stderr(file),
+        )
+        .expect("start stage");
         self.procs.push(Proc { kind, child, log });
         n
     }

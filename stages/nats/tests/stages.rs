@@ -1,0 +1,145 @@
+//! Each stage binary on its own: clear failures at start, graceful shutdown, and the commit
+//! stage moving the window on roll events alone.
+
+mod cluster;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster::{binary, Cluster};
+use roller_nats::scheduler::{publish_roll, roll_event};
+use roller_nats::shutdown::Shutdown;
+use roller_nats::topology::Topology;
+use roller_nats::StageKind::{self, Commit, Decode, Fetch, Scheduler, Write};
+use roller_proto::RollEvent;
+use roller_test_support::nats::spawn_isolated;
+
+const ALL: [StageKind; 5] = [Fetch, Decode, Write, Commit, Scheduler];
+
+/// Runs a stage to completion with extra environment, capturing its output.
+fn run(kind: StageKind, c: &Cluster, env: &[(&str, String)]) -> std::process::Output {
+    spawn_isolated(
+        Command::new(binary(kind))
+            .arg("--config")
+            .arg(&c.config_path)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .and_then(std::process::Child::wait_with_output)
+    .expect("run stage")
+}
+
+#[test]
+fn stages_exit_non_zero_with_a_clear_message_when_nats_is_unreachable_or_the_config_is_bad() {
+    let c = Cluster::new("start", 1, 1);
+    let closed = format!(
+        "nats://127.0.0.1:{}",
+        roller_test_support::nats::free_port()
+    );
+    for kind in ALL {
+        let out = run(kind, &c, &[("NATS_URL", closed.clone())]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", kind.binary());
+        assert!(
+            stderr.contains("cannot connect to NATS"),
+            "{}: {stderr}",
+            kind.binary()
+        );
+        let out = run(
+            kind,
+            &c,
+            &[
+                ("NATS_URL", c.nats.url()),
+                ("ROLLER__ROLLING__WINDOW", "0".into()),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", kind.binary());
+        assert!(
+            stderr.contains("rolling.window"),
+            "{}: {stderr}",
+            kind.binary()
+        );
+    }
+}
+
+#[test]
+fn every_stage_shuts_down_cleanly_on_sigterm() {
+    let mut c = Cluster::new("term", 2, 1);
+    let expected = c.embedded_snapshot(&c.lines);
+    let procs: Vec<usize> = ALL.iter().map(|&k| c.spawn(k)).collect();
+    c.replay(&c.lines);
+    c.wait_until_equal(&expected, Duration::from_secs(120));
+    for i in procs {
+        let started = Instant::now();
+        let status = c.terminate(i);
+        assert!(
+            status.success(),
+            "{} exited with {status}\n{}",
+            c.procs[i].kind.binary(),
+            c.logs()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{} took {:?}",
+            c.procs[i].kind.binary(),
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn roll_events_move_the_window_without_data() {
+    let mut c = Cluster::new("roll", 3, 1);
+    c.spawn(Commit);
+    let topology = Topology {
+        js: c.js.clone(),
+        subjects: c.subjects.clone(),
+        dataset: c.config.name.clone(),
+    };
+    // Runs are 6-hourly from 2024-01-01: rolling to 2024-01-03T00 makes abs index
+    // 2024-01-03T00 / 6 h the head and drops everything older than the 3-run window.
+    let until = roller_proto::time::parse_instant("2024-01-03T00:00:00Z").expect("time");
+    let event = RollEvent {
+        dataset: c.config.name.clone(),
+        until,
+    };
+    c.rt.block_on(publish_roll(&topology, &event, &Shutdown::new()))
+        .expect("publish roll");
+    let head = until / (6 * 3600);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(last) = c.commits().last() {
+            if last.head == Some(head) {
+                assert_eq!(last.offset, head - 2);
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no commit with the new head\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A roll event far in the future is refused with a reason, not applied.
+    let wild = RollEvent {
+        dataset: c.config.name.clone(),
+        until: roller_proto::time::now() + 30 * 86_400,
+    };
+    c.rt.block_on(publish_roll(&topology, &wild, &Shutdown::new()))
+        .expect("publish roll");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.dead_letters("commit").is_empty() {
+        assert!(Instant::now() < deadline, "no dead letter\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.commits().last().and_then(|e| e.head), Some(head));
+    // The clock rule: the scheduler's event for a time is the newest expected run.
+    let now = roller_proto::time::parse_instant("2024-01-03T08:30:00Z").expect("time");
+    assert_eq!(
+        roll_event(&c.config, now).until,
+        roller_proto::time::parse_instant("2024-01-03T06:00:00Z").expect("time")
+    );
+}
