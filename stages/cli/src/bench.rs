@@ -63,7 +63,7 @@ fn python() -> Result<PathBuf> {
 }
 
 /// Runs a command that prints one JSON line last, and returns that line.
-fn json_of(command: &mut Command) -> Result<Value> {
+pub(crate) fn json_of(command: &mut Command) -> Result<Value> {
     let out = command
         .output()
         .with_context(|| format!("starting {command:?}"))?;
@@ -99,7 +99,7 @@ fn config(
 }
 
 /// Synthesises the files unless an earlier run left them; returns their notifications.
-fn ensure_files(options: &SynthOptions) -> Result<PathBuf> {
+pub(crate) fn ensure_files(options: &SynthOptions) -> Result<PathBuf> {
     let list = options.out.join("notifications.jsonl");
     if !list.exists() {
         eprintln!(
@@ -112,7 +112,7 @@ fn ensure_files(options: &SynthOptions) -> Result<PathBuf> {
     Ok(list)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }

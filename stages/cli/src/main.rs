@@ -1,6 +1,7 @@
 //! `roller`: the zarr-roller command line. Parses arguments and calls the library.
 
 mod bench;
+mod bench_nats;
 mod demo;
 mod nats_cmd;
 
@@ -82,6 +83,9 @@ enum Command {
     },
     /// Benchmark embedded ingestion against the Python route (xarray + zarr-python).
     Bench(bench::BenchArgs),
+    /// Benchmark the NATS pipeline (one process per stage) against embedded mode, and its
+    /// notification-to-visible latency. Needs the stage binaries built next to this one.
+    BenchNats(bench_nats::BenchNatsArgs),
     /// Synthesise a small stream, ingest it, roll the window and show what is visible.
     Demo {
         /// Working directory for the demo's files and dataset (replaced).
@@ -244,6 +248,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(&args),
+        Command::BenchNats(args) => bench_nats::run(&args),
         Command::Demo { dir } => demo::run(&dir),
     }
 }

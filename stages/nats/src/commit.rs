@@ -125,16 +125,8 @@ async fn lead(
                     folded.push(message);
                 }
                 Err(reason) => {
-                    let delivered = message.info().map_or(1, |i| i.delivered);
-                    let letter = dead_letter(
-                        &stage.topology,
-                        Stage::Commit,
-                        &message.subject,
-                        message.payload.clone(),
-                        &reason,
-                        None,
-                        delivered,
-                    );
+                    let letter =
+                        dead_letter(&stage.topology, Stage::Commit, &message, &reason, None);
                     tracing::warn!(%reason, "dead letter");
                     if publish(&stage.topology.js, &letter, &stage.shutdown.give_up)
                         .await

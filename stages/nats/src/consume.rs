@@ -40,6 +40,17 @@ pub enum Failure {
     Transient(String),
 }
 
+impl Failure {
+    /// A failure of an error that knows whether retrying can help.
+    pub fn classify(permanent: bool, error: impl std::fmt::Display) -> Self {
+        if permanent {
+            Self::Permanent(error.to_string())
+        } else {
+            Self::Transient(error.to_string())
+        }
+    }
+}
+
 /// A message handed to a handler.
 #[derive(Debug, Clone)]
 pub struct Incoming {
@@ -204,11 +215,9 @@ where
             let letter = dead_letter(
                 &setup.topology,
                 setup.stage,
-                &message.subject,
-                message.payload.clone(),
+                &message,
                 &reason,
                 source.as_deref(),
-                delivered,
             );
             tracing::warn!(stage = %setup.stage, ?source, %reason, "dead letter");
             match publish(&setup.topology.js, &letter, &setup.shutdown.give_up).await {
@@ -223,16 +232,16 @@ where
     }
 }
 
-/// Builds a dead letter: the original payload on `{p}.dead.{stage}.{dataset}` with headers
-/// naming the stage, the reason, the original subject, the source and the delivery count.
+/// Builds a dead letter for `message`: its payload on `{p}.dead.{stage}.{dataset}` with
+/// headers naming the stage, the reason, the original subject, the source and the delivery
+/// count. Its `Nats-Msg-Id` is the original's stream position, so a retried publish of the same
+/// dead letter is stored once.
 pub fn dead_letter(
     topology: &Topology,
     stage: Stage,
-    original_subject: &str,
-    payload: Bytes,
+    message: &async_nats::jetstream::Message,
     reason: &str,
     source: Option<&str>,
-    delivered: i64,
 ) -> Outgoing {
     let mut map = HeaderMap::new();
     let clean = |text: &str| -> String {
@@ -241,17 +250,23 @@ pub fn dead_letter(
             .take(MAX_REASON)
             .collect()
     };
+    let (delivered, position) = message.info().map_or((1, None), |info| {
+        (
+            info.delivered,
+            Some(format!("dead:{}:{}", info.stream, info.stream_sequence)),
+        )
+    });
     map.insert(headers::STAGE, stage.to_string().as_str());
     map.insert(headers::REASON, clean(reason).as_str());
-    map.insert(headers::ORIGINAL_SUBJECT, clean(original_subject).as_str());
+    map.insert(headers::ORIGINAL_SUBJECT, clean(&message.subject).as_str());
     if let Some(source) = source {
         map.insert(headers::SOURCE, clean(source).as_str());
     }
     map.insert(headers::DELIVERIES, delivered.to_string().as_str());
     Outgoing {
         subject: topology.subjects.dead(stage, &topology.dataset),
-        payload,
-        msg_id: None,
+        payload: message.payload.clone(),
+        msg_id: position,
         headers: map,
     }
 }

@@ -82,13 +82,10 @@ fn decode_file(
             )))
         }
     };
-    let copy = stage.scratch.local_copy(key).map_err(|e| {
-        if e.is_permanent() {
-            Failure::Permanent(e.to_string())
-        } else {
-            Failure::Transient(e.to_string())
-        }
-    })?;
+    let copy = stage
+        .scratch
+        .local_copy(key)
+        .map_err(|e| Failure::classify(e.is_permanent(), &e))?;
     let subjects = &stage.topology.subjects;
     let result = stage.decoder.decode(copy.path(), note, offset, |slab| {
         let slab_key =
@@ -128,7 +125,6 @@ fn decode_file(
             "storing a slab in scratch: {reason}"
         ))),
         Ok(Err(EmitError::Abandoned)) => Err(Failure::Transient("shutting down".into())),
-        Err(e) if e.is_permanent() => Err(Failure::Permanent(e.to_string())),
-        Err(e) => Err(Failure::Transient(e.to_string())),
+        Err(e) => Err(Failure::classify(e.is_permanent(), &e)),
     }
 }

@@ -43,20 +43,14 @@ pub async fn handle(stage: Arc<WriteStage>, message: Incoming) -> Outcome {
         let stage = stage.clone();
         let ticket = ticket.clone();
         tokio::task::spawn_blocking(move || {
-            let slab = stage.scratch.get_slab(&ticket).map_err(|e| {
-                if e.is_permanent() {
-                    Failure::Permanent(e.to_string())
-                } else {
-                    Failure::Transient(e.to_string())
-                }
-            })?;
-            stage.writer.write(&slab).map_err(|e| {
-                if e.is_permanent() {
-                    Failure::Permanent(e.to_string())
-                } else {
-                    Failure::Transient(e.to_string())
-                }
-            })
+            let slab = stage
+                .scratch
+                .get_slab(&ticket)
+                .map_err(|e| Failure::classify(e.is_permanent(), &e))?;
+            stage
+                .writer
+                .write(&slab)
+                .map_err(|e| Failure::classify(e.is_permanent(), &e))
         })
     };
     let report = match work.await {

@@ -1,0 +1,275 @@
+//! `roller bench-nats`: the same full-size files through the NATS pipeline (one process per
+//! stage on this machine, a fresh nats-server) against embedded mode, alternating, in the same
+//! run; then the notification-to-visible latency of single files with a commit per file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use roller_core::synth::SynthOptions;
+use roller_nats::replay::replay;
+use roller_nats::topology::{connect, setup};
+use roller_nats::NatsSettings;
+use roller_proto::{wire, CommitEvent};
+
+/// Arguments of `roller bench-nats`.
+#[derive(clap::Args)]
+pub(crate) struct BenchNatsArgs {
+    /// Working directory (shared with `roller bench`: the synthetic files are reused).
+    #[arg(long, default_value = "bench-data")]
+    dir: PathBuf,
+    /// Runs x lead times of full-size UKV files (8 x 6 = 48).
+    #[arg(long, default_value_t = 8)]
+    runs: usize,
+    /// Lead times per run.
+    #[arg(long, default_value_t = 6)]
+    leads: usize,
+    /// Repeats of each route (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Files published one at a time for the latency measurement.
+    #[arg(long, default_value_t = 24)]
+    latency_files: usize,
+}
+
+/// Processes killed on drop.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn nats_server() -> PathBuf {
+    std::env::var_os("ROLLER_NATS_SERVER").map_or_else(
+        || {
+            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/nats-server");
+            if venv.exists() {
+                venv
+            } else {
+                PathBuf::from("nats-server")
+            }
+        },
+        PathBuf::from,
+    )
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A fresh nats-server and one process per stage over `config`; returns the processes and the
+/// server URL once the server listens.
+fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("binary directory")?
+        .to_path_buf();
+    let port = free_port()?;
+    let _ = std::fs::remove_dir_all(dir.join("nats"));
+    let mut procs = Procs(Vec::new());
+    procs.0.push(
+        Command::new(nats_server())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.join("nats"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nats-server (./dev test installs it into .venv)")?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nats-server did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    for stage in ["fetch", "decode", "write", "commit"] {
+        let bin = bin_dir.join(format!("roller-{stage}"));
+        if !bin.exists() {
+            bail!(
+                "{} is missing: build the stages too (cargo build --release --workspace)",
+                bin.display()
+            );
+        }
+        procs.0.push(
+            Command::new(bin)
+                .arg("--config")
+                .arg(config)
+                .env("NATS_URL", &url)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()?,
+        );
+    }
+    Ok((procs, url))
+}
+
+/// Publishes `lines` and waits until every file's `parts` are committed; returns the seconds
+/// from the first publish, and per file the seconds from its publish to its last part visible.
+async fn ingest(
+    url: &str,
+    config: &roller_core::config::DatasetConfig,
+    lines: &[String],
+    parts: usize,
+    one_at_a_time: bool,
+) -> Result<(f64, Vec<f64>)> {
+    let settings = NatsSettings::from_vars(|name| (name == "NATS_URL").then(|| url.to_owned()))?;
+    let client = connect(&settings, "bench").await?;
+    let topology = setup(client.clone(), &settings, config).await?;
+    let mut commits = client
+        .subscribe(topology.subjects.committed(&config.name))
+        .await?;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    let batches: Vec<&[String]> = if one_at_a_time {
+        lines.chunks(1).collect()
+    } else {
+        vec![lines]
+    };
+    for batch in batches {
+        let sent = Instant::now();
+        replay(
+            &topology.js,
+            &topology.subjects,
+            &config.name,
+            batch.iter().cloned(),
+        )
+        .await?;
+        let wanted: Vec<String> = batch
+            .iter()
+            .filter_map(|l| roller_proto::Notification::from_json(l).ok())
+            .map(|n| n.id())
+            .collect();
+        while !wanted
+            .iter()
+            .all(|s| seen.get(s).copied().unwrap_or(0) >= parts)
+        {
+            let message = tokio::time::timeout(Duration::from_secs(120), commits.next())
+                .await
+                .context("no commit for 120 s")?
+                .context("subscription ended")?;
+            let event: CommitEvent = wire::decode(&message.payload)?;
+            for source in event.sources {
+                *seen.entry(source).or_default() += 1;
+            }
+        }
+        latencies.push(sent.elapsed().as_secs_f64());
+    }
+    Ok((started.elapsed().as_secs_f64(), latencies))
+}
+
+fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let rank = ((values.len() as f64 - 1.0) * p).round();
+    values
+        .get(rank.clamp(0.0, f64::MAX) as usize)
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+pub(crate) fn run(args: &BenchNatsArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.dir)?;
+    let dir = args.dir.canonicalize()?;
+    let me = std::env::current_exe()?;
+    let files = SynthOptions {
+        out: dir.join("ukv"),
+        runs: args.runs,
+        leads: args.leads,
+        ..SynthOptions::default()
+    };
+    let list = crate::bench::ensure_files(&files)?;
+    let lines: Vec<String> = std::fs::read_to_string(&list)?
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let window = u32::try_from(args.runs)?;
+    let mut config =
+        files.dataset_config("ukv-nats", window, (485, 521), &dir.join("ukv-nats-store"));
+    config.scratch = Some(roller_core::config::ScratchConfig {
+        path: dir.join("ukv-nats-scratch"),
+        max_age: roller_core::duration::Seconds(3600),
+        fsync: true,
+    });
+    let config_path = dir.join("ukv-nats.toml");
+    roller_core::synth::write_config(&config, &config_path)?;
+    let mut embedded_config = config.clone();
+    embedded_config.store.path = dir.join("ukv-embedded-store");
+    let embedded_path = dir.join("ukv-embedded.toml");
+    roller_core::synth::write_config(&embedded_config, &embedded_path)?;
+    let parts = 970_usize.div_ceil(485);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+
+    let (mut embedded, mut nats) = (Vec::new(), Vec::new());
+    for repeat in 0..args.repeats {
+        let _ = std::fs::remove_dir_all(&embedded_config.store.path);
+        let e = crate::bench::json_of(
+            Command::new(&me)
+                .args(["run", "--stats-json", "--config"])
+                .arg(&embedded_path)
+                .arg("--notifications")
+                .arg(&list),
+        )?;
+        let e_seconds = e["seconds"].as_f64().unwrap_or(f64::NAN);
+        let _ = std::fs::remove_dir_all(&config.store.path);
+        let (procs, url) = start_cluster(&dir, &config_path)?;
+        // Let the stages connect and bind their consumers before the clock starts.
+        std::thread::sleep(Duration::from_secs(2));
+        let (n_seconds, _) = runtime.block_on(ingest(&url, &config, &lines, parts, false))?;
+        drop(procs);
+        eprintln!(
+            "repeat {}: embedded {e_seconds:.2} s, nats {n_seconds:.2} s",
+            repeat + 1
+        );
+        embedded.push(e_seconds);
+        nats.push(n_seconds);
+    }
+    let n = lines.len() as f64;
+    let (e, s) = (crate::bench::median(embedded), crate::bench::median(nats));
+    println!("## NATS pipeline vs embedded ({} files of 970 x 1042 float32, one process per stage, medians of {})\n", lines.len(), args.repeats);
+    println!("| route | seconds | files/s |");
+    println!("|---|---|---|");
+    println!("| embedded | {e:.2} | {:.1} |", n / e);
+    println!(
+        "| NATS (fetch, decode, write, commit processes) | {s:.2} | {:.1} |",
+        n / s
+    );
+    println!(
+        "\nNATS throughput / embedded (median): {:.0}%",
+        100.0 * e / s
+    );
+
+    let _ = std::fs::remove_dir_all(&config.store.path);
+    let (procs, url) = start_cluster(&dir, &config_path)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let sample: Vec<String> = lines.iter().take(args.latency_files).cloned().collect();
+    let (_, latencies) = runtime.block_on(ingest(&url, &config, &sample, parts, true))?;
+    drop(procs);
+    println!(
+        "\n## Notification-to-visible latency ({} files published one at a time, a commit per file)\n",
+        latencies.len()
+    );
+    println!("| p50 | p99 | max |");
+    println!("|---|---|---|");
+    println!(
+        "| {:.2} s | {:.2} s | {:.2} s |",
+        percentile(latencies.clone(), 0.5),
+        percentile(latencies.clone(), 0.99),
+        percentile(latencies, 1.0)
+    );
+    Ok(())
+}
