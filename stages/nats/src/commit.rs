@@ -27,6 +27,9 @@ use crate::topology::{Topology, TopologyError};
 /// Most messages folded into one commit.
 pub const MAX_BATCH: usize = 512;
 
+/// Longest wait for a pull's answer before pulling again.
+const PULL_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Roll events further ahead than this are refused (they would empty the window).
 const MAX_ROLL_AHEAD: i64 = 2 * 86_400;
 
@@ -153,40 +156,46 @@ async fn lead(
     Ok(())
 }
 
-/// Waits up to two seconds for one message, then takes whatever else is queued.
+/// Waits up to two seconds for one message, then takes whatever else is queued. Every wait is
+/// bounded: a pull request lost with a server restart must not stall the stage.
 async fn pull_batch(consumer: &PullConsumer) -> Vec<Message> {
     let mut batch = Vec::new();
-    let first = consumer
-        .batch()
-        .max_messages(1)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await;
-    match first {
-        Ok(mut messages) => {
-            while let Some(Ok(message)) = messages.next().await {
-                batch.push(message);
-            }
+    let first = async {
+        let mut messages = consumer
+            .batch()
+            .max_messages(1)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await?;
+        while let Some(Ok(message)) = messages.next().await {
+            batch.push(message);
         }
-        Err(e) => {
+        Ok::<_, async_nats::Error>(())
+    };
+    match tokio::time::timeout(PULL_DEADLINE, first).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "pulling failed; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
-            return batch;
         }
+        Err(_) => tracing::warn!("a pull got no answer; pulling again"),
     }
     if batch.is_empty() {
         return batch;
     }
-    if let Ok(mut messages) = consumer
-        .fetch()
-        .max_messages(MAX_BATCH - 1)
-        .messages()
-        .await
-    {
-        while let Some(Ok(message)) = messages.next().await {
-            batch.push(message);
+    let rest = async {
+        if let Ok(mut messages) = consumer
+            .fetch()
+            .max_messages(MAX_BATCH - 1)
+            .messages()
+            .await
+        {
+            while let Some(Ok(message)) = messages.next().await {
+                batch.push(message);
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(PULL_DEADLINE, rest).await;
     batch
 }
 

@@ -123,27 +123,37 @@ where
     F: Future<Output = Outcome>,
 {
     while !setup.shutdown.stop_pulling.is_cancelled() {
-        let pulled = setup
-            .consumer
-            .batch()
-            .max_messages(1)
-            .expires(PULL_WAIT)
-            .messages()
-            .await;
+        // Every wait is bounded: a pull request lost with a server restart must not stall us.
+        let pulled = tokio::time::timeout(
+            PULL_WAIT * 2,
+            setup
+                .consumer
+                .batch()
+                .max_messages(1)
+                .expires(PULL_WAIT)
+                .messages(),
+        )
+        .await;
         let mut batch = match pulled {
-            Ok(batch) => batch,
-            Err(e) => {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(e)) => {
                 tracing::warn!(stage = %setup.stage, error = %e, "pulling failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
+            Err(_) => continue,
         };
-        while let Some(next) = batch.next().await {
-            match next {
-                Ok(message) => handle(setup, handler, message).await,
-                Err(e) => {
+        loop {
+            match tokio::time::timeout(PULL_WAIT * 2, batch.next()).await {
+                Ok(Some(Ok(message))) => handle(setup, handler, message).await,
+                Ok(Some(Err(e))) => {
                     tracing::debug!(stage = %setup.stage, error = %e, "pull ended");
                     tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(stage = %setup.stage, "a pull got no answer; pulling again");
+                    break;
                 }
             }
         }
