@@ -155,11 +155,14 @@ impl Scratch {
         })
     }
 
-    /// Stores a slab's body: its elements and any static coordinate chunks.
+    /// Stores a slab's body (its elements and any static coordinate chunks) under a fresh key
+    /// and returns the ticket that names it; [`Scratch::get_slab`] turns the ticket back into
+    /// the slab.
     ///
     /// Layout: `u64 data length, data, u32 count, then per static chunk: u32 key length, key,
     /// u64 length, bytes` (little-endian).
-    pub fn put_slab(&self, key: &Key, slab: &Slab) -> Result<(), StorageError> {
+    pub fn put_slab(&self, dataset: &str, slab: &Slab) -> Result<SlabTicket, StorageError> {
+        let key = Self::new_key(SLABS, dataset)?;
         let statics: usize = slab
             .statics
             .iter()
@@ -175,7 +178,18 @@ impl Scratch {
             body.put_u64_le(v.len() as u64);
             body.put_slice(v);
         }
-        self.storage.put(key, body.freeze())
+        self.storage.put(&key, body.freeze())?;
+        Ok(SlabTicket {
+            dataset: dataset.to_owned(),
+            source: slab.source.clone(),
+            abs: slab.abs,
+            slot: slab.slot,
+            part: slab.part,
+            parts: slab.parts,
+            shape: slab.shape.clone(),
+            schema: slab.schema.clone(),
+            scratch_key: key.to_string(),
+        })
     }
 
     /// Reads a slab back, as described by its ticket.
@@ -279,20 +293,6 @@ mod tests {
     use super::*;
     use crate::storage::MemoryStore;
 
-    fn ticket(key: &Key, slab: &Slab) -> SlabTicket {
-        SlabTicket {
-            dataset: "d".into(),
-            source: slab.source.clone(),
-            abs: slab.abs,
-            slot: slab.slot,
-            part: slab.part,
-            parts: slab.parts,
-            shape: slab.shape.clone(),
-            schema: None,
-            scratch_key: key.to_string(),
-        }
-    }
-
     #[test]
     fn slabs_round_trip_and_corruption_is_reported() {
         let storage = Arc::new(MemoryStore::default());
@@ -311,21 +311,22 @@ mod tests {
                 Bytes::from_static(b"xyz"),
             )],
         };
-        let key = Scratch::new_key(SLABS, "d").expect("key");
-        scratch.put_slab(&key, &slab).expect("put");
-        let back = scratch.get_slab(&ticket(&key, &slab)).expect("get");
+        let ticket = scratch.put_slab("d", &slab).expect("put");
+        assert_eq!((ticket.abs, ticket.part), (slab.abs, slab.part));
+        let key = Key::new(ticket.scratch_key.clone()).expect("key");
+        let back = scratch.get_slab(&ticket).expect("get");
         assert_eq!(back.data, slab.data);
         assert_eq!(back.statics, slab.statics);
         storage
             .put(&key, Bytes::from_static(&[9, 0, 0, 0, 0, 0, 0, 0, 1]))
             .expect("put");
         assert!(matches!(
-            scratch.get_slab(&ticket(&key, &slab)),
+            scratch.get_slab(&ticket),
             Err(ScratchError::Corrupt { .. })
         ));
         scratch.delete(&key).expect("delete");
         assert!(matches!(
-            scratch.get_slab(&ticket(&key, &slab)),
+            scratch.get_slab(&ticket),
             Err(ScratchError::Missing { .. })
         ));
     }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use roller_core::commit::load_record;
 use roller_core::decode::{Decoded, Decoder};
-use roller_core::scratch::{Scratch, SLABS};
+use roller_core::scratch::Scratch;
 use roller_core::storage::{Key, Storage};
-use roller_proto::{wire, FetchedFile, SlabTicket};
+use roller_proto::{wire, FetchedFile};
 use tokio::runtime::Handle;
 
 use crate::consume::{Failure, Handled, Incoming, Outcome};
@@ -88,23 +88,10 @@ fn decode_file(
         .map_err(|e| Failure::classify(e.is_permanent(), &e))?;
     let subjects = &stage.topology.subjects;
     let result = stage.decoder.decode(copy.path(), note, offset, |slab| {
-        let slab_key =
-            Scratch::new_key(SLABS, dataset).map_err(|e| EmitError::Storage(e.to_string()))?;
-        stage
+        let ticket = stage
             .scratch
-            .put_slab(&slab_key, &slab)
+            .put_slab(dataset, &slab)
             .map_err(|e| EmitError::Storage(e.to_string()))?;
-        let ticket = SlabTicket {
-            dataset: dataset.clone(),
-            source: slab.source.clone(),
-            abs: slab.abs,
-            slot: slab.slot,
-            part: slab.part,
-            parts: slab.parts,
-            shape: slab.shape.clone(),
-            schema: slab.schema.clone(),
-            scratch_key: slab_key.to_string(),
-        };
         let out = Outgoing::new(
             subjects.slab(dataset),
             wire::encode(&ticket),
