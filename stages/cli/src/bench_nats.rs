@@ -35,12 +35,43 @@ pub(crate) struct BenchNatsArgs {
     latency_files: usize,
 }
 
-/// Processes killed on drop.
-struct Procs(Vec<Child>);
+/// Processes killed on drop, each with the name it is reported under.
+struct Procs(Vec<(&'static str, Child)>);
+
+impl Procs {
+    /// CPU seconds (user + system) each process has used so far, from `/proc/PID/stat`.
+    fn cpu_seconds(&self) -> Vec<(&'static str, f64)> {
+        self.0
+            .iter()
+            .map(|(name, child)| (*name, cpu_seconds(child.id()).unwrap_or(f64::NAN)))
+            .collect()
+    }
+}
+
+/// User + system CPU seconds of process `pid` (Linux), `None` where `/proc` does not tell.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    stat_ticks(&format!("/proc/{pid}/stat"), 11)
+}
+
+/// CPU seconds used by this process's waited-for children (the embedded runs).
+fn children_cpu_seconds() -> Option<f64> {
+    stat_ticks("/proc/self/stat", 13)
+}
+
+/// The sum of two adjacent clock-tick fields of a `/proc/.../stat` file, in seconds. `first`
+/// counts from the field after the parenthesised command name (utime is 11, cutime 13).
+fn stat_ticks(path: &str, first: usize) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let a: f64 = fields.get(first)?.parse().ok()?;
+    let b: f64 = fields.get(first + 1)?.parse().ok()?;
+    Some((a + b) / 100.0)
+}
 
 impl Drop for Procs {
     fn drop(&mut self) {
-        for child in &mut self.0 {
+        for (_, child) in &mut self.0 {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -77,7 +108,8 @@ fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
     let port = free_port()?;
     let _ = std::fs::remove_dir_all(dir.join("nats"));
     let mut procs = Procs(Vec::new());
-    procs.0.push(
+    procs.0.push((
+        "nats-server",
         Command::new(nats_server())
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(dir.join("nats"))
@@ -85,7 +117,7 @@ fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
             .stderr(Stdio::null())
             .spawn()
             .context("starting nats-server (./dev test installs it into .venv)")?,
-    );
+    ));
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
@@ -94,15 +126,21 @@ fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let url = format!("nats://127.0.0.1:{port}");
-    for stage in ["fetch", "decode", "write", "commit"] {
-        let bin = bin_dir.join(format!("roller-{stage}"));
+    for stage in [
+        "roller-fetch",
+        "roller-decode",
+        "roller-write",
+        "roller-commit",
+    ] {
+        let bin = bin_dir.join(stage);
         if !bin.exists() {
             bail!(
                 "{} is missing: build the stages too (cargo build --release --workspace)",
                 bin.display()
             );
         }
-        procs.0.push(
+        procs.0.push((
+            stage,
             Command::new(bin)
                 .arg("--config")
                 .arg(config)
@@ -110,7 +148,7 @@ fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .spawn()?,
-        );
+        ));
     }
     Ok((procs, url))
 }
@@ -215,8 +253,10 @@ pub(crate) fn run(args: &BenchNatsArgs) -> Result<()> {
         .build()?;
 
     let (mut embedded, mut nats) = (Vec::new(), Vec::new());
+    let mut cpu: HashMap<&'static str, Vec<f64>> = HashMap::new();
     for repeat in 0..args.repeats {
         let _ = std::fs::remove_dir_all(&embedded_config.store.path);
+        let children_before = children_cpu_seconds().unwrap_or(f64::NAN);
         let e = crate::bench::json_of(
             Command::new(&me)
                 .args(["run", "--stats-json", "--config"])
@@ -225,11 +265,18 @@ pub(crate) fn run(args: &BenchNatsArgs) -> Result<()> {
                 .arg(&list),
         )?;
         let e_seconds = e["seconds"].as_f64().unwrap_or(f64::NAN);
+        cpu.entry("embedded (whole process)")
+            .or_default()
+            .push(children_cpu_seconds().unwrap_or(f64::NAN) - children_before);
         let _ = std::fs::remove_dir_all(&config.store.path);
         let (procs, url) = start_cluster(&dir, &config_path)?;
         // Let the stages connect and bind their consumers before the clock starts.
         std::thread::sleep(Duration::from_secs(2));
+        let before = procs.cpu_seconds();
         let (n_seconds, _) = runtime.block_on(ingest(&url, &config, &lines, parts, false))?;
+        for ((name, after), (_, before)) in procs.cpu_seconds().into_iter().zip(before) {
+            cpu.entry(name).or_default().push(after - before);
+        }
         drop(procs);
         eprintln!(
             "repeat {}: embedded {e_seconds:.2} s, nats {n_seconds:.2} s",
@@ -252,6 +299,15 @@ pub(crate) fn run(args: &BenchNatsArgs) -> Result<()> {
         "\nNATS throughput / embedded (median): {:.0}%",
         100.0 * e / s
     );
+    println!("\nCPU seconds per process during the ingest (medians):\n");
+    println!("| process | CPU seconds |");
+    println!("|---|---|");
+    let mut names: Vec<_> = cpu.keys().copied().collect();
+    names.sort_unstable();
+    for name in names {
+        let seconds = crate::bench::median(cpu.remove(name).unwrap_or_default());
+        println!("| {name} | {seconds:.2} |");
+    }
 
     let _ = std::fs::remove_dir_all(&config.store.path);
     let (procs, url) = start_cluster(&dir, &config_path)?;

@@ -72,7 +72,7 @@ pub struct Slab {
     /// Shape of the slab (per file dim).
     pub shape: Vec<u64>,
     /// Native-endian elements in C order.
-    pub data: Vec<u8>,
+    pub data: Bytes,
     /// The file's schema (part 0 only).
     pub schema: Option<FileSchema>,
     /// Static coordinate chunks still to be stored (part 0 only).
@@ -199,7 +199,7 @@ impl Decoder {
                 part,
                 parts,
                 shape,
-                data,
+                data: Bytes::from(data),
                 schema: schema.take(),
                 statics: std::mem::take(&mut statics),
             };

@@ -119,7 +119,8 @@ impl Scratch {
         ))?)
     }
 
-    /// Copies a local file into scratch.
+    /// Puts a local file into scratch (linked rather than copied where the file system allows:
+    /// the file must not change afterwards).
     pub fn put_file(&self, key: &Key, path: &Path) -> Result<(), StorageError> {
         self.storage.put_file(key, path)
     }
@@ -163,22 +164,19 @@ impl Scratch {
     /// u64 length, bytes` (little-endian).
     pub fn put_slab(&self, dataset: &str, slab: &Slab) -> Result<SlabTicket, StorageError> {
         let key = Self::new_key(SLABS, dataset)?;
-        let statics: usize = slab
-            .statics
-            .iter()
-            .map(|(k, v)| 12 + k.as_str().len() + v.len())
-            .sum();
-        let mut body = BytesMut::with_capacity(12 + slab.data.len() + statics);
-        body.put_u64_le(slab.data.len() as u64);
-        body.put_slice(&slab.data);
-        body.put_u32_le(u32::try_from(slab.statics.len()).unwrap_or(u32::MAX));
+        // The body is a small header, the elements, then the static chunks: written as parts,
+        // so the elements are not copied.
+        let mut head = BytesMut::with_capacity(12);
+        head.put_u64_le(slab.data.len() as u64);
+        let mut tail = BytesMut::new();
+        tail.put_u32_le(u32::try_from(slab.statics.len()).unwrap_or(u32::MAX));
         for (k, v) in &slab.statics {
-            body.put_u32_le(u32::try_from(k.as_str().len()).unwrap_or(u32::MAX));
-            body.put_slice(k.as_str().as_bytes());
-            body.put_u64_le(v.len() as u64);
-            body.put_slice(v);
+            tail.put_u32_le(u32::try_from(k.as_str().len()).unwrap_or(u32::MAX));
+            tail.put_slice(k.as_str().as_bytes());
+            tail.put_u64_le(v.len() as u64);
+            tail.put_slice(v);
         }
-        self.storage.put(&key, body.freeze())?;
+        self.storage.put_parts(&key, &[&head, &slab.data, &tail])?;
         Ok(SlabTicket {
             dataset: dataset.to_owned(),
             source: slab.source.clone(),
@@ -235,7 +233,7 @@ impl Scratch {
             part: ticket.part,
             parts: ticket.parts,
             shape: ticket.shape.clone(),
-            data: data.to_vec(),
+            data,
             schema: ticket.schema.clone(),
             statics,
         })
@@ -304,7 +302,7 @@ mod tests {
             part: 0,
             parts: 1,
             shape: vec![2, 2],
-            data: vec![1, 2, 3, 4, 5, 6, 7, 8],
+            data: Bytes::from(vec![1, 2, 3, 4, 5, 6, 7, 8]),
             schema: None,
             statics: vec![(
                 Key::new("chunks/x/0").expect("key"),

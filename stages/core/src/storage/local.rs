@@ -53,15 +53,85 @@ impl LocalStore {
         }
     }
 
-    fn write_tmp(&self, dir: &Path, value: &[u8]) -> std::io::Result<PathBuf> {
+    /// A fresh temporary path in `dir`.
+    fn tmp_path(&self, dir: &Path) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(value)?;
-        if self.fsync {
-            file.sync_data()?;
+        dir.join(format!("{TMP_PREFIX}{}-{n}", std::process::id()))
+    }
+
+    /// Writes `parts` one after the other to a fresh temporary file in `dir` (synced with
+    /// `fsync`) and returns its path.
+    fn write_tmp(&self, dir: &Path, parts: &[&[u8]]) -> std::io::Result<PathBuf> {
+        let tmp = self.tmp_path(dir);
+        let written = fs::File::create(&tmp).and_then(|mut file| {
+            for part in parts {
+                file.write_all(part)?;
+            }
+            if self.fsync {
+                file.sync_data()?;
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
         }
-        Ok(tmp)
+    }
+
+    /// Puts a temporary file (made by `fill`) into place at `key`: creates the directory,
+    /// renames, and syncs the directory with `fsync`. A concurrent delete may prune the
+    /// directory between creating it and filling it: that is tried again once.
+    fn put_with(
+        &self,
+        key: &Key,
+        fill: impl Fn(&Path) -> std::io::Result<PathBuf>,
+    ) -> Result<(), StorageError> {
+        let path = self.path(key);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        let mut attempt = 0;
+        loop {
+            fs::create_dir_all(&dir).map_err(Self::io(key))?;
+            match fill(&dir) {
+                Ok(tmp) => {
+                    fs::rename(&tmp, &path).map_err(|e| {
+                        let _ = fs::remove_file(&tmp);
+                        Self::io(key)(e)
+                    })?;
+                    if self.fsync {
+                        // The rename itself is durable only once the directory is synced.
+                        fs::File::open(&dir)
+                            .and_then(|d| d.sync_all())
+                            .map_err(Self::io(key))?;
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound && attempt == 0 => attempt += 1,
+                Err(e) => return Err(Self::io(key)(e)),
+            }
+        }
+    }
+
+    /// Links `source` to a fresh temporary file in `dir`, or copies it where a link cannot
+    /// be made (another file system, no permission); synced with `fsync`.
+    fn link_or_copy_tmp(&self, dir: &Path, source: &Path) -> std::io::Result<PathBuf> {
+        let tmp = self.tmp_path(dir);
+        let placed = fs::hard_link(source, &tmp).or_else(|_| fs::copy(source, &tmp).map(|_| ()));
+        let synced = placed.and_then(|()| {
+            if self.fsync {
+                fs::File::open(&tmp)?.sync_data()?;
+            }
+            Ok(())
+        });
+        match synced {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
     }
 
     /// Removes now-empty directories from `dir` up to (not including) the root, so rolled-off
@@ -107,31 +177,11 @@ impl Storage for LocalStore {
     }
 
     fn put(&self, key: &Key, value: Bytes) -> Result<(), StorageError> {
-        let path = self.path(key);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        // A concurrent delete may prune the directory between creating it and writing into it:
-        // try again once.
-        let mut attempt = 0;
-        loop {
-            fs::create_dir_all(&dir).map_err(Self::io(key))?;
-            match self.write_tmp(&dir, &value) {
-                Ok(tmp) => {
-                    fs::rename(&tmp, &path).map_err(|e| {
-                        let _ = fs::remove_file(&tmp);
-                        Self::io(key)(e)
-                    })?;
-                    if self.fsync {
-                        // The rename itself is durable only once the directory is synced.
-                        fs::File::open(&dir)
-                            .and_then(|d| d.sync_all())
-                            .map_err(Self::io(key))?;
-                    }
-                    return Ok(());
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound && attempt == 0 => attempt += 1,
-                Err(e) => return Err(Self::io(key)(e)),
-            }
-        }
+        self.put_parts(key, &[&value])
+    }
+
+    fn put_parts(&self, key: &Key, parts: &[&[u8]]) -> Result<(), StorageError> {
+        self.put_with(key, |dir| self.write_tmp(dir, parts))
     }
 
     fn delete(&self, key: &Key) -> Result<(), StorageError> {
@@ -148,28 +198,9 @@ impl Storage for LocalStore {
         }
     }
 
+    /// Links the file into the store where it can (same file system), else copies it.
     fn put_file(&self, key: &Key, source: &Path) -> Result<(), StorageError> {
-        let path = self.path(key);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir).map_err(Self::io(key))?;
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
-        let copied = fs::copy(source, &tmp).and_then(|_| {
-            if self.fsync {
-                fs::File::open(&tmp)?.sync_data()?;
-            }
-            fs::rename(&tmp, &path)
-        });
-        if let Err(e) = copied {
-            let _ = fs::remove_file(&tmp);
-            return Err(Self::io(key)(e));
-        }
-        if self.fsync {
-            fs::File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(Self::io(key))?;
-        }
-        Ok(())
+        self.put_with(key, |dir| self.link_or_copy_tmp(dir, source))
     }
 
     fn local_path(&self, key: &Key) -> Option<PathBuf> {
@@ -250,5 +281,35 @@ mod tests {
             !dir.path().join("chunks").exists(),
             "empty directories are pruned"
         );
+    }
+
+    #[test]
+    fn put_parts_writes_the_concatenation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path(), true).expect("store");
+        let k = key("slabs/d/1");
+        store
+            .put_parts(&k, &[b"ab", b"", b"cde"])
+            .expect("put parts");
+        assert_eq!(store.get(&k).expect("get").as_deref(), Some(&b"abcde"[..]));
+    }
+
+    #[test]
+    fn put_file_stores_the_file_and_removing_it_keeps_the_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = dir.path().join("source.nc");
+        fs::write(&source, b"netcdf bytes").expect("source");
+        let store = LocalStore::new(dir.path().join("scratch"), true).expect("store");
+        let k = key("fetched/d/1");
+        store.put_file(&k, &source).expect("put file");
+        assert_eq!(
+            store.get(&k).expect("get").as_deref(),
+            Some(&b"netcdf bytes"[..])
+        );
+        store.delete(&k).expect("delete");
+        assert_eq!(fs::read(&source).expect("source kept"), b"netcdf bytes");
+        let missing = store.put_file(&k, &dir.path().join("absent.nc"));
+        assert!(missing.is_err(), "a missing source is an error");
+        assert_eq!(store.list_prefix("").expect("list"), Vec::<Key>::new());
     }
 }

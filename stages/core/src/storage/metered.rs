@@ -136,6 +136,13 @@ impl Storage for MeteredStore {
         self.inner.put(key, value)
     }
 
+    fn put_parts(&self, key: &Key, parts: &[&[u8]]) -> Result<(), StorageError> {
+        bump(&self.counters.puts, 1);
+        let bytes: usize = parts.iter().map(|p| p.len()).sum();
+        bump(&self.counters.bytes_put, bytes as u64);
+        self.inner.put_parts(key, parts)
+    }
+
     fn delete(&self, key: &Key) -> Result<(), StorageError> {
         bump(&self.counters.deletes, 1);
         self.inner.delete(key)

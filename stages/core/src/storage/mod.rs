@@ -69,8 +69,16 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// All keys under a prefix (`""` for everything), sorted.
     fn list_prefix(&self, prefix: &str) -> Result<Vec<Key>, StorageError>;
 
+    /// Writes a whole object made of `parts` laid end to end, like [`Storage::put`] of their
+    /// concatenation. The default concatenates; backends override it to write the parts
+    /// without the copy.
+    fn put_parts(&self, key: &Key, parts: &[&[u8]]) -> Result<(), StorageError> {
+        self.put(key, Bytes::from(parts.concat()))
+    }
+
     /// Stores the contents of a local file as an object (atomically, like [`Storage::put`]).
-    /// The default reads the file into memory; backends override it to stream.
+    /// The file must not change afterwards: a backend may link it instead of copying it. The
+    /// default reads the file into memory; backends override it to stream.
     fn put_file(&self, key: &Key, path: &Path) -> Result<(), StorageError> {
         let bytes = std::fs::read(path).map_err(|source| StorageError::Io {
             key: key.to_string(),
