@@ -345,8 +345,12 @@ pub struct ScratchConfig {
     /// work stream drops messages older than this too, so a message never outlives its object.
     #[serde(default = "default_scratch_max_age")]
     pub max_age: Seconds,
-    /// Sync every scratch object to disk before passing it on (default true).
-    #[serde(default = "yes")]
+    /// Sync every scratch object to disk before passing it on (default false). Scratch is as
+    /// durable as the messages that point into it: JetStream itself syncs its file store only
+    /// every `sync_interval` (2 minutes by default), so a power loss can lose acknowledged
+    /// messages anyway. Set this to true together with `sync_interval: always` on the NATS
+    /// server; on a process crash (not a power loss) nothing is lost either way.
+    #[serde(default)]
     pub fsync: bool,
 }
 

@@ -30,7 +30,7 @@ pub enum ScratchError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// The object is gone: an earlier delivery already consumed it, or the sweep removed it.
-    #[error("scratch object `{key}` is missing: an earlier delivery of this message consumed it, or it outlived scratch.max_age and was swept")]
+    #[error("scratch object `{key}` is missing: an earlier delivery of this message consumed it, it outlived scratch.max_age and was swept, or the scratch host lost power before syncing it (scratch.fsync = false); replay the notification to ingest the file again")]
     Missing {
         /// The key.
         key: String,
@@ -104,7 +104,7 @@ impl Scratch {
     /// Opens the scratch area a config names.
     pub fn open(config: &ScratchConfig) -> Result<Self, StorageError> {
         Ok(Self::new(
-            Arc::new(LocalStore::new(&config.path, config.fsync)?),
+            Arc::new(LocalStore::new(&config.path, config.fsync)?.keep_empty_dirs()),
             config.max_age.0,
         ))
     }

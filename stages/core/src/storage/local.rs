@@ -18,6 +18,7 @@ const TMP_PREFIX: &str = ".tmp-";
 pub struct LocalStore {
     root: PathBuf,
     fsync: bool,
+    prune: bool,
     counter: AtomicU64,
 }
 
@@ -33,8 +34,18 @@ impl LocalStore {
         Ok(Self {
             root,
             fsync,
+            prune: true,
             counter: AtomicU64::new(0),
         })
+    }
+
+    /// Keeps directories a delete empties, instead of removing them. For a store whose few
+    /// directories are refilled at once (scratch), pruning would only remove and recreate
+    /// them over and over.
+    #[must_use]
+    pub fn keep_empty_dirs(mut self) -> Self {
+        self.prune = false;
+        self
     }
 
     /// The directory this store lives in.
@@ -188,7 +199,7 @@ impl Storage for LocalStore {
         let path = self.path(key);
         match fs::remove_file(&path) {
             Ok(()) => {
-                if let Some(dir) = path.parent() {
+                if let Some(dir) = path.parent().filter(|_| self.prune) {
                     self.prune_empty_dirs(dir);
                 }
                 Ok(())
