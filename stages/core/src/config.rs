@@ -85,6 +85,152 @@ pub struct DatasetConfig {
     /// When the window moves with the clock (the scheduler's roll events).
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    /// How to reach S3 (used when a location is an `s3://` URL or a source is in a bucket).
+    #[serde(default)]
+    pub s3: S3Config,
+    /// What happens to chunks that rolled out of the window.
+    #[serde(default)]
+    pub expiry: ExpiryConfig,
+}
+
+/// Where a store or scratch area lives: a local directory or an S3 bucket and key prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A directory on the local file system.
+    Local(PathBuf),
+    /// `s3://bucket/prefix`: objects are `prefix/key` in `bucket` (the prefix may be empty).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix, without leading or trailing `/`.
+        prefix: String,
+    },
+}
+
+impl Location {
+    /// Reads a `path` setting: `s3://bucket/prefix` or a local path.
+    pub fn parse(path: &Path) -> Result<Self, String> {
+        let Some(text) = path.to_str().and_then(|t| t.strip_prefix("s3://")) else {
+            return Ok(Self::Local(path.to_path_buf()));
+        };
+        let (bucket, prefix) = text.split_once('/').unwrap_or((text, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !valid_bucket {
+            return Err(format!(
+                "`{bucket}` is not an S3 bucket name (3 to 63 lowercase letters, digits, `-`, `.`)"
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == ".." || p == ".") {
+            return Err(format!(
+                "the key prefix `{prefix}` must not contain `.` or `..`"
+            ));
+        }
+        Ok(Self::S3 {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
+/// How to reach S3. Credentials come from the standard AWS chain (environment, shared profile,
+/// web identity on Kubernetes, instance metadata), never from this file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible store (e.g. `http://127.0.0.1:8333`); AWS when unset.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Region; from the AWS chain when unset (`us-east-1` if nothing says).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Requests in flight at once per process.
+    #[serde(default = "default_s3_concurrency")]
+    pub max_concurrency: usize,
+    /// Attempts per request (throttling, 5xx and network errors are retried with backoff;
+    /// other 4xx are not).
+    #[serde(default = "default_s3_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint_url: None,
+            region: None,
+            force_path_style: false,
+            max_concurrency: default_s3_concurrency(),
+            max_attempts: default_s3_attempts(),
+        }
+    }
+}
+
+fn default_s3_concurrency() -> usize {
+    32
+}
+
+fn default_s3_attempts() -> u32 {
+    6
+}
+
+/// What happens to chunks that rolled out of the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiryConfig {
+    /// `on_roll_off` (default): after a commit moves the offset, chunks below it are tagged
+    /// (S3) or deleted (local disk). `at_write`: every per-index chunk is written with the tag
+    /// and a lifecycle rule expires it by age; no tagging calls.
+    #[serde(default)]
+    pub policy: ExpiryPolicy,
+    /// Object tag key marking a chunk for expiry.
+    #[serde(default = "default_tag_key")]
+    pub tag_key: String,
+    /// Object tag value marking a chunk for expiry.
+    #[serde(default = "default_tag_value")]
+    pub tag_value: String,
+    /// Days after which the bucket lifecycle rule (`roller setup`) deletes tagged objects.
+    #[serde(default = "default_lifecycle_days")]
+    pub lifecycle_days: u32,
+}
+
+impl Default for ExpiryConfig {
+    fn default() -> Self {
+        Self {
+            policy: ExpiryPolicy::default(),
+            tag_key: default_tag_key(),
+            tag_value: default_tag_value(),
+            lifecycle_days: default_lifecycle_days(),
+        }
+    }
+}
+
+/// When chunks are marked for expiry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiryPolicy {
+    /// Tag (or delete) chunks once they are below the committed offset.
+    #[default]
+    OnRollOff,
+    /// Tag every per-index chunk when it is written; expiry is by age only.
+    AtWrite,
+}
+
+fn default_tag_key() -> String {
+    "zarr-roller-expired".into()
+}
+
+fn default_tag_value() -> String {
+    "true".into()
+}
+
+fn default_lifecycle_days() -> u32 {
+    1
 }
 
 /// Which notifications a dataset takes.
@@ -323,6 +469,10 @@ pub struct SourceConfig {
     /// Largest source object accepted, in bytes.
     #[serde(default = "default_max_object_bytes")]
     pub max_object_bytes: u64,
+    /// S3 buckets source objects may be read from (a notification's `bucket`). Empty: no
+    /// bucket is accepted.
+    #[serde(default)]
+    pub buckets: Vec<String>,
 }
 
 impl Default for SourceConfig {
@@ -330,6 +480,7 @@ impl Default for SourceConfig {
         Self {
             local_roots: Vec::new(),
             max_object_bytes: default_max_object_bytes(),
+            buckets: Vec::new(),
         }
     }
 }
@@ -552,6 +703,26 @@ impl DatasetConfig {
                 "encoding.fill_value",
                 "must be a number or \"NaN\"",
             ));
+        }
+        Location::parse(&self.store.path).map_err(|reason| invalid("store.path", reason))?;
+        if let Some(scratch) = &self.scratch {
+            Location::parse(&scratch.path).map_err(|reason| invalid("scratch.path", reason))?;
+        }
+        if self.s3.max_concurrency == 0 || self.s3.max_attempts == 0 {
+            return Err(invalid(
+                "s3",
+                "max_concurrency and max_attempts must be positive",
+            ));
+        }
+        let tag_ok = |t: &str| !t.is_empty() && t.len() <= 128 && !t.chars().any(char::is_control);
+        if !tag_ok(&self.expiry.tag_key) || !tag_ok(&self.expiry.tag_value) {
+            return Err(invalid(
+                "expiry.tag_key",
+                "tag key and value must be 1 to 128 printable characters",
+            ));
+        }
+        if self.expiry.lifecycle_days == 0 {
+            return Err(invalid("expiry.lifecycle_days", "must be at least 1"));
         }
         if self.source.max_object_bytes == 0 {
             return Err(invalid("source.max_object_bytes", "must be positive"));

@@ -171,6 +171,7 @@ mod tests {
         let fetcher = Fetcher::new(&SourceConfig {
             local_roots: vec![root.clone()],
             max_object_bytes: 10,
+            buckets: Vec::new(),
         })
         .expect("fetcher");
         let abs = root.join("a.nc").display().to_string();
@@ -192,6 +193,7 @@ mod tests {
         let small = Fetcher::new(&SourceConfig {
             local_roots: vec![root],
             max_object_bytes: 4,
+            buckets: Vec::new(),
         })
         .expect("fetcher");
         assert!(matches!(

@@ -129,6 +129,8 @@ impl SynthOptions {
             },
             scratch: None,
             schedule: ScheduleConfig::default(),
+            s3: crate::config::S3Config::default(),
+            expiry: crate::config::ExpiryConfig::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ use roller_core::synth::{synth, SynthFile, SynthOptions};
 use zarrs::array::Array;
 
 pub mod nats;
+pub mod s3;
 
 /// The workspace root (where README.md and `.venv` live).
 pub fn workspace_root() -> PathBuf {

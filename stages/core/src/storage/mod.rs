@@ -38,6 +38,16 @@ pub enum StorageError {
     /// The key is not acceptable (see [`Key`]).
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A remote store (S3) refused or failed a request after its retries.
+    #[error("{operation} of `{key}` failed: {reason}")]
+    Backend {
+        /// What was asked (`S3 GetObject`...).
+        operation: String,
+        /// The key (with bucket and prefix) it concerned.
+        key: String,
+        /// What the store said, with the error chain.
+        reason: String,
+    },
 }
 
 /// A flat key/value object store.
