@@ -69,7 +69,8 @@ pub(crate) fn run(dir: &Path) -> Result<()> {
         RUNS,
         format_instant(until)
     );
-    embedded::roll(&config, embedded::open_store(&config)?, until)?;
+    let backends = roller_s3::Backends::open(&config)?;
+    embedded::roll(&config, backends.store, backends.expiry, until)?;
     show(&store_dir)?;
 
     println!("How to look at it yourself:");
@@ -102,11 +103,15 @@ fn prepare(dir: &Path) -> Result<()> {
 }
 
 fn ingest(config: &DatasetConfig, lines: Vec<String>) -> Result<()> {
+    let backends = roller_s3::Backends::open(config)?;
     let summary = embedded::run(
         config,
-        embedded::open_store(config)?,
+        backends.store,
         lines.into_iter().map(Ok),
-        &RunOptions::default(),
+        &RunOptions {
+            expiry: backends.expiry,
+            ..RunOptions::default()
+        },
     )?;
     for letter in &summary.dead_letters {
         println!("   dead letter: {letter}");

@@ -62,7 +62,8 @@ enum Command {
         #[arg(long, value_parser = ["nats", "local"])]
         via: Option<String>,
     },
-    /// Create (or update) the NATS streams, consumers and buckets of a dataset.
+    /// Create (or update) a dataset's S3 buckets and lifecycle rule (when it is on S3) and its
+    /// NATS streams, consumers and key-value buckets.
     Setup {
         /// Dataset config (TOML).
         #[arg(long)]
@@ -223,12 +224,20 @@ fn run(cli: Cli) -> Result<()> {
                     roller_proto::time::format_instant(until)
                 );
             } else {
-                let record = embedded::roll(&config, embedded::open_store(&config)?, until)?;
+                let backends = roller_s3::Backends::open(&config)?;
+                let record = embedded::roll(&config, backends.store, backends.expiry, until)?;
                 print!("{}", describe(&record));
             }
             Ok(())
         }
-        Command::Setup { config } => nats_cmd::setup_command(&DatasetConfig::load(&config)?),
+        Command::Setup { config } => {
+            let config = DatasetConfig::load(&config)?;
+            let backends = roller_s3::Backends::open(&config)?;
+            for line in roller_s3::setup::setup_storage(&config, &backends)? {
+                println!("{line}");
+            }
+            nats_cmd::setup_command(&config)
+        }
         Command::Replay { config, file } => {
             let config = DatasetConfig::load(&config)?;
             let done = nats_cmd::replay_command(&config, &file)?;
@@ -296,7 +305,9 @@ pub(crate) fn ingest(
     notifications: &str,
     mut options: RunOptions,
 ) -> Result<RunSummary> {
-    let store = embedded::open_store(config)?;
+    let backends = roller_s3::Backends::open(config)?;
+    let store = backends.store;
+    options.expiry = backends.expiry;
     // A file is read line by line (counted first for the progress bar); standard input is
     // streamed, so memory does not grow with the number of notifications.
     let (total, lines): (

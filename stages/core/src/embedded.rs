@@ -18,7 +18,7 @@ use crate::bus::{CollectedDeadLetters, DeadLetter, DeadLetterSink, Outbox, Stage
 use crate::commit::{CommitError, Committed, Committer};
 use crate::config::DatasetConfig;
 use crate::decode::{Decoded, Decoder, Slab};
-use crate::expiry::DeleteExpired;
+use crate::expiry::{DeleteExpired, Expiry};
 use crate::fetch::{FetchError, Fetcher};
 use crate::layout::Layout;
 use crate::matching::matches;
@@ -76,6 +76,8 @@ pub struct RunOptions {
     pub queue_depth: usize,
     /// Called after every commit.
     pub on_progress: Option<ProgressFn>,
+    /// What happens to chunks that roll out of the window (default: deleted).
+    pub expiry: Arc<dyn Expiry>,
 }
 
 impl Default for RunOptions {
@@ -86,6 +88,7 @@ impl Default for RunOptions {
             write_workers: cores,
             queue_depth: 2 * cores,
             on_progress: None,
+            expiry: Arc::new(DeleteExpired),
         }
     }
 }
@@ -125,8 +128,17 @@ pub struct RunSummary {
     pub record: CommitRecord,
 }
 
-/// Opens the local store a config points at.
+/// Opens the local store a config points at (an `s3://` store is refused: see `roller-s3`).
 pub fn open_store(config: &DatasetConfig) -> Result<Arc<dyn Storage>, StorageError> {
+    if let Ok(crate::config::Location::S3 { .. }) =
+        crate::config::Location::parse(&config.store.path)
+    {
+        return Err(StorageError::Backend {
+            operation: "opening the store".into(),
+            key: config.store.path.display().to_string(),
+            reason: "this is an S3 location; open it with roller_s3::Backends".into(),
+        });
+    }
     Ok(Arc::new(LocalStore::new(
         &config.store.path,
         config.store.fsync,
@@ -153,7 +165,7 @@ pub fn run(
     options: &RunOptions,
 ) -> Result<RunSummary, RunError> {
     let layout = Layout::from_config(config);
-    let mut committer = Committer::open(storage.clone(), layout.clone(), Arc::new(DeleteExpired))?;
+    let mut committer = Committer::open(storage.clone(), layout.clone(), options.expiry.clone())?;
     let fetcher = Fetcher::new(&config.source)?;
     let decoder = Decoder::new(layout.clone(), storage.clone());
     let writer = Writer::new(layout, storage)?;
@@ -217,10 +229,11 @@ pub fn run(
 pub fn roll(
     config: &DatasetConfig,
     storage: Arc<dyn Storage>,
+    expiry: Arc<dyn Expiry>,
     until: i64,
 ) -> Result<CommitRecord, CommitError> {
     let layout = Layout::from_config(config);
-    let mut committer = Committer::open(storage, layout, Arc::new(DeleteExpired))?;
+    let mut committer = Committer::open(storage, layout, expiry)?;
     committer.fold_roll(&RollEvent {
         dataset: config.name.clone(),
         until,

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use roller_core::bus::Stage;
 use roller_core::commit::{CommitError, Committer};
 use roller_core::config::DatasetConfig;
-use roller_core::expiry::DeleteExpired;
+use roller_core::expiry::Expiry;
 use roller_core::layout::Layout;
 use roller_core::storage::Storage;
 use roller_proto::{wire, CommitEvent, RollEvent, StreamKind, WriteReport};
@@ -51,6 +51,8 @@ pub struct CommitStage {
     pub config: DatasetConfig,
     /// Its store.
     pub store: Arc<dyn Storage>,
+    /// What happens to chunks that roll out of the window.
+    pub expiry: Arc<dyn Expiry>,
     /// Streams and subjects.
     pub topology: Topology,
     /// Shutdown signals.
@@ -107,7 +109,7 @@ async fn lead(
 ) -> Result<(), CommitError> {
     let layout = Layout::from_config(&stage.config);
     let mut committer = tokio::task::block_in_place(|| {
-        Committer::open(stage.store.clone(), layout, Arc::new(DeleteExpired))
+        Committer::open(stage.store.clone(), layout, stage.expiry.clone())
     })?;
     let stop = &stage.shutdown.stop_pulling;
     // Publish what opening found (a changed window, expiry left over from a crash).

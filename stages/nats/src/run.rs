@@ -9,12 +9,12 @@ use clap::Parser;
 use roller_core::bus::Stage;
 use roller_core::config::DatasetConfig;
 use roller_core::decode::Decoder;
-use roller_core::embedded::open_store;
 use roller_core::fetch::Fetcher;
 use roller_core::layout::Layout;
 use roller_core::scratch::Scratch;
 use roller_core::write::Writer;
 use roller_proto::StreamKind;
+use roller_s3::Backends;
 
 use crate::consume::{run_workers, WorkerSetup};
 use crate::settings::NatsSettings;
@@ -74,14 +74,16 @@ pub enum StageError {
     Commit(#[from] commit::CommitStageError),
 }
 
-fn scratch_of(config: &DatasetConfig) -> Result<Scratch, StageError> {
+fn scratch_of(config: &DatasetConfig, backends: &Backends) -> Result<Scratch, StageError> {
     let scratch = config.scratch.as_ref().ok_or_else(|| {
         StageError::Config(format!(
             "dataset `{}` has no [scratch] table: the distributed stages pass files through scratch storage; add `[scratch] path = \"...\"` (or set ROLLER__SCRATCH__PATH)",
             config.name
         ))
     })?;
-    Scratch::open(scratch).map_err(|e| StageError::Config(format!("opening scratch: {e}")))
+    backends
+        .scratch(scratch)
+        .map_err(|e| StageError::Config(format!("opening scratch: {e}")))
 }
 
 /// Runs one stage until `shutdown` completes.
@@ -92,15 +94,16 @@ pub async fn run_stage(
     shutdown: Shutdown,
 ) -> Result<(), StageError> {
     let config_error = |e: &dyn std::fmt::Display| StageError::Config(e.to_string());
-    // Check everything local before touching NATS.
+    // Open storage before touching NATS, so a bad location fails fast.
+    let backends = Backends::open(&config).map_err(|e| config_error(&e))?;
     let scratch = match kind {
         StageKind::Commit => None,
         StageKind::Scheduler => config
             .scratch
             .as_ref()
-            .map(|_| scratch_of(&config))
+            .map(|_| scratch_of(&config, &backends))
             .transpose()?,
-        _ => Some(scratch_of(&config)?),
+        _ => Some(scratch_of(&config, &backends)?),
     };
     let client = connect(&settings, kind.binary()).await?;
     let topology = setup(client, &settings, &config).await?;
@@ -136,7 +139,7 @@ pub async fn run_stage(
             .await;
         }
         StageKind::Decode => {
-            let store = open_store(&config).map_err(|e| config_error(&e))?;
+            let store = backends.store.clone();
             let stage = Arc::new(decode::DecodeStage {
                 decoder: Decoder::new(layout, store.clone()),
                 store,
@@ -151,7 +154,7 @@ pub async fn run_stage(
             .await;
         }
         StageKind::Write => {
-            let store = open_store(&config).map_err(|e| config_error(&e))?;
+            let store = backends.store.clone();
             let stage = Arc::new(write::WriteStage {
                 writer: Writer::new(layout, store).map_err(|e| config_error(&e))?,
                 scratch: scratch_or(&scratch)?,
@@ -165,9 +168,9 @@ pub async fn run_stage(
             .await;
         }
         StageKind::Commit => {
-            let store = open_store(&config).map_err(|e| config_error(&e))?;
             let stage = Arc::new(commit::CommitStage {
-                store,
+                store: backends.store.clone(),
+                expiry: backends.expiry.clone(),
                 topology,
                 shutdown: shutdown.clone(),
                 lease_ttl: settings.lease_ttl,

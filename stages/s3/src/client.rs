@@ -81,7 +81,9 @@ impl S3Client {
             .build()
             .map_err(ClientError::Runtime)?;
         let settings = config.clone();
-        let sdk = runtime.block_on(async move {
+        // Loading the AWS configuration is async; wait for it on a thread of our own, since the
+        // caller may itself be inside a runtime (where `block_on` is not allowed).
+        let load = async move {
             let mut loader = aws_config::defaults(BehaviorVersion::latest())
                 .retry_config(
                     RetryConfig::standard()
@@ -112,7 +114,14 @@ impl S3Client {
             aws_sdk_s3::Client::from_conf(
                 builder.force_path_style(settings.force_path_style).build(),
             )
-        });
+        };
+        let sdk = std::thread::scope(|scope| {
+            scope.spawn(|| runtime.block_on(load)).join().map_err(|_| {
+                ClientError::Runtime(std::io::Error::other(
+                    "loading the AWS configuration panicked",
+                ))
+            })
+        })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 sdk,

@@ -11,6 +11,7 @@ pub use store::S3Store;
 pub mod expiry;
 pub mod lifecycle;
 pub mod open;
+pub mod setup;
 
 pub use expiry::TagExpired;
 pub use open::Backends;
