@@ -909,4 +909,34 @@ mod tests {
         let err = DatasetConfig::from_toml_with_env(UKV, "test", bad).expect_err("no such dim");
         assert!(err.to_string().contains("file_dims.9.chunk"), "{err}");
     }
+
+    #[test]
+    fn locations_are_local_paths_or_s3_urls() {
+        assert_eq!(
+            Location::parse(Path::new("data/store")),
+            Ok(Location::Local(PathBuf::from("data/store")))
+        );
+        assert_eq!(
+            Location::parse(Path::new("s3://roller-data/datasets/ukv/")),
+            Ok(Location::S3 {
+                bucket: "roller-data".into(),
+                prefix: "datasets/ukv".into()
+            })
+        );
+        assert_eq!(
+            Location::parse(Path::new("s3://roller-data")),
+            Ok(Location::S3 {
+                bucket: "roller-data".into(),
+                prefix: String::new()
+            })
+        );
+        for bad in [
+            "s3://Bad_Bucket/x",
+            "s3://ab/x",
+            "s3://bucket/a/../b",
+            "s3:///x",
+        ] {
+            assert!(Location::parse(Path::new(bad)).is_err(), "{bad} accepted");
+        }
+    }
 }
