@@ -33,13 +33,3 @@ impl Expiry for TagExpired {
             .try_for_each(|k| self.store.tag(k, &self.key, &self.value))
     }
 }
-
-/// Leaves expired chunks alone: with the `at_write` policy every chunk already carries the tag.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TaggedAtWrite;
-
-impl Expiry for TaggedAtWrite {
-    fn expire(&self, _storage: &dyn Storage, _keys: &[Key]) -> Result<(), StorageError> {
-        Ok(())
-    }
-}

@@ -9,7 +9,7 @@ use roller_core::scratch::Scratch;
 use roller_core::storage::{LocalStore, Storage, StorageError};
 
 use crate::client::{ClientError, S3Client};
-use crate::expiry::{TagExpired, TaggedAtWrite};
+use crate::expiry::TagExpired;
 use crate::store::S3Store;
 
 /// Why a backend could not be opened.
@@ -83,7 +83,12 @@ impl Backends {
                         &config.expiry.tag_key,
                         &config.expiry.tag_value,
                     )),
-                    ExpiryPolicy::AtWrite => Arc::new(TaggedAtWrite),
+                    ExpiryPolicy::AtWrite => {
+                        return Err(OpenError::Location {
+                            key: "expiry.policy",
+                            reason: "\"at_write\" (tagging chunks as they are written) is not implemented yet: chunks would never expire; use \"on_roll_off\"".into(),
+                        })
+                    }
                 };
                 Ok(Self {
                     store: Arc::new(store.clone()),
