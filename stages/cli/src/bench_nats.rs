@@ -294,7 +294,11 @@ pub(crate) fn run(args: &BenchNatsArgs) -> Result<()> {
         nats.push(n_seconds);
     }
     let n = lines.len() as f64;
-    let (embedded_all, nats_all) = (embedded.clone(), nats.clone());
+    let ratios: Vec<f64> = embedded
+        .iter()
+        .zip(&nats)
+        .map(|(e, n)| 100.0 * e / n)
+        .collect();
     let (e, s) = (crate::bench::median(embedded), crate::bench::median(nats));
     println!("## NATS pipeline vs embedded ({} files of 970 x 1042 float32, one process per stage, medians of {})\n", lines.len(), args.repeats);
     println!("| route | seconds | files/s |");
@@ -304,11 +308,6 @@ pub(crate) fn run(args: &BenchNatsArgs) -> Result<()> {
         "| NATS (fetch, decode, write, commit processes) | {s:.2} | {:.1} |",
         n / s
     );
-    let ratios: Vec<f64> = embedded_all
-        .iter()
-        .zip(&nats_all)
-        .map(|(e, n)| 100.0 * e / n)
-        .collect();
     println!(
         "\nNATS throughput / embedded: {:.0}% (ratio of the medians); per repeat {} (median {:.0}%)",
         100.0 * e / s,

@@ -210,12 +210,6 @@ impl Failure {
     pub fn is_not_found(&self) -> bool {
         self.status == Some(404) || matches!(self.code.as_deref(), Some("NoSuchKey" | "NotFound"))
     }
-
-    /// A client error that retrying cannot fix (4xx other than throttling and timeouts).
-    pub fn is_permanent(&self) -> bool {
-        self.status
-            .is_some_and(|s| (400..500).contains(&s) && !matches!(s, 408 | 429))
-    }
 }
 
 /// The HTTP status of a raw response.

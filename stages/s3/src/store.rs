@@ -9,7 +9,9 @@ use aws_sdk_s3::types::{Tag, Tagging};
 use bytes::Bytes;
 use roller_core::storage::{Key, Storage, StorageError};
 
-use crate::client::{Failure, S3Client};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+use crate::client::{Failure, HasStatus, S3Client};
 
 /// A bucket and key prefix used as an object store.
 #[derive(Debug, Clone)]
@@ -80,17 +82,7 @@ impl S3Store {
             .key(self.object_key(key))
             .tagging(tagging)
             .send();
-        match self.run("PutObjectTagging", key, request)? {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let failure = Failure::of(&e);
-                if failure.is_not_found() {
-                    Ok(())
-                } else {
-                    Err(self.failed("PutObjectTagging", key, failure.message))
-                }
-            }
-        }
+        self.call("PutObjectTagging", key, request).map(|_| ())
     }
 
     /// The object's tags, as key-value pairs (`None` if it does not exist).
@@ -102,21 +94,31 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(self.object_key(key))
             .send();
-        match self.run("GetObjectTagging", key, request)? {
-            Ok(out) => Ok(Some(
-                out.tag_set()
-                    .iter()
-                    .map(|t| (t.key().to_owned(), t.value().to_owned()))
-                    .collect(),
-            )),
-            Err(e) => {
-                let failure = Failure::of(&e);
-                if failure.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(self.failed("GetObjectTagging", key, failure.message))
-                }
-            }
+        Ok(self.call("GetObjectTagging", key, request)?.map(|out| {
+            out.tag_set()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect()
+        }))
+    }
+
+    /// Runs one SDK request; a not-found answer is `None`, any other failure an error.
+    fn call<T, E, R>(
+        &self,
+        operation: &str,
+        key: &Key,
+        request: impl std::future::Future<Output = Result<T, SdkError<E, R>>> + Send + 'static,
+    ) -> Result<Option<T>, StorageError>
+    where
+        T: Send + 'static,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + HasStatus,
+    {
+        let answer = async move { request.await.map_err(|e| Failure::of(&e)) };
+        match self.run(operation, key, answer)? {
+            Ok(out) => Ok(Some(out)),
+            Err(failure) if failure.is_not_found() => Ok(None),
+            Err(failure) => Err(self.failed(operation, key, failure.message)),
         }
     }
 
@@ -220,21 +222,11 @@ impl Storage for S3Store {
             .bucket(&self.bucket)
             .key(self.object_key(key))
             .send();
-        match self.run("HeadObject", key, request)? {
-            Ok(out) => Ok(Some(
-                out.content_length()
-                    .and_then(|n| u64::try_from(n).ok())
-                    .unwrap_or(0),
-            )),
-            Err(e) => {
-                let failure = Failure::of(&e);
-                if failure.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(self.failed("HeadObject", key, failure.message))
-                }
-            }
-        }
+        Ok(self.call("HeadObject", key, request)?.map(|out| {
+            out.content_length()
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0)
+        }))
     }
 
     fn put(&self, key: &Key, value: Bytes) -> Result<(), StorageError> {
@@ -254,17 +246,7 @@ impl Storage for S3Store {
             .bucket(&self.bucket)
             .key(self.object_key(key))
             .send();
-        match self.run("DeleteObject", key, request)? {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let failure = Failure::of(&e);
-                if failure.is_not_found() {
-                    Ok(())
-                } else {
-                    Err(self.failed("DeleteObject", key, failure.message))
-                }
-            }
-        }
+        self.call("DeleteObject", key, request).map(|_| ())
     }
 
     fn list_prefix(&self, prefix: &str) -> Result<Vec<Key>, StorageError> {

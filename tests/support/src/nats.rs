@@ -86,10 +86,7 @@ impl NatsServer {
 
     /// Stops the server (SIGKILL: as abrupt as a crash; JetStream recovers from its store).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(&mut self.child);
     }
 
     /// Starts it again on the same port with the same store.
@@ -102,6 +99,14 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Kills and reaps a server process, if it runs (SIGKILL: tests gain nothing from a clean exit).
+pub(crate) fn kill(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

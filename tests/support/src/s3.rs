@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::nats::{free_port, spawn_isolated};
+use crate::nats::{free_port, kill, spawn_isolated};
 
 /// Access key the tests use (the server is configured with this one identity).
 pub const ACCESS_KEY: &str = "roller-test";
@@ -141,10 +141,7 @@ impl S3Server {
 
     /// Stops the server abruptly.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(&mut self.child);
     }
 
     /// Starts it again on the same ports with the same data.
