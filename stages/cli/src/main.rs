@@ -306,6 +306,7 @@ pub(crate) fn ingest(
     mut options: RunOptions,
 ) -> Result<RunSummary> {
     let backends = roller_s3::Backends::open(config)?;
+    options.objects = backends.objects();
     let store = backends.store;
     options.expiry = backends.expiry;
     // A file is read line by line (counted first for the progress bar); standard input is

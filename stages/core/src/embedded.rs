@@ -19,7 +19,7 @@ use crate::commit::{CommitError, Committed, Committer};
 use crate::config::DatasetConfig;
 use crate::decode::{Decoded, Decoder, Slab};
 use crate::expiry::{DeleteExpired, Expiry};
-use crate::fetch::{FetchError, Fetcher};
+use crate::fetch::{FetchError, Fetcher, ObjectSource};
 use crate::layout::Layout;
 use crate::matching::matches;
 use crate::state::CommitRecord;
@@ -78,6 +78,8 @@ pub struct RunOptions {
     pub on_progress: Option<ProgressFn>,
     /// What happens to chunks that roll out of the window (default: deleted).
     pub expiry: Arc<dyn Expiry>,
+    /// Reads sources in buckets (`source.buckets`); without one, only local sources are read.
+    pub objects: Option<Arc<dyn ObjectSource>>,
 }
 
 impl Default for RunOptions {
@@ -89,6 +91,7 @@ impl Default for RunOptions {
             queue_depth: 2 * cores,
             on_progress: None,
             expiry: Arc::new(DeleteExpired),
+            objects: None,
         }
     }
 }
@@ -166,7 +169,10 @@ pub fn run(
 ) -> Result<RunSummary, RunError> {
     let layout = Layout::from_config(config);
     let mut committer = Committer::open(storage.clone(), layout.clone(), options.expiry.clone())?;
-    let fetcher = Fetcher::new(&config.source)?;
+    let mut fetcher = Fetcher::new(&config.source)?;
+    if let Some(objects) = &options.objects {
+        fetcher = fetcher.with_objects(objects.clone(), std::env::temp_dir());
+    }
     let decoder = Decoder::new(layout.clone(), storage.clone());
     let writer = Writer::new(layout, storage)?;
     let dead = CollectedDeadLetters::default();
@@ -303,18 +309,19 @@ fn decode_worker(
                 reason,
             });
         };
-        let path = match fetcher.fetch(&note) {
-            Ok(path) => path,
+        let source = match retry(|| fetcher.fetch(&note), |e| !e.is_permanent()) {
+            Ok(source) => source,
             Err(e) => {
                 fail(Stage::Fetch, e.to_string());
                 continue;
             }
         };
+        let path = source.path();
         let current = offset.load(Ordering::Relaxed);
         let known = (current != i64::MIN).then_some(current);
         let result = retry(
             || {
-                decoder.decode(&path, &note, known, |slab| {
+                decoder.decode(path, &note, known, |slab| {
                     counters
                         .decoded_bytes
                         .fetch_add(slab.data.len() as u64, Ordering::Relaxed);

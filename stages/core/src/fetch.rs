@@ -1,8 +1,14 @@
-//! The fetch stage for local sources: turns a notification's `key` into a path to read, after
-//! checking it is inside an allowed root (no traversal, symlinks resolved), exists, is not too
-//! large, and has the announced size.
+//! The fetch stage: turns a notification into a local file to decode, after checking it.
+//!
+//! A notification without a `bucket` names a local file: it must be inside an allowed root
+//! (no traversal, symlinks resolved). One with a `bucket` names an object: the bucket must be
+//! in `source.buckets`, and the object is downloaded through an [`ObjectSource`] (S3, from
+//! `roller-s3`; core stays free of any SDK). Either way the source must exist, not be larger
+//! than `source.max_object_bytes`, and have the size the notification announced.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use roller_proto::Notification;
 
@@ -45,6 +51,22 @@ pub enum FetchError {
         /// The limit.
         limit: u64,
     },
+    /// The object cannot be read, and retrying will not change that (for example access denied).
+    #[error("source `{key}` cannot be read: {reason}")]
+    Unreadable {
+        /// The notification's key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// The object store could not be reached or failed; retrying may succeed.
+    #[error("source `{key}` is unavailable for now: {reason}")]
+    Unavailable {
+        /// The notification's key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
     /// The object's size is not what the notification announced.
     #[error("source `{key}` is {actual} bytes but the notification announced {announced}; it may still be uploading or be corrupt")]
     SizeMismatch {
@@ -57,11 +79,81 @@ pub enum FetchError {
     },
 }
 
-/// Resolves and checks local source files.
+impl FetchError {
+    /// Whether retrying cannot help.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// Why an [`ObjectSource`] call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct ObjectError {
+    /// Whether retrying cannot help (a refusal rather than an outage).
+    pub permanent: bool,
+    /// What went wrong, as the object store said it.
+    pub reason: String,
+}
+
+/// Reads source objects out of buckets: the seam between the fetch stage and an object store.
+pub trait ObjectSource: Send + Sync + std::fmt::Debug {
+    /// The object's size in bytes, or `None` if it does not exist.
+    fn size(&self, bucket: &str, key: &str) -> Result<Option<u64>, ObjectError>;
+
+    /// Downloads the object into the file `to` (created or truncated) and returns its length;
+    /// fails, leaving a partial file, once more than `max_bytes` arrive.
+    fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        to: &Path,
+        max_bytes: u64,
+    ) -> Result<u64, ObjectError>;
+}
+
+/// A source as a local file to decode: the source itself for local sources, or a download
+/// that is removed when this is dropped.
+#[derive(Debug)]
+pub struct SourceFile {
+    path: PathBuf,
+    size: u64,
+    downloaded: bool,
+}
+
+impl SourceFile {
+    /// Where to read it.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Drop for SourceFile {
+    fn drop(&mut self) {
+        if self.downloaded {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Longest object key S3 accepts, in bytes.
+const MAX_OBJECT_KEY_BYTES: usize = 1024;
+
+static DOWNLOADS: AtomicU64 = AtomicU64::new(0);
+
+/// Resolves, checks and (for objects in buckets) downloads sources.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     roots: Vec<PathBuf>,
     max_bytes: u64,
+    buckets: Vec<String>,
+    objects: Option<Arc<dyn ObjectSource>>,
+    download_dir: PathBuf,
 }
 
 impl Fetcher {
@@ -80,21 +172,129 @@ impl Fetcher {
         Ok(Self {
             roots,
             max_bytes: config.max_object_bytes,
+            buckets: config.buckets.clone(),
+            objects: None,
+            download_dir: std::env::temp_dir(),
         })
     }
 
-    /// The local path of the notification's object, checked.
-    pub fn fetch(&self, notification: &Notification) -> Result<PathBuf, FetchError> {
+    /// Reads objects in `source.buckets` through `objects`, downloading them into
+    /// `download_dir` (which must exist).
+    pub fn with_objects(mut self, objects: Arc<dyn ObjectSource>, download_dir: PathBuf) -> Self {
+        self.objects = Some(objects);
+        self.download_dir = download_dir;
+        self
+    }
+
+    /// The notification's source as a local file, checked.
+    pub fn fetch(&self, notification: &Notification) -> Result<SourceFile, FetchError> {
+        match &notification.bucket {
+            Some(bucket) => self.download(bucket, &notification.key, notification.object_size),
+            None => self.local(notification).map(|(path, size)| SourceFile {
+                path,
+                size,
+                downloaded: false,
+            }),
+        }
+    }
+
+    fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        announced: Option<u64>,
+    ) -> Result<SourceFile, FetchError> {
+        let refuse = |reason: String| FetchError::NotAllowed {
+            key: key.to_owned(),
+            reason,
+        };
+        if !self.buckets.iter().any(|b| b == bucket) {
+            return Err(refuse(format!(
+                "bucket `{bucket}` is not in source.buckets ({}); add it there to read from it",
+                if self.buckets.is_empty() {
+                    "empty".to_owned()
+                } else {
+                    self.buckets.join(", ")
+                }
+            )));
+        }
+        if key.is_empty() || key.len() > MAX_OBJECT_KEY_BYTES {
+            return Err(refuse(format!(
+                "an object key must be 1 to {MAX_OBJECT_KEY_BYTES} bytes long"
+            )));
+        }
+        let Some(objects) = &self.objects else {
+            return Err(refuse(
+                "this process has no S3 client to read buckets with".into(),
+            ));
+        };
+        let failed = |e: ObjectError| {
+            if e.permanent {
+                FetchError::Unreadable {
+                    key: key.to_owned(),
+                    reason: e.reason,
+                }
+            } else {
+                FetchError::Unavailable {
+                    key: key.to_owned(),
+                    reason: e.reason,
+                }
+            }
+        };
+        let size =
+            objects
+                .size(bucket, key)
+                .map_err(failed)?
+                .ok_or_else(|| FetchError::Missing {
+                    key: key.to_owned(),
+                    path: PathBuf::from(format!("s3://{bucket}/{key}")),
+                })?;
+        self.check_size(key, size, announced)?;
+        let n = DOWNLOADS.fetch_add(1, Ordering::Relaxed);
+        let file = SourceFile {
+            path: self
+                .download_dir
+                .join(format!("zarr-roller-source-{}-{n}.nc", std::process::id())),
+            size,
+            downloaded: true,
+        };
+        let got = objects
+            .download(bucket, key, &file.path, self.max_bytes)
+            .map_err(failed)?;
+        if got != size {
+            // Replaced while we read it: try again, and the size checks see the new object.
+            return Err(FetchError::Unavailable {
+                key: key.to_owned(),
+                reason: format!("{got} bytes arrived but the object had {size}; it changed while being downloaded"),
+            });
+        }
+        Ok(file)
+    }
+
+    fn check_size(&self, key: &str, size: u64, announced: Option<u64>) -> Result<(), FetchError> {
+        if size > self.max_bytes {
+            return Err(FetchError::TooLarge {
+                key: key.to_owned(),
+                size,
+                limit: self.max_bytes,
+            });
+        }
+        if let Some(announced) = announced.filter(|&s| s != size) {
+            return Err(FetchError::SizeMismatch {
+                key: key.to_owned(),
+                actual: size,
+                announced,
+            });
+        }
+        Ok(())
+    }
+
+    fn local(&self, notification: &Notification) -> Result<(PathBuf, u64), FetchError> {
         let key = &notification.key;
         let refuse = |reason: String| FetchError::NotAllowed {
             key: key.clone(),
             reason,
         };
-        if let Some(bucket) = &notification.bucket {
-            return Err(refuse(format!(
-                "it is in bucket `{bucket}`, and this runner reads local files only"
-            )));
-        }
         if self.roots.is_empty() {
             return Err(refuse("no source.local_roots are configured".into()));
         }
@@ -129,21 +329,8 @@ impl Fetcher {
         if !meta.is_file() {
             return Err(refuse(format!("{} is not a regular file", found.display())));
         }
-        if meta.len() > self.max_bytes {
-            return Err(FetchError::TooLarge {
-                key: key.clone(),
-                size: meta.len(),
-                limit: self.max_bytes,
-            });
-        }
-        if let Some(announced) = notification.object_size.filter(|&s| s != meta.len()) {
-            return Err(FetchError::SizeMismatch {
-                key: key.clone(),
-                actual: meta.len(),
-                announced,
-            });
-        }
-        Ok(found)
+        self.check_size(key, meta.len(), notification.object_size)?;
+        Ok((found, meta.len()))
     }
 }
 
@@ -200,5 +387,33 @@ mod tests {
             small.fetch(&note(&abs, None)),
             Err(FetchError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn objects_must_be_in_an_allowed_bucket_and_need_an_object_source() {
+        let fetcher = Fetcher::new(&SourceConfig {
+            buckets: vec!["allowed".into()],
+            ..SourceConfig::default()
+        })
+        .expect("fetcher");
+        let in_bucket = |bucket: &str, key: &str| {
+            let mut n = note(key, None);
+            n.bucket = Some(bucket.into());
+            fetcher.fetch(&n)
+        };
+        let refused = |result: Result<SourceFile, FetchError>, why: &str| match result {
+            Err(e @ FetchError::NotAllowed { .. }) => {
+                assert!(e.to_string().contains(why), "{e}");
+                assert!(e.is_permanent());
+            }
+            other => panic!("expected a refusal ({why}), got {other:?}"),
+        };
+        refused(
+            in_bucket("other", "a.nc"),
+            "not in source.buckets (allowed)",
+        );
+        refused(in_bucket("allowed", ""), "1 to 1024 bytes");
+        refused(in_bucket("allowed", &"k".repeat(1025)), "1 to 1024 bytes");
+        refused(in_bucket("allowed", "a.nc"), "no S3 client");
     }
 }

@@ -211,7 +211,7 @@ where
             }
         }
         Some(Err((Failure::Transient(reason), source))) if delivered < setup.max_deliver => {
-            let delay = Duration::from_secs(delivered.clamp(1, 30).unsigned_abs());
+            let delay = redelivery_delay(delivered);
             tracing::warn!(stage = %setup.stage, ?source, delivered, %reason, "transient failure; will retry");
             let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
         }
@@ -278,5 +278,25 @@ pub fn dead_letter(
         payload: message.payload.clone(),
         msg_id: position,
         headers: map,
+    }
+}
+
+/// How long a transiently failed message waits before its next delivery: doubling from 1 s
+/// (after the first delivery) up to a minute, so the default 10 deliveries ride out about four
+/// minutes of a storage or network outage before the message is dead-lettered.
+pub fn redelivery_delay(delivered: i64) -> Duration {
+    let exponent = u32::try_from(delivered.clamp(1, 7) - 1).unwrap_or(0);
+    Duration::from_secs((1u64 << exponent).min(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redelivery_waits_double_up_to_a_minute() {
+        let delays: Vec<u64> = (1..=10).map(|d| redelivery_delay(d).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]);
+        assert_eq!(redelivery_delay(0).as_secs(), 1);
     }
 }

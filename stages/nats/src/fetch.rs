@@ -56,16 +56,19 @@ pub async fn handle(stage: Arc<FetchStage>, message: Incoming) -> Outcome {
         let stage = stage.clone();
         let note = note.clone();
         tokio::task::spawn_blocking(move || {
-            let path = stage
-                .fetcher
-                .fetch(&note)
-                .map_err(|e| Failure::Permanent(e.to_string()))?;
+            let source = stage.fetcher.fetch(&note).map_err(|e| {
+                if e.is_permanent() {
+                    Failure::Permanent(e.to_string())
+                } else {
+                    Failure::Transient(e.to_string())
+                }
+            })?;
             let key = Scratch::new_key(FETCHED, &stage.config.name)
                 .map_err(|e| Failure::Permanent(e.to_string()))?;
-            let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+            let bytes = source.size();
             stage
                 .scratch
-                .put_file(&key, &path)
+                .put_file(&key, source.path())
                 .map_err(|e| Failure::Transient(format!("copying into scratch: {e}")))?;
             Ok((key, bytes))
         })

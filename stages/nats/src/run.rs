@@ -9,7 +9,6 @@ use clap::Parser;
 use roller_core::bus::Stage;
 use roller_core::config::DatasetConfig;
 use roller_core::decode::Decoder;
-use roller_core::fetch::Fetcher;
 use roller_core::layout::Layout;
 use roller_core::scratch::Scratch;
 use roller_core::write::Writer;
@@ -126,7 +125,9 @@ pub async fn run_stage(
     match kind {
         StageKind::Fetch => {
             let stage = Arc::new(fetch::FetchStage {
-                fetcher: Fetcher::new(&config.source).map_err(|e| config_error(&e))?,
+                fetcher: backends
+                    .fetcher(&config.source)
+                    .map_err(|e| config_error(&e))?,
                 scratch: scratch_or(&scratch)?,
                 topology: topology.clone(),
                 shutdown: shutdown.clone(),

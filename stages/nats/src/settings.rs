@@ -102,7 +102,7 @@ impl NatsSettings {
             creds: var("NATS_CREDS").map(PathBuf::from),
             subjects,
             workers: number("ROLLER_WORKERS")?.map(|n| usize::try_from(n).unwrap_or(1)),
-            max_deliver: number("ROLLER_MAX_DELIVER")?.unwrap_or(5),
+            max_deliver: number("ROLLER_MAX_DELIVER")?.unwrap_or(10),
             ack_wait: duration("ROLLER_ACK_WAIT", 30)?,
             dedup_window: duration("ROLLER_DEDUP_WINDOW", 120)?,
             shutdown_grace: duration("ROLLER_SHUTDOWN_GRACE", 20)?,
@@ -139,7 +139,7 @@ mod tests {
         let s = from(&[]).expect("defaults");
         assert_eq!(s.url, "nats://127.0.0.1:4222");
         assert_eq!(s.subjects.prefix(), "roller");
-        assert_eq!(s.max_deliver, 5);
+        assert_eq!(s.max_deliver, 10);
         let s = from(&[
             ("ROLLER_ACK_WAIT", "2m"),
             ("ROLLER_STREAM_PREFIX", "test_1"),

@@ -15,7 +15,7 @@ const CONVERGE: Duration = Duration::from_secs(180);
 #[test]
 fn two_replicas_per_stage_give_the_embedded_dataset_byte_for_byte_and_process_each_file_once() {
     let mut c = Cluster::new("e2e", 10, 4);
-    let expected = c.embedded_snapshot(&c.lines);
+    let expected = c.embedded_snapshot();
     assert_eq!(c.lines.len(), 40);
     for kind in [Fetch, Fetch, Decode, Decode, Write, Write, Commit] {
         c.spawn(kind);
@@ -42,7 +42,7 @@ fn two_replicas_per_stage_give_the_embedded_dataset_byte_for_byte_and_process_ea
         reports.iter().filter(|(_, &n)| n > 1).collect::<Vec<_>>()
     );
     // Every claim-check was removed once consumed.
-    assert_eq!(c.scratch_objects(), Vec::<std::path::PathBuf>::new());
+    assert_eq!(c.scratch_objects(), Vec::<String>::new());
     assert!(c.dead_letters("fetch").is_empty() && c.dead_letters("decode").is_empty());
     // Commit generations are consecutive.
     let generations: Vec<u64> = c.commits().iter().map(|e| e.generation).collect();
@@ -55,7 +55,7 @@ fn two_replicas_per_stage_give_the_embedded_dataset_byte_for_byte_and_process_ea
 #[test]
 fn killing_decode_and_write_mid_run_still_converges_to_the_embedded_dataset() {
     let mut c = Cluster::new("crash", 10, 4);
-    let expected = c.embedded_snapshot(&c.lines);
+    let expected = c.embedded_snapshot();
     let decode = c.spawn(Decode);
     let write = c.spawn(Write);
     for kind in [Fetch, Decode, Write, Commit] {
@@ -73,7 +73,7 @@ fn killing_decode_and_write_mid_run_still_converges_to_the_embedded_dataset() {
 #[test]
 fn bad_notifications_end_in_the_dead_letter_stream_with_reasons() {
     let mut c = Cluster::new("bad", 2, 1);
-    let expected = c.embedded_snapshot(&c.lines);
+    let expected = c.embedded_snapshot();
     for kind in [Fetch, Decode, Write, Commit] {
         c.spawn(kind);
     }
@@ -134,7 +134,7 @@ fn bad_notifications_end_in_the_dead_letter_stream_with_reasons() {
 #[test]
 fn two_commit_instances_never_interleave_and_the_standby_takes_over() {
     let mut c = Cluster::new("lease", 10, 2);
-    let expected = c.embedded_snapshot(&c.lines);
+    let expected = c.embedded_snapshot();
     let first = c.spawn(Commit);
     c.spawn(Commit);
     for kind in [Fetch, Decode, Write] {
@@ -183,7 +183,7 @@ fn two_commit_instances_never_interleave_and_the_standby_takes_over() {
 #[test]
 fn restarting_nats_server_mid_run_loses_nothing() {
     let mut c = Cluster::new("restart", 10, 4);
-    let expected = c.embedded_snapshot(&c.lines);
+    let expected = c.embedded_snapshot();
     for kind in [Fetch, Decode, Write, Commit] {
         c.spawn(kind);
     }

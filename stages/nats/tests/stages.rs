@@ -67,7 +67,7 @@ fn stages_exit_non_zero_with_a_clear_message_when_nats_is_unreachable_or_the_con
 #[test]
 fn every_stage_shuts_down_cleanly_on_sigterm() {
     let mut c = Cluster::new("term", 2, 1);
-    let expected = c.embedded_snapshot(&c.lines);
+    let expected = c.embedded_snapshot();
     let procs: Vec<usize> = ALL.iter().map(|&k| c.spawn(k)).collect();
     c.replay(&c.lines);
     c.wait_until_equal(&expected, Duration::from_secs(120));

@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
-use roller_core::config::{DatasetConfig, ExpiryPolicy, Location, ScratchConfig};
+use roller_core::config::{DatasetConfig, ExpiryPolicy, Location, ScratchConfig, SourceConfig};
 use roller_core::expiry::{DeleteExpired, Expiry};
+use roller_core::fetch::{FetchError, Fetcher, ObjectSource};
 use roller_core::scratch::Scratch;
 use roller_core::storage::{LocalStore, Storage, StorageError};
 
 use crate::client::{ClientError, S3Client};
 use crate::expiry::TagExpired;
+use crate::source::S3Objects;
 use crate::store::S3Store;
 
 /// Why a backend could not be opened.
@@ -98,6 +100,23 @@ impl Backends {
                 })
             }
         }
+    }
+
+    /// The fetch stage's source reader for `source`: local roots, and the buckets in
+    /// `source.buckets` through this S3 client (downloads go to the system temp directory).
+    pub fn fetcher(&self, source: &SourceConfig) -> Result<Fetcher, FetchError> {
+        let fetcher = Fetcher::new(source)?;
+        Ok(match self.objects() {
+            Some(objects) => fetcher.with_objects(objects, std::env::temp_dir()),
+            None => fetcher,
+        })
+    }
+
+    /// Reads source objects in buckets with this S3 client (`None` when nothing needs S3).
+    pub fn objects(&self) -> Option<Arc<dyn ObjectSource>> {
+        self.client
+            .as_ref()
+            .map(|client| Arc::new(S3Objects::new(client.clone())) as Arc<dyn ObjectSource>)
     }
 
     /// Opens the scratch area `scratch` names, on S3 with this client where it is an S3 URL.

@@ -211,22 +211,42 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             {
                 continue;
             }
-            let mut bytes = match std::fs::read(&path) {
+            let bytes = match std::fs::read(&path) {
                 Ok(bytes) => bytes,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => panic!("reading {}: {e}", path.display()),
             };
-            if rel == roller_core::physical_key::COMMIT_KEY {
-                let mut record: serde_json::Value =
-                    serde_json::from_slice(&bytes).expect("record json");
-                record["generation"] = serde_json::Value::Null;
-                record["committed_at"] = serde_json::Value::Null;
-                bytes = serde_json::to_vec_pretty(&record).expect("json");
-            }
+            let bytes = comparable(&rel, bytes);
             out.insert(rel, bytes);
         }
     }
     out
+}
+
+/// Every object of a store (any backend) by key, compared as [`snapshot`] compares.
+pub fn snapshot_store(store: &dyn Storage) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for key in store.list_prefix("").expect("list the store") {
+        // Removed since the listing: not part of the store's state.
+        let Some(bytes) = store.get(&key).expect("read an object") else {
+            continue;
+        };
+        let name = key.as_str().to_owned();
+        let bytes = comparable(&name, bytes.to_vec());
+        out.insert(name, bytes);
+    }
+    out
+}
+
+/// An object's bytes with the commit record's run-specific fields blanked.
+fn comparable(key: &str, bytes: Vec<u8>) -> Vec<u8> {
+    if key != roller_core::physical_key::COMMIT_KEY {
+        return bytes;
+    }
+    let mut record: serde_json::Value = serde_json::from_slice(&bytes).expect("record json");
+    record["generation"] = serde_json::Value::Null;
+    record["committed_at"] = serde_json::Value::Null;
+    serde_json::to_vec_pretty(&record).expect("json")
 }
 
 /// The Python interpreter of the test virtual environment (`ROLLER_PYTHON`, or `.venv` at the

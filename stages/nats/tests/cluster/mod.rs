@@ -10,13 +10,16 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::StreamMessage};
-use roller_core::config::DatasetConfig;
+use roller_core::config::{DatasetConfig, S3Config};
+use roller_core::storage::{Key, Storage};
 use roller_core::synth::write_config;
 use roller_nats::replay::{replay, Replayed};
 use roller_nats::{NatsSettings, StageKind};
 use roller_proto::{wire, CommitEvent, StreamKind, Subjects, WriteReport};
+use roller_s3::{Backends, S3Client, S3Store};
 use roller_test_support::nats::{spawn_isolated, NatsServer};
-use roller_test_support::{ingest, small_files, snapshot, TestDataset};
+use roller_test_support::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use roller_test_support::{ingest, small_files, snapshot, snapshot_store, TestDataset};
 
 pub fn binary(kind: StageKind) -> &'static str {
     match kind {
@@ -34,13 +37,35 @@ pub struct Proc {
     pub log: PathBuf,
 }
 
+/// The S3 side of a cluster whose dataset store, scratch and sources are all on S3.
+pub struct OnS3 {
+    pub server: S3Server,
+    pub client: S3Client,
+    /// The dataset store.
+    pub store: S3Store,
+    /// The scratch area.
+    pub scratch: S3Store,
+    /// The bucket the sources were uploaded to ([`SOURCE_BUCKET`]).
+    pub sources: S3Store,
+}
+
+/// `source.max_object_bytes` of S3 clusters.
+pub const MAX_SOURCE_BYTES: u64 = 1 << 20;
+
+/// The bucket S3 clusters read their sources from.
+pub const SOURCE_BUCKET: &str = "sources";
+
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nats: NatsServer,
     pub config_path: PathBuf,
     pub config: DatasetConfig,
-    /// One notification per synthetic file.
+    /// One notification per synthetic file (naming the object in S3 for an S3 cluster).
     pub lines: Vec<String>,
+    /// The same notifications naming the local files (for the embedded reference run).
+    pub local_lines: Vec<String>,
+    /// Set for a cluster on S3.
+    pub s3: Option<OnS3>,
     pub procs: Vec<Proc>,
     pub rt: tokio::runtime::Runtime,
     pub js: jetstream::Context,
@@ -51,8 +76,18 @@ pub struct Cluster {
 
 impl Cluster {
     /// `runs x leads` synthetic files on a 64 x 48 grid chunked 16 x 48 (4 parts per file),
-    /// window = `runs` (nothing rolls off), streams set up.
+    /// window = `runs` (nothing rolls off), streams set up; everything on local disk.
     pub fn new(name: &str, runs: usize, leads: usize) -> Self {
+        Self::build(name, runs, leads, false)
+    }
+
+    /// Like [`Cluster::new`], with the dataset store, scratch and sources on a real
+    /// S3-compatible server (buckets and lifecycle rule made as `roller setup` makes them).
+    pub fn on_s3(name: &str, runs: usize, leads: usize) -> Self {
+        Self::build(name, runs, leads, true)
+    }
+
+    fn build(name: &str, runs: usize, leads: usize, on_s3: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let src = dir.path().join("src");
         let files = small_files(&src, runs, leads, 64, 48);
@@ -68,9 +103,17 @@ impl Cluster {
                 dir.path().join("scratch").display()
             ))
             .config(&dir.path().join("store"), &src);
+        let local_lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
+        let (config, lines, s3) = if on_s3 {
+            let (config, lines, s3) = move_to_s3(dir.path(), name, config, &local_lines);
+            (config, lines, Some(s3))
+        } else {
+            (config, local_lines.clone(), None)
+        };
         let config_path = dir.path().join("dataset.toml");
         write_config(&config, &config_path).expect("write config");
         let nats = NatsServer::start(&dir.path().join("nats"));
+        let s3_env = s3.iter().flat_map(|s3| s3.server.env());
         let env: Vec<(String, String)> = [
             ("NATS_URL", nats.url()),
             ("ROLLER_STREAM_PREFIX", "test".into()),
@@ -80,6 +123,7 @@ impl Cluster {
             ("RUST_LOG", "info".into()),
         ]
         .into_iter()
+        .chain(s3_env)
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let settings = {
@@ -106,7 +150,9 @@ impl Cluster {
             .expect("setup");
         std::fs::create_dir_all(dir.path().join("logs")).expect("logs dir");
         Self {
-            lines: files.iter().map(|f| f.notification.clone()).collect(),
+            lines,
+            local_lines,
+            s3,
             dir,
             nats,
             config_path,
@@ -197,11 +243,11 @@ impl Cluster {
         });
     }
 
-    /// The dataset as the embedded runner makes it from `lines`, as a snapshot.
-    pub fn embedded_snapshot(&self, lines: &[String]) -> BTreeMap<String, Vec<u8>> {
+    /// The dataset the embedded runner makes on local disk from the same files, as a snapshot.
+    pub fn embedded_snapshot(&self) -> BTreeMap<String, Vec<u8>> {
         let mut config = self.config.clone();
         config.store.path = self.path("embedded");
-        let summary = ingest(&config, lines);
+        let summary = ingest(&config, &self.local_lines);
         assert!(
             summary.dead_letters.is_empty(),
             "the embedded reference run failed: {:?}",
@@ -236,10 +282,10 @@ impl Cluster {
     pub fn wait_until_equal(&self, expected: &BTreeMap<String, Vec<u8>>, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let got = snapshot(&self.config.store.path);
+            let got = self.store_snapshot();
             if &got == expected && self.drained() {
                 // Still equal once everything has settled.
-                assert_eq!(&snapshot(&self.config.store.path), expected);
+                assert_eq!(&self.store_snapshot(), expected);
                 return;
             }
             if Instant::now() > deadline {
@@ -321,8 +367,25 @@ impl Cluster {
         )
     }
 
+    /// The dataset store, as a snapshot.
+    pub fn store_snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        match &self.s3 {
+            Some(s3) => snapshot_store(&s3.store),
+            None => snapshot(&self.config.store.path),
+        }
+    }
+
     /// Objects left in scratch.
-    pub fn scratch_objects(&self) -> Vec<PathBuf> {
+    pub fn scratch_objects(&self) -> Vec<String> {
+        if let Some(s3) = &self.s3 {
+            return s3
+                .scratch
+                .list_prefix("")
+                .expect("list scratch")
+                .iter()
+                .map(|k| k.as_str().to_owned())
+                .collect();
+        }
         let mut out = Vec::new();
         let mut pending = vec![self.path("scratch")];
         while let Some(d) = pending.pop() {
@@ -331,7 +394,7 @@ impl Cluster {
                 if p.is_dir() {
                     pending.push(p);
                 } else {
-                    out.push(p);
+                    out.push(p.display().to_string());
                 }
             }
         }
@@ -374,6 +437,62 @@ impl Drop for Cluster {
             let _ = p.child.wait();
         }
     }
+}
+
+/// Starts an S3 server under `dir`, uploads the sources into [`SOURCE_BUCKET`] and points the
+/// config's store, scratch and sources at S3; returns the config, the notifications naming
+/// the uploaded objects, and the S3 side.
+fn move_to_s3(
+    dir: &std::path::Path,
+    name: &str,
+    mut config: DatasetConfig,
+    local_lines: &[String],
+) -> (DatasetConfig, Vec<String>, OnS3) {
+    let server = S3Server::start(&dir.join("s3"));
+    config.store.path = format!("s3://roller-data/datasets/{name}").into();
+    if let Some(scratch) = config.scratch.as_mut() {
+        scratch.path = "s3://roller-data/scratch".into();
+    }
+    config.source.buckets = vec![SOURCE_BUCKET.into()];
+    // Far above the synthetic files, low enough for a test to upload a larger object.
+    config.source.max_object_bytes = MAX_SOURCE_BYTES;
+    config.s3 = S3Config {
+        endpoint_url: Some(server.endpoint()),
+        region: Some("us-east-1".into()),
+        force_path_style: true,
+        ..S3Config::default()
+    };
+    let client =
+        S3Client::with_static_credentials(&config.s3, ACCESS_KEY, SECRET_KEY).expect("S3 client");
+    let backends = Backends::open_with(&config, Some(client.clone())).expect("backends");
+    roller_s3::setup::setup_storage(&config, &backends).expect("set up the buckets");
+    client
+        .create_bucket(SOURCE_BUCKET)
+        .expect("create the source bucket");
+    let sources = S3Store::new(client.clone(), SOURCE_BUCKET, "");
+    let lines = local_lines
+        .iter()
+        .map(|line| {
+            let mut note: serde_json::Value = serde_json::from_str(line).expect("notification");
+            let path = PathBuf::from(note["key"].as_str().expect("key"));
+            let file = path.file_name().expect("file name").to_string_lossy();
+            let key = format!("{name}/{file}");
+            sources
+                .put_file(&Key::new(key.clone()).expect("key"), &path)
+                .expect("upload a source");
+            note["bucket"] = SOURCE_BUCKET.into();
+            note["key"] = key.into();
+            note.to_string()
+        })
+        .collect();
+    let s3 = OnS3 {
+        store: backends.s3_store.clone().expect("store on S3"),
+        scratch: S3Store::new(client.clone(), "roller-data", "scratch"),
+        sources,
+        client,
+        server,
+    };
+    (config, lines, s3)
 }
 
 /// The header of a stream message, as text.
