@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_nats;
+mod bench_s3;
 mod demo;
 mod nats_cmd;
 
@@ -69,6 +70,14 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check a dataset's config and storage: that the S3 lifecycle rule deleting expired
+    /// chunks exists and (for `expiry.policy = "at_write"`) keeps chunks longer than the
+    /// window. Exits non-zero when something needs fixing.
+    Check {
+        /// Dataset config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Publish notifications (JSON lines) on a dataset's ingest subject, with deduplication ids.
     Replay {
         /// Dataset config (TOML).
@@ -87,6 +96,9 @@ enum Command {
     /// Benchmark the NATS pipeline (one process per stage) against embedded mode, and its
     /// notification-to-visible latency. Needs the stage binaries built next to this one.
     BenchNats(bench_nats::BenchNatsArgs),
+    /// Benchmark a dataset on S3 (a SeaweedFS started on loopback) against local disk, with
+    /// the requests per ingested file.
+    BenchS3(bench_s3::BenchS3Args),
     /// Synthesise a small stream, ingest it, roll the window and show what is visible.
     Demo {
         /// Working directory for the demo's files and dataset (replaced).
@@ -238,6 +250,21 @@ fn run(cli: Cli) -> Result<()> {
             }
             nats_cmd::setup_command(&config)
         }
+        Command::Check { config } => {
+            let config = DatasetConfig::load(&config)?;
+            println!("ok: config of dataset {} is valid", config.name);
+            let backends = roller_s3::Backends::open(&config)?;
+            let findings = roller_s3::setup::check_storage(&config, &backends);
+            for finding in &findings {
+                let status = if finding.ok { "ok" } else { "problem" };
+                println!("{status}: {}", finding.message);
+            }
+            let problems = findings.iter().filter(|f| !f.ok).count();
+            if problems > 0 {
+                bail!("{problems} problem(s) found");
+            }
+            Ok(())
+        }
         Command::Replay { config, file } => {
             let config = DatasetConfig::load(&config)?;
             let done = nats_cmd::replay_command(&config, &file)?;
@@ -258,6 +285,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench::run(&args),
         Command::BenchNats(args) => bench_nats::run(&args),
+        Command::BenchS3(args) => bench_s3::run(&args),
         Command::Demo { dir } => demo::run(&dir),
     }
 }

@@ -28,6 +28,15 @@ pub fn chunk_key(layout: &Layout, spec: &ArraySpec, indices: &[u64]) -> Result<K
     ))
 }
 
+/// The prefix of every chunk of the data variable: the per-index chunks, which leave the window
+/// (the static coordinates' chunks, written once, live under other prefixes).
+pub fn data_chunks_prefix(layout: &Layout) -> String {
+    format!(
+        "{CHUNKS_PREFIX}/{}/",
+        crate::metadata::data_spec(layout).name
+    )
+}
+
 /// The physical keys of every data chunk one part of one target can have written.
 pub fn part_keys(
     layout: &Layout,

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use roller_core::config::{DatasetConfig, ExpiryPolicy, Location, ScratchConfig, SourceConfig};
 use roller_core::expiry::{DeleteExpired, Expiry};
 use roller_core::fetch::{FetchError, Fetcher, ObjectSource};
+use roller_core::layout::Layout;
+use roller_core::physical_key::data_chunks_prefix;
 use roller_core::scratch::Scratch;
 use roller_core::storage::{LocalStore, Storage, StorageError};
 
 use crate::client::{ClientError, S3Client};
-use crate::expiry::TagExpired;
+use crate::expiry::{TagExpired, TaggedAtWrite};
 use crate::source::S3Objects;
 use crate::store::S3Store;
 
@@ -78,18 +80,16 @@ impl Backends {
             }),
             Location::S3 { bucket, prefix } => {
                 let client = client.ok_or(ClientError::ShuttingDown)?;
-                let store = S3Store::new(client.clone(), bucket, prefix);
+                let mut store = S3Store::new(client.clone(), bucket, prefix);
+                let tag = (&config.expiry.tag_key, &config.expiry.tag_value);
                 let expiry: Arc<dyn Expiry> = match config.expiry.policy {
-                    ExpiryPolicy::OnRollOff => Arc::new(TagExpired::new(
-                        store.clone(),
-                        &config.expiry.tag_key,
-                        &config.expiry.tag_value,
-                    )),
+                    ExpiryPolicy::OnRollOff => {
+                        Arc::new(TagExpired::new(store.clone(), tag.0, tag.1))
+                    }
                     ExpiryPolicy::AtWrite => {
-                        return Err(OpenError::Location {
-                            key: "expiry.policy",
-                            reason: "\"at_write\" (tagging chunks as they are written) is not implemented yet: chunks would never expire; use \"on_roll_off\"".into(),
-                        })
+                        let data = data_chunks_prefix(&Layout::from_config(config));
+                        store = store.tagging_puts_under(&data, tag.0, tag.1);
+                        Arc::new(TaggedAtWrite)
                     }
                 };
                 Ok(Self {

@@ -1,5 +1,6 @@
-//! The storage half of `roller setup`: creates the S3 buckets a config names and installs the
-//! lifecycle rule that deletes tagged chunks. Idempotent; local locations need nothing.
+//! The storage half of `roller setup` and `roller check`: setup creates the S3 buckets a
+//! config names and installs the lifecycle rule that deletes tagged chunks (idempotent; local
+//! locations need nothing); check reports whether that rule is there and long enough.
 
 use roller_core::config::{DatasetConfig, Location};
 
@@ -54,4 +55,54 @@ pub fn setup_storage(
         ));
     }
     Ok(done)
+}
+
+/// One thing `roller check` looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Whether it is as it should be.
+    pub ok: bool,
+    /// What was found, and what to do when it is not ok.
+    pub message: String,
+}
+
+impl Finding {
+    fn ok(message: String) -> Self {
+        Self { ok: true, message }
+    }
+
+    fn problem(message: String) -> Self {
+        Self { ok: false, message }
+    }
+}
+
+/// Checks the dataset store's expiry: on S3, that an enabled lifecycle rule deletes objects
+/// with the expiry tag, and (for `at_write`) that its age covers the window plus a day.
+pub fn check_storage(config: &DatasetConfig, backends: &Backends) -> Vec<Finding> {
+    let (Some(client), Some(store)) = (&backends.client, &backends.s3_store) else {
+        return vec![Finding::ok(
+            "the store is on local disk: rolled-off chunks are deleted at the commit that rolls them off".into(),
+        )];
+    };
+    let tag = format!("{}={}", config.expiry.tag_key, config.expiry.tag_value);
+    match lifecycle::check(client, store.bucket(), &config.expiry) {
+        Err(e) => vec![Finding::problem(format!(
+            "cannot read the lifecycle rules of bucket {}: {e}",
+            store.bucket()
+        ))],
+        Ok(lifecycle::RuleState::Missing) => vec![Finding::problem(format!(
+            "bucket {} has no enabled lifecycle rule deleting objects tagged {tag}: expired chunks are tagged but never deleted; run `roller setup` to install it",
+            store.bucket()
+        ))],
+        Ok(lifecycle::RuleState::Present { days }) => match lifecycle::too_short(config, days) {
+            Some(problem) => vec![Finding::problem(format!(
+                "bucket {}: {problem}, then run `roller setup`",
+                store.bucket()
+            ))],
+            None => vec![Finding::ok(format!(
+                "bucket {} deletes objects tagged {tag} after {days} day(s)",
+                store.bucket()
+            ))],
+        },
+    }
 }

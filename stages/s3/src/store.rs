@@ -19,6 +19,14 @@ pub struct S3Store {
     client: S3Client,
     bucket: String,
     prefix: String,
+    tag_on_put: Option<TagOnPut>,
+}
+
+/// Objects whose key starts with `under` are put with the tag set `tagging` (`k=v`, URL-encoded).
+#[derive(Debug, Clone)]
+struct TagOnPut {
+    under: String,
+    tagging: String,
 }
 
 impl S3Store {
@@ -28,7 +36,18 @@ impl S3Store {
             client,
             bucket: bucket.into(),
             prefix: prefix.into().trim_matches('/').to_owned(),
+            tag_on_put: None,
         }
+    }
+
+    /// Puts every object whose key starts with `under` with the tag `tag_key=tag_value` in the
+    /// same request (`x-amz-tagging`), for expiry by age (`expiry.policy = "at_write"`).
+    pub fn tagging_puts_under(mut self, under: &str, tag_key: &str, tag_value: &str) -> Self {
+        self.tag_on_put = Some(TagOnPut {
+            under: under.to_owned(),
+            tagging: format!("{}={}", url_encode(tag_key), url_encode(tag_value)),
+        });
+        self
     }
 
     /// The bucket.
@@ -163,12 +182,18 @@ impl S3Store {
     }
 
     fn put_body(&self, key: &Key, body: impl FnOnce() -> BodySource) -> Result<(), StorageError> {
+        let tagging = self
+            .tag_on_put
+            .as_ref()
+            .filter(|t| key.as_str().starts_with(&t.under))
+            .map(|t| t.tagging.clone());
         let request = self
             .client
             .sdk()
             .put_object()
             .bucket(&self.bucket)
-            .key(self.object_key(key));
+            .key(self.object_key(key))
+            .set_tagging(tagging);
         let source = body();
         let sent = async move {
             let stream = match source {
@@ -187,6 +212,20 @@ impl S3Store {
         self.run("PutObject", key, sent)?
             .map_err(|reason| self.failed("PutObject", key, reason))
     }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (the tagging header is a
+/// URL query string).
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// What a put sends.

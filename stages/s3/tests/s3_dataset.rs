@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 
-use roller_core::config::{DatasetConfig, S3Config};
+use roller_core::config::{DatasetConfig, ExpiryPolicy, S3Config};
 use roller_core::embedded::{self, RunOptions};
+use roller_core::layout::Layout;
+use roller_core::physical_key::data_chunks_prefix;
 use roller_core::rolling_store::RollingStore;
 use roller_s3::lifecycle::{self, RuleState};
+use roller_s3::setup::{check_storage, setup_storage, SetupError};
 use roller_s3::{Backends, S3Client};
 use roller_test_support::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
 use roller_test_support::{ingest, read_array, rolling_store, small_files, TestDataset};
@@ -48,7 +51,7 @@ fn dataset_on_s3_matches_local_disk_and_tags_exactly_the_rolled_off_chunks() {
     let client =
         S3Client::with_static_credentials(&config.s3, ACCESS_KEY, SECRET_KEY).expect("client");
     let backends = Backends::open_with(&config, Some(client.clone())).expect("backends");
-    let done = roller_s3::setup::setup_storage(&config, &backends).expect("setup");
+    let done = setup_storage(&config, &backends).expect("setup");
     assert_eq!(done.len(), 2, "{done:?}");
     assert_eq!(
         lifecycle::check(&client, "roller-data", &config.expiry).expect("check"),
@@ -116,4 +119,97 @@ fn dataset_on_s3_matches_local_disk_and_tags_exactly_the_rolled_off_chunks() {
         }
     }
     assert!(below > 0 && inside > 0, "below {below}, inside {inside}");
+}
+
+#[test]
+fn at_write_tags_data_chunks_as_they_are_put_and_check_guards_the_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = S3Server::start(&dir.path().join("s3"));
+    let files = small_files(&dir.path().join("src"), 5, 2, 20, 30);
+    let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
+    // A window of three 6-hourly runs: the rule must keep chunks 18 h plus a day, so 2 days.
+    let local = TestDataset::new("air")
+        .window(3)
+        .leads(2)
+        .config(&dir.path().join("local"), &dir.path().join("src"));
+    let mut config = on_s3(&local, &server);
+    config.expiry.policy = ExpiryPolicy::AtWrite;
+    config.expiry.tag_key = "type".into();
+    config.expiry.tag_value = "temp_chunk".into();
+    let client =
+        S3Client::with_static_credentials(&config.s3, ACCESS_KEY, SECRET_KEY).expect("client");
+    client.create_bucket("roller-data").expect("bucket");
+    let backends = Backends::open_with(&config, Some(client.clone())).expect("backends");
+
+    let problems = |config: &DatasetConfig| -> Vec<String> {
+        check_storage(config, &backends)
+            .into_iter()
+            .filter(|f| !f.ok)
+            .map(|f| f.message)
+            .collect()
+    };
+    let missing = problems(&config);
+    assert!(
+        missing.len() == 1
+            && missing[0]
+                .contains("no enabled lifecycle rule deleting objects tagged type=temp_chunk"),
+        "{missing:?}"
+    );
+    // Setup refuses a rule that would delete chunks still in the window...
+    let mut short = config.clone();
+    short.expiry.lifecycle_days = 1;
+    assert!(matches!(
+        setup_storage(&short, &backends),
+        Err(SetupError::Unsafe(_))
+    ));
+    // ...and check finds one installed by other means.
+    lifecycle::install(&client, "roller-data", &short.expiry).expect("install a short rule");
+    let too_short = problems(&config);
+    assert!(
+        too_short.len() == 1 && too_short[0].contains("set expiry.lifecycle_days to at least 2"),
+        "{too_short:?}"
+    );
+    setup_storage(&config, &backends).expect("setup");
+    assert_eq!(problems(&config), Vec::<String>::new());
+
+    let summary = embedded::run(
+        &config,
+        backends.store.clone(),
+        lines.iter().cloned().map(Ok),
+        &RunOptions {
+            expiry: backends.expiry.clone(),
+            ..RunOptions::default()
+        },
+    )
+    .expect("run on S3");
+    assert!(
+        summary.dead_letters.is_empty(),
+        "{:?}",
+        summary.dead_letters
+    );
+
+    // Every data chunk, inside the window or not, was tagged by its put; static coordinate
+    // chunks (written once, needed forever) were not.
+    let store = backends.s3_store.as_ref().expect("store on S3");
+    let data = data_chunks_prefix(&Layout::from_config(&config));
+    let tag = vec![("type".to_owned(), "temp_chunk".to_owned())];
+    let (mut tagged, mut statics) = (0, 0);
+    for key in backends.store.list_prefix("chunks/").expect("list") {
+        let tags = store.tags(&key).expect("tags").expect("chunk exists");
+        if key.as_str().starts_with(&data) {
+            tagged += 1;
+            assert_eq!(tags, tag, "{key}");
+        } else {
+            statics += 1;
+            assert!(
+                tags.is_empty(),
+                "{key} is a static chunk but tagged {tags:?}"
+            );
+        }
+    }
+    assert!(
+        tagged > 0 && tagged % (5 * 2) == 0,
+        "{tagged} data chunks for 10 files"
+    );
+    assert!(statics > 0);
 }
