@@ -337,9 +337,21 @@ impl ArraySpec {
     }
 }
 
-/// Zarr v3 `zarr.json` of the dataset group.
-pub fn group_v3_json(attrs: &Map<String, Value>) -> Value {
-    json!({"zarr_format": 3, "node_type": "group", "attributes": attrs})
+/// Zarr v3 `zarr.json` of the dataset group, with every array's metadata consolidated inline
+/// (zarr-python's `consolidated_metadata` field, optional for other readers:
+/// `must_understand: false`). Readers over HTTP cannot list a store, so this is how xarray
+/// finds the arrays of a served v3 group.
+pub fn group_v3_json(layout: &Layout, specs: &[ArraySpec], attrs: &Map<String, Value>) -> Value {
+    let arrays: Map<String, Value> = specs
+        .iter()
+        .map(|s| (s.name.clone(), s.v3_json(layout)))
+        .collect();
+    json!({
+        "zarr_format": 3,
+        "node_type": "group",
+        "attributes": attrs,
+        "consolidated_metadata": {"kind": "inline", "must_understand": false, "metadata": arrays},
+    })
 }
 
 /// Zarr v2 consolidated metadata (`.zmetadata`) of the whole group.

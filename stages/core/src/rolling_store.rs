@@ -20,7 +20,7 @@ use crate::metadata::{array_specs, consolidated_v2, group_attrs, group_v3_json, 
 use crate::physical_key::chunk_key;
 use crate::state::CommitRecord;
 use crate::storage::zarrs_adapter::{ranges_of, to_zarrs_error};
-use crate::storage::Storage;
+use crate::storage::{Key, Storage};
 
 /// Why a dataset cannot be opened for reading.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +78,10 @@ impl View {
                 documents.insert(format!("{}/.zattrs", s.name), json(s.v2_zattrs()));
             }
         } else {
-            documents.insert("zarr.json".into(), json(group_v3_json(&attrs)));
+            documents.insert(
+                "zarr.json".into(),
+                json(group_v3_json(layout, &specs, &attrs)),
+            );
             for s in &specs {
                 documents.insert(format!("{}/zarr.json", s.name), json(s.v3_json(layout)));
             }
@@ -92,18 +95,26 @@ impl View {
     }
 
     fn get(&self, storage: &dyn Storage, key: &str) -> Result<Option<Bytes>, ZarrsError> {
+        match self.resolve(key)? {
+            Resolved::Document(bytes) | Resolved::Derived(bytes) => Ok(Some(bytes)),
+            Resolved::Stored(key) => storage.get(&key).map_err(to_zarrs_error),
+            Resolved::Missing => Ok(None),
+        }
+    }
+
+    fn resolve(&self, key: &str) -> Result<Resolved, ZarrsError> {
         if let Some(doc) = self.documents.get(key) {
-            return Ok(Some(doc.clone()));
+            return Ok(Resolved::Document(doc.clone()));
         }
         let Some((array, chunk)) = key.split_once('/') else {
-            return Ok(None);
+            return Ok(Resolved::Missing);
         };
         let Some(spec) = self.specs.iter().find(|s| s.name == array) else {
-            return Ok(None);
+            return Ok(Resolved::Missing);
         };
         let layout = &self.record.layout;
         let Some(indices) = spec.parse_chunk_key(layout.format, chunk) else {
-            return Ok(None);
+            return Ok(Resolved::Missing);
         };
         let grid: Vec<u64> = spec
             .shape
@@ -112,23 +123,26 @@ impl View {
             .map(|(s, c)| s.div_ceil(*c))
             .collect();
         if indices.iter().zip(&grid).any(|(i, n)| i >= n) {
-            return Ok(None);
+            return Ok(Resolved::Missing);
         }
+        let stored = |indices: &[u64]| {
+            chunk_key(layout, spec, indices)
+                .map(Resolved::Stored)
+                .map_err(|e| to_zarrs_error(e.into()))
+        };
         match spec.role {
             Role::Data => {
                 let abs = self.record.offset + i64::try_from(indices[0]).unwrap_or(i64::MAX);
                 let Some(slot) = layout.slot_from_indices(&indices[1..=layout.message_dims.len()])
                 else {
-                    return Ok(None);
+                    return Ok(Resolved::Missing);
                 };
                 if !self.record.is_visible(abs, slot) {
-                    return Ok(None);
+                    return Ok(Resolved::Missing);
                 }
                 let mut physical = indices.clone();
                 physical[0] = u64::try_from(abs).unwrap_or_default();
-                let key =
-                    chunk_key(layout, spec, &physical).map_err(|e| to_zarrs_error(e.into()))?;
-                storage.get(&key).map_err(to_zarrs_error)
+                stored(&physical)
             }
             Role::Rolling => {
                 let abs = self.record.offset + i64::try_from(indices[0]).unwrap_or(i64::MAX);
@@ -141,15 +155,11 @@ impl View {
                     .collect();
                 self.derived(spec, &values)
             }
-            Role::FileCoord(_) | Role::GridMapping => {
-                let key =
-                    chunk_key(layout, spec, &indices).map_err(|e| to_zarrs_error(e.into()))?;
-                storage.get(&key).map_err(to_zarrs_error)
-            }
+            Role::FileCoord(_) | Role::GridMapping => stored(&indices),
         }
     }
 
-    fn derived(&self, spec: &ArraySpec, values: &[i64]) -> Result<Option<Bytes>, ZarrsError> {
+    fn derived(&self, spec: &ArraySpec, values: &[i64]) -> Result<Resolved, ZarrsError> {
         let codec = self
             .codecs
             .get(&spec.name)
@@ -157,9 +167,22 @@ impl View {
         let elements: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
         codec
             .encode_always(&elements)
-            .map(Some)
+            .map(Resolved::Derived)
             .map_err(|e| ZarrsError::Other(e.to_string()))
     }
+}
+
+/// What a logical key stands for in one committed view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// A metadata document, rendered from the commit record.
+    Document(Bytes),
+    /// A chunk stored at this physical key (absent from storage if never written: fill value).
+    Stored(Key),
+    /// A coordinate chunk computed from the layout and offset.
+    Derived(Bytes),
+    /// Nothing: outside the hierarchy or the grid, or not visible in this commit.
+    Missing,
 }
 
 /// The logical view of one dataset, readable by any zarrs reader.
@@ -199,6 +222,18 @@ impl RollingStore {
     /// The arrays presented.
     pub fn arrays(&self) -> Vec<ArraySpec> {
         self.current().specs.clone()
+    }
+
+    /// What one logical key stands for at the latest refresh, with that commit's generation
+    /// (so a caller can read a metadata document and chunks from the same commit).
+    pub fn resolve(&self, key: &str) -> Result<(u64, Resolved), ZarrsError> {
+        let view = self.current();
+        Ok((view.record.generation, view.resolve(key)?))
+    }
+
+    /// The raw store (where [`Resolved::Stored`] keys are read).
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
     }
 
     /// Reads one logical object (metadata document or chunk).

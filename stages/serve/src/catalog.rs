@@ -1,0 +1,200 @@
+//! The datasets a server presents: each one's logical view ([`RollingStore`]) over the store
+//! its config names, opened on first use (a dataset may not have its first commit yet) and
+//! refreshed at most once per interval, so the server follows new commits without a restart
+//! and without reading the commit record on every request.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use roller_core::config::DatasetConfig;
+use roller_core::rolling_store::{OpenError, Resolved, RollingStore};
+use roller_core::storage::Storage;
+
+/// Why a catalog could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// Two configs name the same dataset.
+    #[error("dataset `{0}` is configured twice")]
+    Duplicate(String),
+    /// A dataset's store could not be opened.
+    #[error("dataset `{name}`: {reason}")]
+    Store {
+        /// The dataset.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a read has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// No configured dataset has this name (404).
+    #[error("no dataset named `{0}`")]
+    NoSuchDataset(String),
+    /// The dataset has no commit yet (404).
+    #[error("dataset `{0}` has no commit yet")]
+    NotCommitted(String),
+    /// The key is not part of the logical view, or the chunk was never written (404: Zarr
+    /// readers read the fill value).
+    #[error("no such key")]
+    Missing,
+    /// Storage failed (503: worth retrying).
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a key of the logical view reads as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A metadata document (changes with commits).
+    Metadata,
+    /// A chunk stored at a physical key (its bytes never change).
+    Stored,
+    /// A coordinate chunk computed from the commit (changes with the offset).
+    Derived,
+}
+
+/// One object of a logical view.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Its bytes.
+    pub bytes: Bytes,
+    /// What it is.
+    pub kind: Kind,
+    /// Entity tag: the physical key for stored chunks, a hash of the bytes otherwise.
+    pub etag: String,
+}
+
+/// One configured dataset.
+#[derive(Debug)]
+struct Entry {
+    config: DatasetConfig,
+    storage: Arc<dyn Storage>,
+    view: Mutex<Option<(Arc<RollingStore>, Instant)>>,
+}
+
+/// Every configured dataset.
+#[derive(Debug)]
+pub struct Catalog {
+    datasets: BTreeMap<String, Entry>,
+    refresh: Duration,
+}
+
+impl Catalog {
+    /// A catalog of `configs`, re-reading each commit record at most every `refresh`.
+    pub fn open(configs: Vec<DatasetConfig>, refresh: Duration) -> Result<Self, CatalogError> {
+        let datasets = configs
+            .into_iter()
+            .map(|config| match roller_s3::Backends::open(&config) {
+                Ok(backends) => Ok((config, backends.store)),
+                Err(e) => Err(CatalogError::Store {
+                    name: config.name.clone(),
+                    reason: e.to_string(),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::with_stores(datasets, refresh)
+    }
+
+    /// A catalog over stores already opened (tests, embedding).
+    pub fn with_stores(
+        datasets: Vec<(DatasetConfig, Arc<dyn Storage>)>,
+        refresh: Duration,
+    ) -> Result<Self, CatalogError> {
+        let mut map = BTreeMap::new();
+        for (config, storage) in datasets {
+            let name = config.name.clone();
+            let entry = Entry {
+                config,
+                storage,
+                view: Mutex::new(None),
+            };
+            if map.insert(name.clone(), entry).is_some() {
+                return Err(CatalogError::Duplicate(name));
+            }
+        }
+        Ok(Self {
+            datasets: map,
+            refresh,
+        })
+    }
+
+    /// The dataset names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.datasets.keys().map(String::as_str)
+    }
+
+    /// A dataset's config.
+    pub fn config(&self, dataset: &str) -> Option<&DatasetConfig> {
+        self.datasets.get(dataset).map(|e| &e.config)
+    }
+
+    /// A dataset's logical view at its latest commit (as of at most `refresh` ago). When the
+    /// commit record cannot be read, the last view read is kept.
+    pub fn view(&self, dataset: &str) -> Result<Arc<RollingStore>, ReadError> {
+        let entry = self
+            .datasets
+            .get(dataset)
+            .ok_or_else(|| ReadError::NoSuchDataset(dataset.to_owned()))?;
+        let mut view = entry
+            .view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((store, checked)) = view.as_mut() {
+            if checked.elapsed() >= self.refresh {
+                *checked = Instant::now();
+                if let Err(e) = store.refresh() {
+                    tracing::warn!(dataset, error = %e, "cannot re-read the commit record; serving the last one");
+                }
+            }
+            return Ok(store.clone());
+        }
+        match RollingStore::open(entry.storage.clone()) {
+            Ok(store) => {
+                let store = Arc::new(store);
+                *view = Some((store.clone(), Instant::now()));
+                Ok(store)
+            }
+            Err(OpenError::NoDataset) => Err(ReadError::NotCommitted(dataset.to_owned())),
+            Err(e) => Err(ReadError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Reads one key of a dataset's logical view.
+    pub fn read(&self, dataset: &str, key: &str) -> Result<Answer, ReadError> {
+        let view = self.view(dataset)?;
+        let (_, resolved) = view
+            .resolve(key)
+            .map_err(|e| ReadError::Unavailable(e.to_string()))?;
+        let hashed = |bytes: Bytes, kind| Answer {
+            etag: format!("{:016x}", fnv1a(&bytes)),
+            bytes,
+            kind,
+        };
+        match resolved {
+            Resolved::Document(bytes) => Ok(hashed(bytes, Kind::Metadata)),
+            Resolved::Derived(bytes) => Ok(hashed(bytes, Kind::Derived)),
+            Resolved::Stored(physical) => match view.storage().get(&physical) {
+                Ok(Some(bytes)) => Ok(Answer {
+                    bytes,
+                    kind: Kind::Stored,
+                    etag: physical.to_string(),
+                }),
+                Ok(None) => Err(ReadError::Missing),
+                Err(e) => Err(ReadError::Unavailable(e.to_string())),
+            },
+            Resolved::Missing => Err(ReadError::Missing),
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: a stable hash for entity tags (the same bytes give the same tag in every
+/// process, unlike std's randomised hasher).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,85 @@
+//! Starting a server: read the configs, open the stores, listen, serve until SIGTERM or
+//! Ctrl-C. `roller-serve` and `roller serve` are both one call to [`run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use roller_core::config::DatasetConfig;
+use roller_core::duration::Seconds;
+
+use crate::catalog::Catalog;
+use crate::server::{serve, Served};
+
+/// Command-line arguments of `roller-serve` (and `roller serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Dataset config (TOML); repeat for several datasets.
+    #[arg(
+        long = "config",
+        required = true,
+        env = "ROLLER_CONFIG",
+        value_delimiter = ','
+    )]
+    pub configs: Vec<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "ROLLER_SERVE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// How often a dataset's commit record is re-read (at most), e.g. `1s`.
+    #[arg(long, env = "ROLLER_SERVE_REFRESH", default_value = "1s", value_parser = seconds)]
+    pub refresh: Duration,
+    /// How long clients may cache metadata documents, e.g. `2s`.
+    #[arg(long, env = "ROLLER_SERVE_METADATA_MAX_AGE", default_value = "2s", value_parser = seconds)]
+    pub metadata_max_age: Duration,
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    let parsed = Seconds::parse(text)?;
+    Ok(Duration::from_secs(
+        u64::try_from(parsed.0).map_err(|_| "must not be negative")?,
+    ))
+}
+
+/// Serves the datasets of `args` until SIGTERM or Ctrl-C.
+pub fn run(args: &ServeArgs) -> Result<()> {
+    let configs = args
+        .configs
+        .iter()
+        .map(|path| DatasetConfig::load(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let catalog = Catalog::open(configs, args.refresh)?;
+    let served = Arc::new(Served {
+        catalog,
+        metadata_max_age: args.metadata_max_age,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the server's runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!(address = %listener.local_addr()?, "serving");
+        serve(listener, served, stop_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("stopping");
+}

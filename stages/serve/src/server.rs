@@ -1,0 +1,189 @@
+//! The HTTP side: `GET`/`HEAD /<dataset>/<key>` answers a key of the dataset's logical view,
+//! `/` is the status page. Every storage read runs on the blocking pool (S3 reads block).
+//!
+//! Caching: a logical chunk URL can map to another physical chunk after the window moves, so
+//! no logical response is immutable. Stored chunks carry the physical key as their entity tag
+//! and `no-cache`: a cache revalidates each use and gets `304 Not Modified`, with no body, as
+//! long as the URL still maps to the same physical chunk. Metadata documents and derived
+//! coordinate chunks change with commits; they may be cached for `metadata_max_age`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::Router;
+
+use crate::catalog::{Answer, Catalog, Kind, ReadError};
+use crate::range::{self, Ranged};
+use crate::request_path::{self, Target};
+
+/// What the server needs.
+#[derive(Debug)]
+pub struct Served {
+    /// The datasets.
+    pub catalog: Catalog,
+    /// How long clients may cache metadata documents.
+    pub metadata_max_age: Duration,
+}
+
+/// The server's routes over `served`.
+pub fn router(served: Arc<Served>) -> Router {
+    Router::new().fallback(handle).with_state(served)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    served: Arc<Served>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(served))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn plain(status: StatusCode, text: &str) -> Response {
+    let mut response = Response::new(Body::from(format!("{text}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+async fn handle(
+    State(served): State<Arc<Served>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "read-only: GET and HEAD only",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let target = match request_path::parse(uri.path()) {
+        Ok(target) => target,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let (dataset, key) = match target {
+        Target::Index => {
+            let page = {
+                let served = served.clone();
+                tokio::task::spawn_blocking(move || crate::status::page(&served.catalog)).await
+            };
+            return match page {
+                Ok(html) => {
+                    let mut response = Response::new(Body::from(html));
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/html; charset=utf-8"),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                    response
+                }
+                Err(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "the status page failed"),
+            };
+        }
+        Target::Object { dataset, key } => (dataset.to_owned(), key.to_owned()),
+    };
+    let read = {
+        let served = served.clone();
+        tokio::task::spawn_blocking(move || served.catalog.read(&dataset, &key)).await
+    };
+    let answer = match read {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e @ (ReadError::NoSuchDataset(_) | ReadError::NotCommitted(_)))) => {
+            return plain(StatusCode::NOT_FOUND, &e.to_string())
+        }
+        Ok(Err(ReadError::Missing)) => return plain(StatusCode::NOT_FOUND, "no such key"),
+        Ok(Err(e @ ReadError::Unavailable(_))) => {
+            tracing::warn!(path = uri.path(), error = %e, "read failed");
+            let mut response = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage is unavailable; retry",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
+        Err(_) => return plain(StatusCode::SERVICE_UNAVAILABLE, "the read failed; retry"),
+    };
+    respond(&served, &method, &headers, answer)
+}
+
+/// The response for an object: conditional (`If-None-Match`), ranged (`Range`), or whole.
+fn respond(served: &Served, method: &Method, headers: &HeaderMap, answer: Answer) -> Response {
+    let etag = format!("\"{}\"", answer.etag);
+    let cache = match answer.kind {
+        Kind::Stored => "public, no-cache".to_owned(),
+        Kind::Metadata | Kind::Derived => {
+            format!("public, max-age={}", served.metadata_max_age.as_secs())
+        }
+    };
+    let content_type = if answer.kind == Kind::Metadata {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    };
+    let mut builder = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::CACHE_CONTROL, cache)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .header(header::CONTENT_TYPE, content_type);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        return builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_default();
+    }
+    let len = answer.bytes.len() as u64;
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, body) = match range::parse(range_header, len) {
+        Ranged::Whole => (StatusCode::OK, answer.bytes),
+        Ranged::Part(part) => {
+            builder = builder.header(
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{len}", part.start, part.end - 1),
+            );
+            let (start, end) = (
+                usize::try_from(part.start).unwrap_or(usize::MAX),
+                usize::try_from(part.end).unwrap_or(usize::MAX),
+            );
+            (StatusCode::PARTIAL_CONTENT, answer.bytes.slice(start..end))
+        }
+        Ranged::Unsatisfiable => {
+            return builder
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                .body(Body::empty())
+                .unwrap_or_default();
+        }
+    };
+    builder = builder
+        .status(status)
+        .header(header::CONTENT_LENGTH, body.len());
+    let body = if *method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(body)
+    };
+    builder.body(body).unwrap_or_default()
+}

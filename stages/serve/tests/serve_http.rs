@@ -1,0 +1,239 @@
+//! `roller-serve` as a separate process over datasets made by the embedded runner: xarray
+//! reads the rolled window over HTTP (Zarr v3 and v2) and follows a roll; paths, methods,
+//! ranges, HEAD and conditional requests behave; concurrent chunk requests all succeed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use roller_core::config::DatasetConfig;
+use roller_core::embedded;
+use roller_core::expiry::DeleteExpired;
+use roller_core::synth::write_config;
+use roller_test_support::http::request;
+use roller_test_support::nats::{free_port, spawn_isolated};
+use roller_test_support::{ingest, raw_store, run_python, small_files, TestDataset};
+
+const RUNS: usize = 4;
+const LEADS: usize = 2;
+const WINDOW: usize = 3;
+
+/// A `roller-serve` process, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(configs: &[&Path], log: &Path) -> Self {
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_roller-serve"));
+        for config in configs {
+            command.arg("--config").arg(config);
+        }
+        let child = spawn_isolated(
+            command
+                .args(["--listen", &format!("127.0.0.1:{port}"), "--refresh", "0s"])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).expect("log")),
+        )
+        .expect("start roller-serve");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "roller-serve did not listen: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+
+    fn url(&self, dataset: &str) -> String {
+        format!("http://127.0.0.1:{}/{dataset}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two datasets of the same files, Zarr v3 and v2, ingested: their configs, config files and
+/// the notifications file.
+fn datasets(dir: &Path) -> (Vec<DatasetConfig>, Vec<PathBuf>, PathBuf) {
+    let src = dir.join("src");
+    let files = small_files(&src, RUNS, LEADS, 20, 30);
+    let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
+    let mut configs = Vec::new();
+    let mut paths = Vec::new();
+    for (name, format) in [("ukv3", 3), ("ukv2", 2)] {
+        let config = TestDataset::new(name)
+            .window(u32::try_from(WINDOW).expect("window"))
+            .leads(u32::try_from(LEADS).expect("leads"))
+            .extra(&format!("[encoding]\nformat = {format}\n"))
+            .config(&dir.join(name), &src);
+        let summary = ingest(&config, &lines);
+        assert!(
+            summary.dead_letters.is_empty(),
+            "{:?}",
+            summary.dead_letters
+        );
+        let path = dir.join(format!("{name}.toml"));
+        write_config(&config, &path).expect("write config");
+        configs.push(config);
+        paths.push(path);
+    }
+    (configs, paths, src.join("notifications.jsonl"))
+}
+
+fn read_with_xarray(url: &str, notifications: &Path, fields: usize) -> serde_json::Value {
+    let out = run_python(
+        "read_served.py",
+        &[
+            url,
+            &notifications.display().to_string(),
+            &WINDOW.to_string(),
+            &LEADS.to_string(),
+            &fields.to_string(),
+        ],
+    );
+    serde_json::from_str(out.lines().last().unwrap_or_default()).expect("the script's JSON line")
+}
+
+#[test]
+fn xarray_reads_the_rolled_window_over_http_for_zarr_v3_and_v2_and_follows_a_roll() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (configs, paths, notifications) = datasets(dir.path());
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let server = Server::start(&refs, &dir.path().join("serve.log"));
+
+    for config in &configs {
+        let read = read_with_xarray(&server.url(&config.name), &notifications, WINDOW * LEADS);
+        // Four 6-hourly runs from 2024-01-01T00 through a window of three: the first rolled off.
+        assert_eq!(read["first"], "2024-01-01T06:00:00.000000000", "{read}");
+        assert_eq!(read["last"], "2024-01-01T18:00:00.000000000", "{read}");
+    }
+
+    // One step on: the newest run has no files (fill values) and the oldest left the window.
+    let chunk = "air_temperature/c/2/0/0/0";
+    let before = request(server.port, "GET", &format!("/ukv3/{chunk}"), &[]);
+    assert_eq!(before.status, 200);
+    let config = &configs[0];
+    let until = roller_proto::time::parse_instant("2024-01-02T00:00:00Z").expect("time");
+    embedded::roll(config, raw_store(config), Arc::new(DeleteExpired), until).expect("roll");
+    let read = read_with_xarray(&server.url("ukv3"), &notifications, (WINDOW - 1) * LEADS);
+    assert_eq!(read["first"], "2024-01-01T12:00:00.000000000", "{read}");
+    assert_eq!(read["last"], "2024-01-02T00:00:00.000000000", "{read}");
+    assert_eq!(
+        request(server.port, "GET", &format!("/ukv3/{chunk}"), &[]).status,
+        404,
+        "a chunk with no data in the new window is missing, not an error"
+    );
+}
+
+#[test]
+fn paths_methods_ranges_heads_and_conditional_requests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, paths, _) = datasets(dir.path());
+    let server = Server::start(&[&paths[0], &paths[1]], &dir.path().join("serve.log"));
+    let get = |path: &str, headers: &[(&str, &str)]| request(server.port, "GET", path, headers);
+
+    // Traversal and odd paths: refused, and nothing of the file system leaks.
+    for path in [
+        "/ukv3/../ukv3.toml",
+        "/../ukv3.toml",
+        "/ukv3/%2e%2e/ukv3.toml",
+        "/ukv3/..%2fukv3.toml",
+        "/ukv3%2f..%2f..%2fetc%2fpasswd",
+        "//etc/passwd",
+        "/ukv3/./zarr.json",
+        "/ukv3\\..\\ukv3.toml",
+    ] {
+        let reply = get(path, &[]);
+        assert!(
+            (400..500).contains(&reply.status),
+            "{path}: {}",
+            reply.status
+        );
+        let body = String::from_utf8_lossy(&reply.body);
+        assert!(
+            !body.contains("[rolling]") && !body.contains("root:"),
+            "{path}: {body}"
+        );
+    }
+    assert_eq!(get("/etc/passwd", &[]).status, 404);
+    assert_eq!(get("/nope/zarr.json", &[]).status, 404);
+    // The raw store is not reachable through the view.
+    assert_eq!(get("/ukv3/roller.json", &[]).status, 404);
+    assert_eq!(get("/ukv3/air_temperature/c/9/0/0/0", &[]).status, 404);
+    assert_eq!(get("/ukv3/air_temperature/c/x", &[]).status, 404);
+    assert_eq!(
+        request(server.port, "POST", "/ukv3/zarr.json", &[]).status,
+        405
+    );
+    assert_eq!(
+        request(server.port, "DELETE", "/ukv3/zarr.json", &[]).status,
+        405
+    );
+
+    // Metadata: short-lived. v2 has consolidated metadata.
+    let meta = get("/ukv3/zarr.json", &[]);
+    assert_eq!(meta.status, 200);
+    assert_eq!(meta.header("content-type"), Some("application/json"));
+    assert!(meta
+        .header("cache-control")
+        .is_some_and(|c| c.contains("max-age")));
+    assert_eq!(get("/ukv2/.zmetadata", &[]).status, 200);
+
+    // A chunk: tagged by its physical key; HEAD, ranges and revalidation.
+    let chunk = "/ukv3/air_temperature/c/0/0/0/0";
+    let whole = get(chunk, &[]);
+    assert_eq!(whole.status, 200);
+    let etag = whole.header("etag").expect("etag").to_owned();
+    assert!(etag.contains("chunks/air_temperature/c/"), "{etag}");
+    assert_eq!(whole.header("cache-control"), Some("public, no-cache"));
+    let len = whole.body.len();
+    assert!(len > 8);
+    let head = request(server.port, "HEAD", chunk, &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(len.to_string().as_str())
+    );
+    assert!(head.body.is_empty());
+    let part = get(chunk, &[("Range", "bytes=2-5")]);
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, whole.body[2..6]);
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 2-5/{len}").as_str())
+    );
+    let suffix = get(chunk, &[("Range", "bytes=-4")]);
+    assert_eq!(suffix.body, whole.body[len - 4..]);
+    assert_eq!(
+        get(chunk, &[("Range", &format!("bytes={len}-"))]).status,
+        416
+    );
+    let again = get(chunk, &[("If-None-Match", &etag)]);
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+
+    // 200 concurrent chunk requests all succeed.
+    let port = server.port;
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let path = format!("/ukv3/air_temperature/c/{}/{}/0/0", i % WINDOW, i % LEADS);
+                request(port, "GET", &path, &[]).status
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().expect("request thread"), 200);
+    }
+}

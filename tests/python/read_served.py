@@ -1,0 +1,63 @@
+"""Opens a dataset served by roller-serve with xarray and checks it against the source NetCDF
+files (read with netCDF4): dims, datetime coordinates, CF attributes, grid_mapping, values.
+
+usage: read_served.py URL NOTIFICATIONS.jsonl WINDOW LEADS [FIELDS]
+(FIELDS: how many fields have a source file inside the window; default WINDOW x LEADS)
+Prints one JSON line describing what it read; exits non-zero on any mismatch.
+"""
+import json
+import sys
+
+import netCDF4
+import numpy as np
+import xarray as xr
+
+VARIABLE = "air_temperature"
+
+
+def main():
+    url, notifications, window, leads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    fields = int(sys.argv[5]) if len(sys.argv) > 5 else window * leads
+    ds = xr.open_zarr(url, consolidated=True, decode_timedelta=True)
+    da = ds[VARIABLE]
+    dims = ("forecast_reference_time", "forecast_period",
+            "projection_y_coordinate", "projection_x_coordinate")
+    assert da.dims == dims, da.dims
+    assert ds.sizes["forecast_reference_time"] == window, ds.sizes
+    assert ds.sizes["forecast_period"] == leads, ds.sizes
+    assert np.issubdtype(ds["forecast_reference_time"].dtype, np.datetime64), ds["forecast_reference_time"].dtype
+    assert np.issubdtype(ds["forecast_period"].dtype, np.timedelta64), ds["forecast_period"].dtype
+    grid_mapping = da.attrs.get("grid_mapping") or da.encoding.get("grid_mapping")
+    assert grid_mapping in ds.variables, (grid_mapping, list(ds.variables))
+
+    notes = [json.loads(line) for line in open(notifications) if line.strip()]
+    visible = set(ds["forecast_reference_time"].values)
+    checked = 0
+    for note in notes:
+        frt = np.datetime64(note["forecast_reference_time"].rstrip("Z"), "ns")
+        if frt not in visible:
+            continue
+        fp = np.timedelta64(int(note["forecast_period"]), "s")
+        with netCDF4.Dataset(note["key"]) as nc:
+            source = nc[VARIABLE]
+            for attr in ("units", "standard_name"):
+                assert da.attrs.get(attr) == source.getncattr(attr), (attr, da.attrs.get(attr))
+            expected = np.asarray(source[:])
+            assert ds[grid_mapping].attrs["grid_mapping_name"] == nc[grid_mapping].grid_mapping_name
+            for coord in ("projection_y_coordinate", "projection_x_coordinate"):
+                np.testing.assert_array_equal(ds[coord].values, nc[coord][:])
+                assert ds[coord].attrs.get("units") == nc[coord].units
+        got = da.sel(forecast_reference_time=frt, forecast_period=fp).values
+        np.testing.assert_array_equal(got, expected.reshape(got.shape))
+        checked += 1
+    assert checked == fields, f"checked {checked} fields, expected {fields}"
+    print(json.dumps({
+        "checked": checked,
+        "first": str(ds["forecast_reference_time"].values[0]),
+        "last": str(ds["forecast_reference_time"].values[-1]),
+        "zarr_format": ds.encoding.get("zarr_format"),
+    }))
+
+
+if __name__ == "__main__":
+    main()
