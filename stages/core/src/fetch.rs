@@ -7,14 +7,14 @@
 //! than `source.max_object_bytes`, and have the size the notification announced.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use roller_proto::Notification;
 
 use crate::config::SourceConfig;
 
-/// Why a source was refused. All of these are permanent for that notification.
+/// Why a source was refused: permanent for that notification, except
+/// [`FetchError::Unavailable`] (see [`FetchError::is_permanent`]).
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// A configured root does not exist.
@@ -118,13 +118,14 @@ pub trait ObjectSource: Send + Sync + std::fmt::Debug {
 pub struct SourceFile {
     path: PathBuf,
     size: u64,
-    downloaded: bool,
+    /// The download, removed on drop (`None` for a local source).
+    download: Option<tempfile::TempPath>,
 }
 
 impl SourceFile {
     /// Where to read it.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.download.as_deref().unwrap_or(&self.path)
     }
 
     /// Its size in bytes.
@@ -133,18 +134,8 @@ impl SourceFile {
     }
 }
 
-impl Drop for SourceFile {
-    fn drop(&mut self) {
-        if self.downloaded {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// Longest object key S3 accepts, in bytes.
 const MAX_OBJECT_KEY_BYTES: usize = 1024;
-
-static DOWNLOADS: AtomicU64 = AtomicU64::new(0);
 
 /// Resolves, checks and (for objects in buckets) downloads sources.
 #[derive(Debug, Clone)]
@@ -193,7 +184,7 @@ impl Fetcher {
             None => self.local(notification).map(|(path, size)| SourceFile {
                 path,
                 size,
-                downloaded: false,
+                download: None,
             }),
         }
     }
@@ -250,16 +241,26 @@ impl Fetcher {
                     path: PathBuf::from(format!("s3://{bucket}/{key}")),
                 })?;
         self.check_size(key, size, announced)?;
-        let n = DOWNLOADS.fetch_add(1, Ordering::Relaxed);
+        // Created exclusively under a random name: nobody else's file (or symlink) is written.
+        let download = tempfile::Builder::new()
+            .prefix("zarr-roller-source-")
+            .suffix(".nc")
+            .tempfile_in(&self.download_dir)
+            .map_err(|e| FetchError::Unavailable {
+                key: key.to_owned(),
+                reason: format!(
+                    "cannot create a download file in {}: {e}",
+                    self.download_dir.display()
+                ),
+            })?
+            .into_temp_path();
         let file = SourceFile {
-            path: self
-                .download_dir
-                .join(format!("zarr-roller-source-{}-{n}.nc", std::process::id())),
+            path: download.to_path_buf(),
             size,
-            downloaded: true,
+            download: Some(download),
         };
         let got = objects
-            .download(bucket, key, &file.path, self.max_bytes)
+            .download(bucket, key, file.path(), self.max_bytes)
             .map_err(failed)?;
         if got != size {
             // Replaced while we read it: try again, and the size checks see the new object.

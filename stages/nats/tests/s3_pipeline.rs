@@ -117,6 +117,11 @@ fn stopping_s3_for_five_seconds_mid_run_loses_nothing() {
     s3.server.restart();
     c.wait_until_equal(&expected, CONVERGE);
     assert!(
+        c.logged("transient failure; will retry"),
+        "the outage did not reach any stage's work\n{}",
+        c.logs()
+    );
+    assert!(
         c.dead_letters("fetch").is_empty()
             && c.dead_letters("decode").is_empty()
             && c.dead_letters("write").is_empty(),

@@ -95,13 +95,14 @@ fn tag_of(rule: &LifecycleRule) -> Option<(&str, &str)> {
         .map(|t| (t.key(), t.value()))
 }
 
-/// Reads whether the bucket has an enabled rule expiring objects tagged as `expiry` says.
+/// Reads whether the bucket has an enabled rule expiring objects tagged as `expiry` says; with
+/// several such rules, the one that deletes soonest is what counts.
 pub fn check(
     client: &S3Client,
     bucket: &str,
     expiry: &ExpiryConfig,
 ) -> Result<RuleState, LifecycleError> {
-    let found = rules(client, bucket)?.into_iter().find_map(|rule| {
+    let found = rules(client, bucket)?.into_iter().filter_map(|rule| {
         let enabled = rule.status() == &ExpirationStatus::Enabled;
         let tagged = tag_of(&rule) == Some((expiry.tag_key.as_str(), expiry.tag_value.as_str()));
         let days = rule.expiration().and_then(LifecycleExpiration::days);
@@ -110,7 +111,9 @@ pub fn check(
             .flatten()
             .and_then(|d| u32::try_from(d).ok())
     });
-    Ok(found.map_or(RuleState::Missing, |days| RuleState::Present { days }))
+    Ok(found
+        .min()
+        .map_or(RuleState::Missing, |days| RuleState::Present { days }))
 }
 
 /// Installs (or updates) the rule that deletes objects tagged as `expiry` says after

@@ -24,13 +24,14 @@ impl S3Objects {
     }
 }
 
-/// A service answer is permanent when it is a client error that asking again cannot fix
-/// (403 access denied, 400 bad request...); throttling (429), timeouts (408) and server errors
-/// are worth a retry once the SDK's own retries are spent.
+/// A service answer is permanent when asking again cannot change it: a redirect (the bucket
+/// is in another region than `s3.region`) or a client error (403 access denied, 400 bad
+/// request...). Throttling (429), timeouts (408), server errors and network failures are worth
+/// a retry once the SDK's own retries are spent.
 fn classify(failure: Failure) -> ObjectError {
     let permanent = failure
         .status
-        .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
+        .is_some_and(|s| (300..500).contains(&s) && s != 408 && s != 429);
     ObjectError {
         permanent,
         reason: failure.message,
@@ -58,11 +59,14 @@ impl ObjectSource for S3Objects {
             .run(async move { request.await.map_err(|e| Failure::of(&e)) })
             .map_err(unavailable)?;
         match answer {
-            Ok(head) => Ok(Some(
-                head.content_length()
-                    .and_then(|n| u64::try_from(n).ok())
-                    .unwrap_or(0),
-            )),
+            Ok(head) => head
+                .content_length()
+                .and_then(|n| u64::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| ObjectError {
+                    permanent: false,
+                    reason: "HeadObject answered without a Content-Length".into(),
+                }),
             Err(failure) if failure.is_not_found() => Ok(None),
             Err(failure) => Err(classify(failure)),
         }
@@ -110,5 +114,28 @@ impl ObjectSource for S3Objects {
             Ok(written)
         };
         self.client.run(copied).map_err(unavailable)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(status: Option<u16>) -> Failure {
+        Failure {
+            status,
+            code: None,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn refusals_are_permanent_and_outages_are_not() {
+        for status in [301, 400, 403, 404] {
+            assert!(classify(failure(Some(status))).permanent, "{status}");
+        }
+        for status in [Some(408), Some(429), Some(500), Some(503), None] {
+            assert!(!classify(failure(status)).permanent, "{status:?}");
+        }
     }
 }

@@ -104,3 +104,68 @@ fn objects_ranges_listing_tags_and_lifecycle_rule_on_a_real_s3() {
         RuleState::Present { days: 3 }
     );
 }
+
+#[test]
+fn sources_are_sized_downloaded_capped_and_their_downloads_removed() {
+    use std::sync::Arc;
+
+    use roller_core::config::SourceConfig;
+    use roller_core::fetch::{FetchError, Fetcher, ObjectSource};
+    use roller_proto::Notification;
+    use roller_s3::S3Objects;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = S3Server::start(&dir.path().join("s3"));
+    let client = client(&server);
+    client.create_bucket("sources").expect("bucket");
+    let sources = S3Store::new(client.clone(), "sources", "");
+    sources
+        .put(&key("mo/a.nc"), Bytes::from(vec![7u8; 1000]))
+        .expect("upload");
+    let objects = S3Objects::new(client);
+
+    assert_eq!(objects.size("sources", "mo/a.nc"), Ok(Some(1000)));
+    assert_eq!(objects.size("sources", "mo/missing.nc"), Ok(None));
+    let to = dir.path().join("download");
+    assert_eq!(objects.download("sources", "mo/a.nc", &to, 1000), Ok(1000));
+    assert_eq!(std::fs::read(&to).expect("read"), vec![7u8; 1000]);
+    // The cap holds while the body streams, whatever the size check said before.
+    let capped = objects
+        .download("sources", "mo/a.nc", &to, 999)
+        .expect_err("over the cap");
+    assert!(
+        capped.permanent && capped.reason.contains("more than"),
+        "{capped:?}"
+    );
+
+    // Through the fetcher: the download is a private temporary file, removed on drop.
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir(&downloads).expect("mkdir");
+    let fetcher = Fetcher::new(&SourceConfig {
+        buckets: vec!["sources".into()],
+        ..SourceConfig::default()
+    })
+    .expect("fetcher")
+    .with_objects(Arc::new(objects), downloads.clone());
+    let note = |key: &str, size: u64| {
+        Notification::from_json(&format!(
+            r#"{{"model":"m","name":"n","bucket":"sources","key":"{key}","object_size":"{size}","forecast_reference_time":"2024-01-01T00:00:00Z"}}"#
+        ))
+        .expect("notification")
+    };
+    let file = fetcher.fetch(&note("mo/a.nc", 1000)).expect("fetch");
+    assert_eq!(file.size(), 1000);
+    assert_eq!(std::fs::read(file.path()).expect("read"), vec![7u8; 1000]);
+    assert!(file.path().starts_with(&downloads));
+    drop(file);
+    assert_eq!(std::fs::read_dir(&downloads).expect("list").count(), 0);
+    assert!(matches!(
+        fetcher.fetch(&note("mo/a.nc", 999)),
+        Err(FetchError::SizeMismatch { .. })
+    ));
+    assert!(matches!(
+        fetcher.fetch(&note("mo/missing.nc", 1)),
+        Err(FetchError::Missing { .. })
+    ));
+    assert_eq!(std::fs::read_dir(&downloads).expect("list").count(), 0);
+}

@@ -401,6 +401,13 @@ impl Cluster {
         out
     }
 
+    /// Whether any stage's log has a line containing `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.procs.iter().any(|p| {
+            std::fs::read_to_string(&p.log).is_ok_and(|log| log.lines().any(|l| l.contains(text)))
+        })
+    }
+
     /// Every stage's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut text = String::new();
