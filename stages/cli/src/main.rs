@@ -86,6 +86,8 @@ enum Command {
         /// Notifications file, or `-` for standard input.
         file: String,
     },
+    /// Serve datasets' logical views over HTTP, read-only (what `roller-serve` does).
+    Serve(roller_serve::run::ServeArgs),
     /// Print a dataset's committed state and logical view.
     Inspect {
         /// The dataset's store directory.
@@ -283,6 +285,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", describe(&store.record()));
             Ok(())
         }
+        Command::Serve(args) => roller_serve::run::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::BenchNats(args) => bench_nats::run(&args),
         Command::BenchS3(args) => bench_s3::run(&args),
