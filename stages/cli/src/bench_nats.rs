@@ -84,21 +84,25 @@ impl Drop for Procs {
     }
 }
 
-fn nats_server() -> PathBuf {
-    std::env::var_os("ROLLER_NATS_SERVER").map_or_else(
+/// A tool the benchmarks start: `$env`, the test venv's (`./dev test` installs it), or `name`
+/// on `PATH`.
+pub(crate) fn tool(env: &str, name: &str) -> PathBuf {
+    std::env::var_os(env).map_or_else(
         || {
-            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/nats-server");
+            let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../.venv/bin")
+                .join(name);
             if venv.exists() {
                 venv
             } else {
-                PathBuf::from("nats-server")
+                PathBuf::from(name)
             }
         },
         PathBuf::from,
     )
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -116,7 +120,7 @@ fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
     let mut procs = Procs(Vec::new());
     procs.0.push((
         "nats-server",
-        Command::new(nats_server())
+        Command::new(tool("ROLLER_NATS_SERVER", "nats-server"))
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(dir.join("nats"))
             .stdout(Stdio::null())

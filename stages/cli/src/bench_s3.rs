@@ -15,6 +15,8 @@ use roller_core::storage::{Key, LocalStore, MeteredStore, OpCounts, Storage};
 use roller_core::synth::SynthOptions;
 use roller_s3::{S3Client, S3Objects, S3Store};
 
+use crate::bench_nats::{free_port, tool};
+
 /// Arguments of `roller bench-s3`.
 #[derive(clap::Args)]
 pub(crate) struct BenchS3Args {
@@ -50,26 +52,6 @@ impl Drop for Weed {
     }
 }
 
-fn weed_binary() -> PathBuf {
-    std::env::var_os("ROLLER_WEED").map_or_else(
-        || {
-            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/weed");
-            if venv.exists() {
-                venv
-            } else {
-                PathBuf::from("weed")
-            }
-        },
-        PathBuf::from,
-    )
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Starts SeaweedFS (master, volume, filer and S3 gateway) with its data under `dir`; returns
 /// it and the S3 endpoint once the gateway answers.
 fn start_weed(dir: &Path) -> Result<(Weed, String)> {
@@ -97,7 +79,7 @@ fn start_weed(dir: &Path) -> Result<(Weed, String)> {
         "s3.port.grpc",
     ];
     let weed = Weed(
-        Command::new(weed_binary())
+        Command::new(tool("ROLLER_WEED", "weed"))
             .args([
                 "server",
                 "-ip=127.0.0.1",
