@@ -13,24 +13,68 @@ use serde_json::Value;
 /// Arguments of `roller bench`.
 #[derive(clap::Args)]
 pub(crate) struct BenchArgs {
-    /// Working directory (synthetic files are kept between runs).
-    #[arg(long, default_value = "bench-data")]
-    dir: PathBuf,
-    /// Runs x lead times of full-size UKV files (8 x 6 = 48).
-    #[arg(long, default_value_t = 8)]
-    runs: usize,
-    /// Lead times per run.
-    #[arg(long, default_value_t = 6)]
-    leads: usize,
-    /// Repeats of each route (medians are reported).
-    #[arg(long, default_value_t = 3)]
-    repeats: usize,
+    #[command(flatten)]
+    files: crate::bench::BenchFiles,
     /// zstd level for both routes.
     #[arg(long, default_value_t = 1)]
     level: i32,
     /// Skip the MOGREPS-UK-sized file (12 x 33 x 970 x 1042).
     #[arg(long)]
     skip_mogreps: bool,
+}
+
+/// The synthetic UKV files every benchmark ingests, and how often.
+#[derive(clap::Args)]
+pub(crate) struct BenchFiles {
+    /// Working directory (synthetic files are kept between runs and shared by the benchmarks).
+    #[arg(long, default_value = "bench-data")]
+    pub(crate) dir: PathBuf,
+    /// Runs x lead times of full-size UKV files (8 x 6 = 48).
+    #[arg(long, default_value_t = 8)]
+    pub(crate) runs: usize,
+    /// Lead times per run.
+    #[arg(long, default_value_t = 6)]
+    pub(crate) leads: usize,
+    /// Repeats of each route (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) repeats: usize,
+}
+
+/// The benchmark files, synthesised if an earlier run did not leave them.
+pub(crate) struct Prepared {
+    /// The working directory, absolute.
+    pub(crate) dir: PathBuf,
+    /// How the files were made.
+    pub(crate) synth: SynthOptions,
+    /// Their notifications file.
+    pub(crate) list: PathBuf,
+    /// Their notifications.
+    pub(crate) lines: Vec<String>,
+}
+
+impl BenchFiles {
+    /// Makes the working directory and the files (unless present).
+    pub(crate) fn prepare(&self) -> Result<Prepared> {
+        std::fs::create_dir_all(&self.dir)?;
+        let dir = self.dir.canonicalize()?;
+        let synth = SynthOptions {
+            out: dir.join("ukv"),
+            runs: self.runs,
+            leads: self.leads,
+            ..SynthOptions::default()
+        };
+        let list = ensure_files(&synth)?;
+        let lines = std::fs::read_to_string(&list)?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        Ok(Prepared {
+            dir,
+            synth,
+            list,
+            lines,
+        })
+    }
 }
 
 /// Peak resident memory of this process in MB (VmHWM), or 0 where /proc is unavailable.
@@ -123,21 +167,18 @@ fn field(v: &Value, key: &str) -> f64 {
 
 pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     let python = python()?;
-    std::fs::create_dir_all(&args.dir)?;
-    let dir = args.dir.canonicalize()?;
+    let Prepared {
+        dir,
+        synth: ukv_files,
+        list,
+        ..
+    } = args.files.prepare()?;
     let me = std::env::current_exe()?;
-    let ukv_files = SynthOptions {
-        out: dir.join("ukv"),
-        runs: args.runs,
-        leads: args.leads,
-        ..SynthOptions::default()
-    };
-    let list = ensure_files(&ukv_files)?;
-    let ukv = config(&dir, "ukv", &ukv_files, args.runs, args.level)?;
+    let ukv = config(&dir, "ukv", &ukv_files, args.files.runs, args.level)?;
     let script = workspace().join("bench/python_route.py");
 
     let (mut rust, mut py) = (Vec::new(), Vec::new());
-    for repeat in 0..args.repeats {
+    for repeat in 0..args.files.repeats {
         let _ = std::fs::remove_dir_all(dir.join("ukv-rust"));
         let r = json_of(
             Command::new(&me)
@@ -169,9 +210,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
                 .arg("--out")
                 .arg(dir.join("ukv-python"))
                 .arg("--window")
-                .arg(args.runs.to_string())
+                .arg(args.files.runs.to_string())
                 .arg("--fp-size")
-                .arg(args.leads.to_string()),
+                .arg(args.files.leads.to_string()),
         )?;
         eprintln!(
             "repeat {}: rust {:.2} s, python {:.2} s",
@@ -183,8 +224,8 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         py.push(p);
     }
     let med = |runs: &[Value], key: &str| median(runs.iter().map(|v| field(v, key)).collect());
-    let files = args.runs * args.leads;
-    println!("## Embedded ingestion vs the Python route ({files} files of 970 x 1042 float32, zstd level {}, medians of {})\n", args.level, args.repeats);
+    let files = args.files.runs * args.files.leads;
+    println!("## Embedded ingestion vs the Python route ({files} files of 970 x 1042 float32, zstd level {}, medians of {})\n", args.level, args.files.repeats);
     println!("| route | seconds | files/s | decoded MB/s | peak RSS MB |");
     println!("|---|---|---|---|---|");
     for (name, runs) in [
@@ -216,7 +257,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         let mog_list = ensure_files(&mog_files)?;
         let mog = config(&dir, "mogreps", &mog_files, 1, args.level)?;
         let mut runs = Vec::new();
-        for _ in 0..args.repeats {
+        for _ in 0..args.files.repeats {
             let _ = std::fs::remove_dir_all(dir.join("mogreps-rust"));
             runs.push(json_of(
                 Command::new(&me)
@@ -226,7 +267,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
                     .arg(&mog_list),
             )?);
         }
-        println!("\n## One MOGREPS-UK-sized file (12 x 33 x 970 x 1042 float32, 1.6 GB decoded), medians of {}\n", args.repeats);
+        println!("\n## One MOGREPS-UK-sized file (12 x 33 x 970 x 1042 float32, 1.6 GB decoded), medians of {}\n", args.files.repeats);
         println!("| route | seconds | decoded MB/s | peak RSS MB |");
         println!("|---|---|---|---|");
         println!(

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use roller_core::synth::SynthOptions;
 use roller_nats::replay::replay;
 use roller_nats::topology::{connect, setup};
 use roller_nats::NatsSettings;
@@ -18,18 +17,8 @@ use roller_proto::{wire, CommitEvent};
 /// Arguments of `roller bench-nats`.
 #[derive(clap::Args)]
 pub(crate) struct BenchNatsArgs {
-    /// Working directory (shared with `roller bench`: the synthetic files are reused).
-    #[arg(long, default_value = "bench-data")]
-    dir: PathBuf,
-    /// Runs x lead times of full-size UKV files (8 x 6 = 48).
-    #[arg(long, default_value_t = 8)]
-    runs: usize,
-    /// Lead times per run.
-    #[arg(long, default_value_t = 6)]
-    leads: usize,
-    /// Repeats of each route (medians are reported).
-    #[arg(long, default_value_t = 3)]
-    repeats: usize,
+    #[command(flatten)]
+    files: crate::bench::BenchFiles,
     /// Files published one at a time for the latency measurement.
     #[arg(long, default_value_t = 24)]
     latency_files: usize,
@@ -228,21 +217,14 @@ fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
 }
 
 pub(crate) fn run(args: &BenchNatsArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.dir)?;
-    let dir = args.dir.canonicalize()?;
+    let crate::bench::Prepared {
+        dir,
+        synth: files,
+        list,
+        lines,
+    } = args.files.prepare()?;
     let me = std::env::current_exe()?;
-    let files = SynthOptions {
-        out: dir.join("ukv"),
-        runs: args.runs,
-        leads: args.leads,
-        ..SynthOptions::default()
-    };
-    let list = crate::bench::ensure_files(&files)?;
-    let lines: Vec<String> = std::fs::read_to_string(&list)?
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let window = u32::try_from(args.runs)?;
+    let window = u32::try_from(args.files.runs)?;
     let mut config =
         files.dataset_config("ukv-nats", window, (485, 521), &dir.join("ukv-nats-store"));
     config.scratch = Some(roller_core::config::ScratchConfig {
@@ -264,7 +246,7 @@ pub(crate) fn run(args: &BenchNatsArgs) -> Result<()> {
 
     let (mut embedded, mut nats) = (Vec::new(), Vec::new());
     let mut cpu: HashMap<&'static str, Vec<f64>> = HashMap::new();
-    for repeat in 0..args.repeats {
+    for repeat in 0..args.files.repeats {
         let _ = std::fs::remove_dir_all(&embedded_config.store.path);
         std::thread::sleep(SETTLE);
         let children_before = children_cpu_seconds().unwrap_or(f64::NAN);
@@ -304,7 +286,7 @@ pub(crate) fn run(args: &BenchNatsArgs) -> Result<()> {
         .map(|(e, n)| 100.0 * e / n)
         .collect();
     let (e, s) = (crate::bench::median(embedded), crate::bench::median(nats));
-    println!("## NATS pipeline vs embedded ({} files of 970 x 1042 float32, one process per stage, medians of {})\n", lines.len(), args.repeats);
+    println!("## NATS pipeline vs embedded ({} files of 970 x 1042 float32, one process per stage, medians of {})\n", lines.len(), args.files.repeats);
     println!("| route | seconds | files/s |");
     println!("|---|---|---|");
     println!("| embedded | {e:.2} | {:.1} |", n / e);

@@ -12,7 +12,6 @@ use anyhow::{bail, Context, Result};
 use roller_core::config::{DatasetConfig, S3Config};
 use roller_core::embedded::{self, RunOptions};
 use roller_core::storage::{Key, LocalStore, MeteredStore, OpCounts, Storage};
-use roller_core::synth::SynthOptions;
 use roller_s3::{S3Client, S3Objects, S3Store};
 
 use crate::bench_nats::{free_port, tool};
@@ -20,18 +19,8 @@ use crate::bench_nats::{free_port, tool};
 /// Arguments of `roller bench-s3`.
 #[derive(clap::Args)]
 pub(crate) struct BenchS3Args {
-    /// Working directory (shared with `roller bench`: the synthetic files are reused).
-    #[arg(long, default_value = "bench-data")]
-    dir: PathBuf,
-    /// Runs x lead times of full-size UKV files (8 x 6 = 48).
-    #[arg(long, default_value_t = 8)]
-    runs: usize,
-    /// Lead times per run.
-    #[arg(long, default_value_t = 6)]
-    leads: usize,
-    /// Repeats of each route (medians are reported).
-    #[arg(long, default_value_t = 3)]
-    repeats: usize,
+    #[command(flatten)]
+    files: crate::bench::BenchFiles,
 }
 
 /// Idle time before each timed run (see `bench-nats`: this VM hands back memory left free).
@@ -146,23 +135,16 @@ fn clear(store: &dyn Storage) -> Result<()> {
 }
 
 pub(crate) fn run(args: &BenchS3Args) -> Result<()> {
-    std::fs::create_dir_all(&args.dir)?;
-    let dir = args.dir.canonicalize()?;
-    let files = SynthOptions {
-        out: dir.join("ukv"),
-        runs: args.runs,
-        leads: args.leads,
-        ..SynthOptions::default()
-    };
-    let list = crate::bench::ensure_files(&files)?;
-    let lines: Vec<String> = std::fs::read_to_string(&list)?
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let crate::bench::Prepared {
+        dir,
+        synth: files,
+        lines,
+        ..
+    } = args.files.prepare()?;
     let (_weed, endpoint) = start_weed(&dir.join("s3"))?;
     let mut config = files.dataset_config(
         "ukv-s3",
-        u32::try_from(args.runs)?,
+        u32::try_from(args.files.runs)?,
         (485, 521),
         &dir.join("ukv-local-store"),
     );
@@ -202,7 +184,7 @@ pub(crate) fn run(args: &BenchS3Args) -> Result<()> {
     let routes = ["local disk", "S3 store", "S3 store + S3 sources"];
     let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); routes.len()];
     let mut counts: Vec<OpCounts> = vec![OpCounts::default(); routes.len()];
-    for repeat in 0..args.repeats {
+    for repeat in 0..args.files.repeats {
         let _ = std::fs::remove_dir_all(&config.store.path);
         let runs = [
             (local.clone(), &lines, None),
@@ -224,7 +206,7 @@ pub(crate) fn run(args: &BenchS3Args) -> Result<()> {
     println!(
         "## Dataset store on S3 vs local disk ({} files of 970 x 1042 float32, embedded mode, SeaweedFS on loopback, medians of {})\n",
         lines.len(),
-        args.repeats
+        args.files.repeats
     );
     println!("| route | seconds | files/s | vs local disk | PUTs per file | requests per file |");
     println!("|---|---|---|---|---|---|");

@@ -116,16 +116,26 @@ pub trait ObjectSource: Send + Sync + std::fmt::Debug {
 /// that is removed when this is dropped.
 #[derive(Debug)]
 pub struct SourceFile {
-    path: PathBuf,
+    place: Place,
     size: u64,
-    /// The download, removed on drop (`None` for a local source).
-    download: Option<tempfile::TempPath>,
+}
+
+/// Where a [`SourceFile`]'s bytes are.
+#[derive(Debug)]
+enum Place {
+    /// The source itself, on local disk.
+    Local(PathBuf),
+    /// A download, removed on drop.
+    Downloaded(tempfile::TempPath),
 }
 
 impl SourceFile {
     /// Where to read it.
     pub fn path(&self) -> &Path {
-        self.download.as_deref().unwrap_or(&self.path)
+        match &self.place {
+            Place::Local(path) => path,
+            Place::Downloaded(download) => download,
+        }
     }
 
     /// Its size in bytes.
@@ -182,9 +192,8 @@ impl Fetcher {
         match &notification.bucket {
             Some(bucket) => self.download(bucket, &notification.key, notification.object_size),
             None => self.local(notification).map(|(path, size)| SourceFile {
-                path,
+                place: Place::Local(path),
                 size,
-                download: None,
             }),
         }
     }
@@ -255,9 +264,8 @@ impl Fetcher {
             })?
             .into_temp_path();
         let file = SourceFile {
-            path: download.to_path_buf(),
+            place: Place::Downloaded(download),
             size,
-            download: Some(download),
         };
         let got = objects
             .download(bucket, key, file.path(), self.max_bytes)

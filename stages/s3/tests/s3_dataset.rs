@@ -28,6 +28,25 @@ fn on_s3(local: &DatasetConfig, server: &S3Server) -> DatasetConfig {
     config
 }
 
+/// Runs the embedded pipeline into the S3 store of `backends`; every file must go in.
+fn ingest_on_s3(config: &DatasetConfig, backends: &Backends, lines: &[String]) {
+    let summary = embedded::run(
+        config,
+        backends.store.clone(),
+        lines.iter().cloned().map(Ok),
+        &RunOptions {
+            expiry: backends.expiry.clone(),
+            ..RunOptions::default()
+        },
+    )
+    .expect("run on S3");
+    assert!(
+        summary.dead_letters.is_empty(),
+        "{:?}",
+        summary.dead_letters
+    );
+}
+
 /// The abs index of a v3 data chunk key `chunks/<array>/c/<abs>/...`.
 fn abs_of(key: &str) -> i64 {
     key.split('/')
@@ -58,21 +77,7 @@ fn dataset_on_s3_matches_local_disk_and_tags_exactly_the_rolled_off_chunks() {
         RuleState::Present { days: 2 }
     );
 
-    let summary = embedded::run(
-        &config,
-        backends.store.clone(),
-        lines.iter().cloned().map(Ok),
-        &RunOptions {
-            expiry: backends.expiry.clone(),
-            ..RunOptions::default()
-        },
-    )
-    .expect("run on S3");
-    assert!(
-        summary.dead_letters.is_empty(),
-        "{:?}",
-        summary.dead_letters
-    );
+    ingest_on_s3(&config, &backends, &lines);
     ingest(&local, &lines);
 
     // The same logical view, read through RollingStore on S3 and on disk.
@@ -172,21 +177,7 @@ fn at_write_tags_data_chunks_as_they_are_put_and_check_guards_the_rule() {
     setup_storage(&config, &backends).expect("setup");
     assert_eq!(problems(&config), Vec::<String>::new());
 
-    let summary = embedded::run(
-        &config,
-        backends.store.clone(),
-        lines.iter().cloned().map(Ok),
-        &RunOptions {
-            expiry: backends.expiry.clone(),
-            ..RunOptions::default()
-        },
-    )
-    .expect("run on S3");
-    assert!(
-        summary.dead_letters.is_empty(),
-        "{:?}",
-        summary.dead_letters
-    );
+    ingest_on_s3(&config, &backends, &lines);
 
     // Every data chunk, inside the window or not, was tagged by its put; static coordinate
     // chunks (written once, needed forever) were not.
