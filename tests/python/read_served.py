@@ -1,8 +1,11 @@
-"""Opens a dataset served by roller-serve with xarray and checks it against the source NetCDF
-files (read with netCDF4): dims, datetime coordinates, CF attributes, grid_mapping, values.
+"""Opens a rolling dataset with xarray and checks it against the source NetCDF files (read with
+netCDF4): dims, datetime coordinates, CF attributes, grid_mapping, values.
 
-usage: read_served.py URL NOTIFICATIONS.jsonl WINDOW LEADS [FIELDS]
-(FIELDS: how many fields have a source file inside the window; default WINDOW x LEADS)
+usage: read_served.py TARGET NOTIFICATIONS.jsonl WINDOW LEADS [FIELDS [SAME_AS_URL]]
+TARGET: a roller-serve URL (http://...), or the path of a reference file (reference.json),
+opened with fsspec's reference:// filesystem straight from storage.
+FIELDS: how many fields have a source file inside the window; default WINDOW x LEADS.
+SAME_AS_URL: also open this roller-serve URL and check both give identical datasets.
 Prints one JSON line describing what it read; exits non-zero on any mismatch.
 """
 import json
@@ -15,10 +18,25 @@ import xarray as xr
 VARIABLE = "air_temperature"
 
 
+def open_target(target):
+    """The dataset at a roller-serve URL or behind a reference file (the README's snippets)."""
+    if target.startswith(("http://", "https://")):
+        return xr.open_zarr(target, consolidated=True, decode_timedelta=True)
+    return xr.open_dataset(
+        "reference://",
+        engine="zarr",
+        decode_timedelta=True,
+        backend_kwargs={
+            "consolidated": True,
+            "storage_options": {"fo": target, "remote_protocol": "file"},
+        },
+    )
+
+
 def main():
-    url, notifications, window, leads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    target, notifications, window, leads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     fields = int(sys.argv[5]) if len(sys.argv) > 5 else window * leads
-    ds = xr.open_zarr(url, consolidated=True, decode_timedelta=True)
+    ds = open_target(target)
     da = ds[VARIABLE]
     dims = ("forecast_reference_time", "forecast_period",
             "projection_y_coordinate", "projection_x_coordinate")
@@ -51,6 +69,8 @@ def main():
         np.testing.assert_array_equal(got, expected.reshape(got.shape))
         checked += 1
     assert checked == fields, f"checked {checked} fields, expected {fields}"
+    if len(sys.argv) > 6:
+        xr.testing.assert_identical(ds.load(), open_target(sys.argv[6]).load())
     print(json.dumps({
         "checked": checked,
         "first": str(ds["forecast_reference_time"].values[0]),

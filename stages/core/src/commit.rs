@@ -13,6 +13,7 @@ use crate::expiry::Expiry;
 use crate::layout::Layout;
 use crate::metadata::{data_spec, ArraySpec};
 use crate::physical_key::{commit_key, part_keys};
+use crate::reference::ReferenceWriter;
 use crate::state::{CommitRecord, Folded, RECORD_FORMAT};
 use crate::storage::{KeyError, Storage, StorageError};
 
@@ -81,6 +82,7 @@ pub struct Committer {
     record: CommitRecord,
     data: ArraySpec,
     dirty: bool,
+    references: Option<ReferenceWriter>,
 }
 
 impl Committer {
@@ -122,7 +124,15 @@ impl Committer {
             record,
             data,
             dirty,
+            references: None,
         })
+    }
+
+    /// Has `writer` write the reference view of every published commit (off this thread).
+    #[must_use]
+    pub fn with_references(mut self, writer: Option<ReferenceWriter>) -> Self {
+        self.references = writer;
+        self
     }
 
     /// The state as it will be published by the next commit.
@@ -176,6 +186,9 @@ impl Committer {
         self.storage.put(&commit_key(), Bytes::from(bytes))?;
         self.record = next;
         self.dirty = false;
+        if let Some(references) = &self.references {
+            references.submit(self.record.clone());
+        }
         self.expire();
         tracing::debug!(
             dataset = %self.record.layout.name,

@@ -22,6 +22,7 @@ use crate::expiry::{DeleteExpired, Expiry};
 use crate::fetch::{FetchError, Fetcher, ObjectSource};
 use crate::layout::Layout;
 use crate::matching::matches;
+use crate::reference::{ReferenceError, ReferenceWriter};
 use crate::state::CommitRecord;
 use crate::storage::{LocalStore, Storage, StorageError};
 use crate::write::{WriteError, Writer};
@@ -50,6 +51,9 @@ pub enum RunError {
     /// Reading the notifications failed.
     #[error("reading notifications: {0}")]
     Input(#[from] io::Error),
+    /// The reference view is enabled but cannot be set up.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
 }
 
 /// Progress of a run, reported after every commit.
@@ -168,7 +172,8 @@ pub fn run(
     options: &RunOptions,
 ) -> Result<RunSummary, RunError> {
     let layout = Layout::from_config(config);
-    let mut committer = Committer::open(storage.clone(), layout.clone(), options.expiry.clone())?;
+    let mut committer = Committer::open(storage.clone(), layout.clone(), options.expiry.clone())?
+        .with_references(ReferenceWriter::for_dataset(config, storage.clone())?);
     let mut fetcher = Fetcher::new(&config.source)?;
     if let Some(objects) = &options.objects {
         fetcher = fetcher.with_objects(objects.clone(), std::env::temp_dir());
@@ -237,9 +242,10 @@ pub fn roll(
     storage: Arc<dyn Storage>,
     expiry: Arc<dyn Expiry>,
     until: i64,
-) -> Result<CommitRecord, CommitError> {
+) -> Result<CommitRecord, RunError> {
     let layout = Layout::from_config(config);
-    let mut committer = Committer::open(storage, layout, expiry)?;
+    let references = ReferenceWriter::for_dataset(config, storage.clone())?;
+    let mut committer = Committer::open(storage, layout, expiry)?.with_references(references);
     committer.fold_roll(&RollEvent {
         dataset: config.name.clone(),
         until,

@@ -22,6 +22,7 @@ pub mod layout;
 pub mod matching;
 pub mod metadata;
 pub mod physical_key;
+pub mod reference;
 pub mod rolling_store;
 pub mod schedule;
 pub mod scratch;

@@ -159,6 +159,34 @@ impl View {
         }
     }
 
+    /// Every key of the hierarchy that resolves to something: the metadata documents, then
+    /// each array's chunks in grid order.
+    fn keys(&self) -> Result<Vec<(String, Resolved)>, ZarrsError> {
+        let mut documents: Vec<&String> = self.documents.keys().collect();
+        documents.sort();
+        let mut keys: Vec<(String, Resolved)> = documents
+            .into_iter()
+            .map(|k| (k.clone(), Resolved::Document(self.documents[k].clone())))
+            .collect();
+        let format = self.record.layout.format;
+        for spec in &self.specs {
+            let grid: Vec<u64> = spec
+                .shape
+                .iter()
+                .zip(&spec.chunks)
+                .map(|(s, c)| s.div_ceil(*c))
+                .collect();
+            for indices in grid_positions(&grid) {
+                let key = format!("{}/{}", spec.name, spec.chunk_key(format, &indices));
+                let resolved = self.resolve(&key)?;
+                if resolved != Resolved::Missing {
+                    keys.push((key, resolved));
+                }
+            }
+        }
+        Ok(keys)
+    }
+
     fn derived(&self, spec: &ArraySpec, values: &[i64]) -> Result<Resolved, ZarrsError> {
         let codec = self
             .codecs
@@ -185,6 +213,19 @@ pub enum Resolved {
     Missing,
 }
 
+/// Every position of a chunk grid, in row-major order (one empty position for a 0-d array).
+fn grid_positions(grid: &[u64]) -> impl Iterator<Item = Vec<u64>> + '_ {
+    let total: u64 = grid.iter().product();
+    (0..total).map(move |mut n| {
+        let mut indices = vec![0; grid.len()];
+        for (index, size) in indices.iter_mut().zip(grid).rev() {
+            *index = n % size;
+            n /= size;
+        }
+        indices
+    })
+}
+
 /// The logical view of one dataset, readable by any zarrs reader.
 ///
 /// The view is a snapshot of one commit; call [`RollingStore::refresh`] to follow new commits.
@@ -198,6 +239,13 @@ impl RollingStore {
     /// Opens the dataset whose raw store is `storage`, at its latest commit.
     pub fn open(storage: Arc<dyn Storage>) -> Result<Self, OpenError> {
         let record = load_record(storage.as_ref())?.ok_or(OpenError::NoDataset)?;
+        let view = RwLock::new(Arc::new(View::new(record)?));
+        Ok(Self { storage, view })
+    }
+
+    /// The logical view of `record` over `storage`, without reading the store (for a writer
+    /// that has just published the record).
+    pub fn at(storage: Arc<dyn Storage>, record: CommitRecord) -> Result<Self, OpenError> {
         let view = RwLock::new(Arc::new(View::new(record)?));
         Ok(Self { storage, view })
     }
@@ -229,6 +277,14 @@ impl RollingStore {
     pub fn resolve(&self, key: &str) -> Result<(u64, Resolved), ZarrsError> {
         let view = self.current();
         Ok((view.record.generation, view.resolve(key)?))
+    }
+
+    /// Every logical key that resolves to something at the latest refresh, with what it
+    /// resolves to: metadata documents first, then each array's chunks in grid order. Data
+    /// chunks are listed when visible, whether or not they were stored (an all-fill chunk is
+    /// never stored).
+    pub fn keys(&self) -> Result<Vec<(String, Resolved)>, ZarrsError> {
+        self.current().keys()
     }
 
     /// The raw store (where [`Resolved::Stored`] keys are read).
@@ -268,5 +324,31 @@ impl ReadableStorageTraits for RollingStore {
 
     fn supports_get_partial(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grid_positions;
+
+    #[test]
+    fn grid_positions_are_row_major_and_cover_the_grid() {
+        let all: Vec<Vec<u64>> = grid_positions(&[2, 3]).collect();
+        assert_eq!(
+            all,
+            vec![
+                vec![0, 0],
+                vec![0, 1],
+                vec![0, 2],
+                vec![1, 0],
+                vec![1, 1],
+                vec![1, 2]
+            ]
+        );
+        assert_eq!(
+            grid_positions(&[]).collect::<Vec<_>>(),
+            vec![Vec::<u64>::new()]
+        );
+        assert_eq!(grid_positions(&[4, 0]).count(), 0);
     }
 }

@@ -131,6 +131,7 @@ impl SynthOptions {
             schedule: ScheduleConfig::default(),
             s3: crate::config::S3Config::default(),
             expiry: crate::config::ExpiryConfig::default(),
+            reference: crate::config::ReferenceConfig::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ use roller_core::commit::{CommitError, Committer};
 use roller_core::config::DatasetConfig;
 use roller_core::expiry::Expiry;
 use roller_core::layout::Layout;
+use roller_core::reference::{ReferenceError, ReferenceWriter};
 use roller_core::storage::Storage;
 use roller_proto::{wire, CommitEvent, RollEvent, StreamKind, WriteReport};
 
@@ -42,6 +43,9 @@ pub enum CommitStageError {
     /// The dataset cannot be committed (config incompatible with the store, corrupt record).
     #[error(transparent)]
     Commit(#[from] CommitError),
+    /// The reference view is enabled but cannot be set up (its URL).
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
 }
 
 /// What the commit stage needs.
@@ -106,11 +110,13 @@ async fn lead(
     stage: &CommitStage,
     consumer: &PullConsumer,
     lease: &mut Lease,
-) -> Result<(), CommitError> {
+) -> Result<(), CommitStageError> {
     let layout = Layout::from_config(&stage.config);
+    let references = ReferenceWriter::for_dataset(&stage.config, stage.store.clone())?;
     let mut committer = tokio::task::block_in_place(|| {
         Committer::open(stage.store.clone(), layout, stage.expiry.clone())
-    })?;
+    })?
+    .with_references(references);
     let stop = &stage.shutdown.stop_pulling;
     // Publish what opening found (a changed window, expiry left over from a crash).
     if !publish_commits(stage, &mut committer, lease, Vec::new()).await? {

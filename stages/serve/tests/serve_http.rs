@@ -75,7 +75,9 @@ fn datasets(dir: &Path) -> (Vec<DatasetConfig>, Vec<PathBuf>, PathBuf) {
         let config = TestDataset::new(name)
             .window(u32::try_from(WINDOW).expect("window"))
             .leads(u32::try_from(LEADS).expect("leads"))
-            .extra(&format!("[encoding]\nformat = {format}\n"))
+            .extra(&format!(
+                "[encoding]\nformat = {format}\n[reference]\nenabled = true\n"
+            ))
             .config(&dir.join(name), &src);
         let summary = ingest(&config, &lines);
         assert!(
@@ -91,17 +93,24 @@ fn datasets(dir: &Path) -> (Vec<DatasetConfig>, Vec<PathBuf>, PathBuf) {
     (configs, paths, src.join("notifications.jsonl"))
 }
 
-fn read_with_xarray(url: &str, notifications: &Path, fields: usize) -> serde_json::Value {
-    let out = run_python(
-        "read_served.py",
-        &[
-            url,
-            &notifications.display().to_string(),
-            &WINDOW.to_string(),
-            &LEADS.to_string(),
-            &fields.to_string(),
-        ],
-    );
+/// Reads `target` (a URL, or a reference file's path) with xarray and checks it against the
+/// source files; with `same_as`, also checks it equals the dataset at that URL.
+fn read_with_xarray(
+    target: &str,
+    notifications: &Path,
+    fields: usize,
+    same_as: Option<&str>,
+) -> serde_json::Value {
+    let mut args = vec![
+        target.to_owned(),
+        notifications.display().to_string(),
+        WINDOW.to_string(),
+        LEADS.to_string(),
+        fields.to_string(),
+    ];
+    args.extend(same_as.map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_python("read_served.py", &args);
     serde_json::from_str(out.lines().last().unwrap_or_default()).expect("the script's JSON line")
 }
 
@@ -113,7 +122,12 @@ fn xarray_reads_the_rolled_window_over_http_for_zarr_v3_and_v2_and_follows_a_rol
     let server = Server::start(&refs, &dir.path().join("serve.log"));
 
     for config in &configs {
-        let read = read_with_xarray(&server.url(&config.name), &notifications, WINDOW * LEADS);
+        let read = read_with_xarray(
+            &server.url(&config.name),
+            &notifications,
+            WINDOW * LEADS,
+            None,
+        );
         // Four 6-hourly runs from 2024-01-01T00 through a window of three: the first rolled off.
         assert_eq!(read["first"], "2024-01-01T06:00:00.000000000", "{read}");
         assert_eq!(read["last"], "2024-01-01T18:00:00.000000000", "{read}");
@@ -126,13 +140,77 @@ fn xarray_reads_the_rolled_window_over_http_for_zarr_v3_and_v2_and_follows_a_rol
     let config = &configs[0];
     let until = roller_proto::time::parse_instant("2024-01-02T00:00:00Z").expect("time");
     embedded::roll(config, raw_store(config), Arc::new(DeleteExpired), until).expect("roll");
-    let read = read_with_xarray(&server.url("ukv3"), &notifications, (WINDOW - 1) * LEADS);
+    let read = read_with_xarray(
+        &server.url("ukv3"),
+        &notifications,
+        (WINDOW - 1) * LEADS,
+        None,
+    );
     assert_eq!(read["first"], "2024-01-01T12:00:00.000000000", "{read}");
     assert_eq!(read["last"], "2024-01-02T00:00:00.000000000", "{read}");
     assert_eq!(
         request(server.port, "GET", &format!("/ukv3/{chunk}"), &[]).status,
         404,
         "a chunk with no data in the new window is missing, not an error"
+    );
+}
+
+/// The reference file of a store, as a path for `read_served.py`.
+fn reference_file(config: &DatasetConfig) -> String {
+    config
+        .store
+        .path
+        .join(roller_core::reference::REFERENCE_KEY)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn xarray_reads_the_reference_file_straight_from_disk_with_the_same_values_as_over_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (configs, paths, notifications) = datasets(dir.path());
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let server = Server::start(&refs, &dir.path().join("serve.log"));
+
+    for config in &configs {
+        let url = server.url(&config.name);
+        let read = read_with_xarray(
+            &reference_file(config),
+            &notifications,
+            WINDOW * LEADS,
+            Some(&url),
+        );
+        assert_eq!(read["first"], "2024-01-01T06:00:00.000000000", "{read}");
+    }
+
+    // The roll rewrites the reference: the moved window, an empty newest run (fill values
+    // for chunks that were never stored) and no reference to a chunk that left the window.
+    let config = &configs[1];
+    let before = std::fs::read_to_string(reference_file(config)).expect("reference");
+    let until = roller_proto::time::parse_instant("2024-01-02T00:00:00Z").expect("time");
+    embedded::roll(config, raw_store(config), Arc::new(DeleteExpired), until).expect("roll");
+    let after = std::fs::read_to_string(reference_file(config)).expect("reference");
+    let url = server.url(&config.name);
+    let read = read_with_xarray(
+        &reference_file(config),
+        &notifications,
+        (WINDOW - 1) * LEADS,
+        Some(&url),
+    );
+    assert_eq!(read["first"], "2024-01-01T12:00:00.000000000", "{read}");
+    assert_eq!(read["last"], "2024-01-02T00:00:00.000000000", "{read}");
+    // The oldest run's first chunk (v2 key `0.0.0.0`) pointed at a file before the roll; no key
+    // points at it after.
+    let refs = |text: &str| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(text).expect("JSON")["refs"].clone()
+    };
+    let rolled_off = refs(&before)["air_temperature/0.0.0.0"][0].clone();
+    let url = rolled_off.as_str().expect("a URL reference");
+    assert!(url.starts_with("file:///"), "{url}");
+    assert!(!after.contains(url), "{url} is still referenced");
+    assert_eq!(
+        refs(&after)["air_temperature/0.0.0.0"],
+        refs(&before)["air_temperature/1.0.0.0"]
     );
 }
 
