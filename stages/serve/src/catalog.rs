@@ -18,6 +18,9 @@ pub enum CatalogError {
     /// Two configs name the same dataset.
     #[error("dataset `{0}` is configured twice")]
     Duplicate(String),
+    /// The name is reserved for the status page's images.
+    #[error("a dataset cannot be named `{0}`: the server uses /{0}/ for the status page's images; rename it")]
+    Reserved(String),
     /// A dataset's store could not be opened.
     #[error("dataset `{name}`: {reason}")]
     Store {
@@ -107,6 +110,9 @@ impl Catalog {
         let mut map = BTreeMap::new();
         for (config, storage) in datasets {
             let name = config.name.clone();
+            if name == crate::status::QUICKLOOK_DIR {
+                return Err(CatalogError::Reserved(name));
+            }
             let entry = Entry {
                 config,
                 storage,

@@ -3,6 +3,8 @@
 //! documents), following new commits without a restart, plus a status page at `/`.
 
 pub mod catalog;
+pub mod dead_letters;
+pub mod quicklook;
 pub mod range;
 pub mod request_path;
 pub mod run;

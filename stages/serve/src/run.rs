@@ -10,7 +10,10 @@ use anyhow::{Context, Result};
 use roller_core::config::DatasetConfig;
 use roller_core::duration::Seconds;
 
+use roller_nats::NatsSettings;
+
 use crate::catalog::Catalog;
+use crate::dead_letters::DeadLetters;
 use crate::server::{serve, Served};
 
 /// Command-line arguments of `roller-serve` (and `roller serve`).
@@ -33,6 +36,10 @@ pub struct ServeArgs {
     /// How long clients may cache metadata documents, e.g. `2s`.
     #[arg(long, env = "ROLLER_SERVE_METADATA_MAX_AGE", default_value = "2s", value_parser = seconds)]
     pub metadata_max_age: Duration,
+    /// NATS server for the status page's dead-letter counts (with `NATS_CREDS` and
+    /// `ROLLER_STREAM_PREFIX` as for the stages); without it the page does not count them.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
 }
 
 fn seconds(text: &str) -> Result<Duration, String> {
@@ -50,15 +57,23 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .map(|path| DatasetConfig::load(path))
         .collect::<Result<Vec<_>, _>>()?;
     let catalog = Catalog::open(configs, args.refresh)?;
-    let served = Arc::new(Served {
-        catalog,
-        metadata_max_age: args.metadata_max_age,
-    });
+    let nats = match &args.nats_url {
+        Some(url) => {
+            let mut settings = NatsSettings::from_env()?;
+            settings.url.clone_from(url);
+            Some(settings)
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the server's runtime")?;
     runtime.block_on(async {
+        let served = Arc::new(Served {
+            dead_letters: nats.map(DeadLetters::start),
+            ..Served::new(catalog, args.metadata_max_age)
+        });
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;

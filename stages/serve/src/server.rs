@@ -17,8 +17,11 @@ use axum::response::Response;
 use axum::Router;
 
 use crate::catalog::{Answer, Catalog, Kind, ReadError};
+use crate::dead_letters::{DeadCount, DeadLetters};
+use crate::quicklook::QuickLooks;
 use crate::range::{self, Ranged};
 use crate::request_path::{self, Target};
+use crate::status::QUICKLOOK_DIR;
 
 /// What the server needs.
 #[derive(Debug)]
@@ -27,6 +30,22 @@ pub struct Served {
     pub catalog: Catalog,
     /// How long clients may cache metadata documents.
     pub metadata_max_age: Duration,
+    /// The status page's quick-look images.
+    pub quicklooks: QuickLooks,
+    /// Dead-letter counts for the status page (`None`: NATS not configured).
+    pub dead_letters: Option<Arc<DeadLetters>>,
+}
+
+impl Served {
+    /// Serves `catalog` with no dead-letter counts.
+    pub fn new(catalog: Catalog, metadata_max_age: Duration) -> Self {
+        Self {
+            catalog,
+            metadata_max_age,
+            quicklooks: QuickLooks::default(),
+            dead_letters: None,
+        }
+    }
 }
 
 /// The server's routes over `served`.
@@ -76,26 +95,11 @@ async fn handle(
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let (dataset, key) = match target {
-        Target::Index => {
-            let page = {
-                let served = served.clone();
-                tokio::task::spawn_blocking(move || crate::status::page(&served.catalog)).await
-            };
-            return match page {
-                Ok(html) => {
-                    let mut response = Response::new(Body::from(html));
-                    response.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("text/html; charset=utf-8"),
-                    );
-                    response
-                        .headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                    response
-                }
-                Err(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "the status page failed"),
-            };
-        }
+        Target::Index => return status_page(served).await,
+        Target::Object {
+            dataset: QUICKLOOK_DIR,
+            key,
+        } => return quicklook(served, &method, key).await,
         Target::Object { dataset, key } => (dataset.to_owned(), key.to_owned()),
     };
     let read = {
@@ -122,6 +126,68 @@ async fn handle(
         Err(_) => return plain(StatusCode::SERVICE_UNAVAILABLE, "the read failed; retry"),
     };
     respond(&served, &method, &headers, answer)
+}
+
+async fn status_page(served: Arc<Served>) -> Response {
+    let mut dead = std::collections::HashMap::new();
+    for name in served.catalog.names() {
+        let count = match &served.dead_letters {
+            Some(counter) => counter.count(name).await,
+            None => DeadCount::NotConfigured,
+        };
+        dead.insert(name.to_owned(), count);
+    }
+    let page = tokio::task::spawn_blocking(move || {
+        crate::status::page(&served.catalog, &served.quicklooks, &dead)
+    })
+    .await;
+    match page {
+        Ok(html) => Response::builder()
+            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from(html))
+            .unwrap_or_default(),
+        Err(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "the status page failed"),
+    }
+}
+
+/// `/_quicklook/<dataset>.png`.
+async fn quicklook(served: Arc<Served>, method: &Method, key: &str) -> Response {
+    let Some(dataset) = key.strip_suffix(".png").map(str::to_owned) else {
+        return plain(StatusCode::NOT_FOUND, "no such image");
+    };
+    let rendered = tokio::task::spawn_blocking(move || {
+        let view = served.catalog.view(&dataset)?;
+        served
+            .quicklooks
+            .get(&dataset, &view)
+            .map_err(ReadError::Unavailable)
+    })
+    .await;
+    let look = match rendered {
+        Ok(Ok(Some(look))) => look,
+        Ok(Ok(None)) => return plain(StatusCode::NOT_FOUND, "no field visible yet"),
+        Ok(Err(e @ ReadError::Unavailable(_))) => {
+            tracing::warn!(error = %e, "quick-look failed");
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the quick-look failed; retry",
+            );
+        }
+        Ok(Err(e)) => return plain(StatusCode::NOT_FOUND, &e.to_string()),
+        Err(_) => return plain(StatusCode::SERVICE_UNAVAILABLE, "the quick-look failed"),
+    };
+    let body = if *method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(look.png.clone())
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, "image/png")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header(header::CONTENT_LENGTH, look.png.len())
+        .body(body)
+        .unwrap_or_default()
 }
 
 /// The response for an object: conditional (`If-None-Match`), ranged (`Range`), or whole.

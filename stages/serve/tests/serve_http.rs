@@ -1,18 +1,25 @@
 //! `roller-serve` as a separate process over datasets made by the embedded runner: xarray
 //! reads the rolled window over HTTP (Zarr v3 and v2) and follows a roll; paths, methods,
-//! ranges, HEAD and conditional requests behave; concurrent chunk requests all succeed.
+//! ranges, HEAD and conditional requests behave; concurrent chunk requests all succeed; xarray
+//! reads the reference file straight from disk; the status page, in headless Chromium, shows
+//! each dataset's window, completeness, quick-look and dead letters.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roller_core::config::DatasetConfig;
+use roller_core::config::{DatasetConfig, ScratchConfig};
+use roller_core::duration::Seconds;
 use roller_core::embedded;
 use roller_core::expiry::DeleteExpired;
 use roller_core::synth::write_config;
+use roller_nats::replay::replay;
+use roller_nats::shutdown::Shutdown;
+use roller_nats::{run_stage, topology, NatsSettings, StageKind};
+use roller_test_support::browser;
 use roller_test_support::http::request;
-use roller_test_support::nats::{free_port, spawn_isolated};
+use roller_test_support::nats::{free_port, spawn_isolated, NatsServer};
 use roller_test_support::{ingest, raw_store, run_python, small_files, TestDataset};
 
 const RUNS: usize = 4;
@@ -27,8 +34,14 @@ struct Server {
 
 impl Server {
     fn start(configs: &[&Path], log: &Path) -> Self {
+        Self::start_with(configs, log, &[])
+    }
+
+    /// Starts the server with extra environment variables.
+    fn start_with(configs: &[&Path], log: &Path, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_roller-serve"));
+        command.envs(env.iter().copied());
         for config in configs {
             command.arg("--config").arg(config);
         }
@@ -314,4 +327,129 @@ fn paths_methods_ranges_heads_and_conditional_requests() {
     for t in threads {
         assert_eq!(t.join().expect("request thread"), 200);
     }
+}
+
+/// Runs a fetch stage on `config` over the NATS at `url` and replays `lines` into it, so they
+/// are dead-lettered by the real stage. Returns the stage's shutdown handle and thread.
+fn dead_letter_through_fetch(
+    config: &DatasetConfig,
+    url: &str,
+    lines: Vec<String>,
+) -> (Shutdown, std::thread::JoinHandle<()>) {
+    let settings = NatsSettings::from_vars(|name| (name == "NATS_URL").then(|| url.to_owned()))
+        .expect("settings");
+    let shutdown = Shutdown::new();
+    let (config, stop) = (config.clone(), shutdown.clone());
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async move {
+            let client = topology::connect(&settings, "test").await.expect("connect");
+            topology::setup(client.clone(), &settings, &config)
+                .await
+                .expect("setup");
+            let stage = tokio::spawn(run_stage(
+                StageKind::Fetch,
+                config.clone(),
+                settings.clone(),
+                stop,
+            ));
+            let js = async_nats::jetstream::new(client);
+            replay(&js, &settings.subjects, &config.name, lines)
+                .await
+                .expect("replay");
+            stage.await.expect("join").expect("fetch stage");
+        });
+    });
+    (shutdown, thread)
+}
+
+#[test]
+fn the_status_page_in_headless_chromium_shows_names_window_completeness_quicklook_and_dead_letters()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (configs, paths, _) = datasets(dir.path());
+    let nats = NatsServer::start(&dir.path().join("nats"));
+    let mut fetching = configs[0].clone();
+    fetching.scratch = Some(ScratchConfig {
+        path: dir.path().join("scratch"),
+        max_age: Seconds(3600),
+        fsync: false,
+    });
+    let (shutdown, stage) = dead_letter_through_fetch(
+        &fetching,
+        &nats.url(),
+        vec![
+            "not JSON".into(),
+            "{\"also\": \"not a notification\"}".into(),
+        ],
+    );
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let server = Server::start_with(
+        &refs,
+        &dir.path().join("serve.log"),
+        &[("NATS_URL", &nats.url())],
+    );
+    let index = format!("http://127.0.0.1:{}/", server.port);
+
+    // The two bad messages reach the dead-letter stream through the real fetch stage.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let page = request(server.port, "GET", "/", &[]);
+        assert_eq!(page.status, 200);
+        let html = String::from_utf8_lossy(&page.body).into_owned();
+        if html.contains("<dd class=\"dead\">2</dd>") {
+            break html;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no dead-letter count of 2: {html}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    shutdown.stop_pulling.cancel();
+    shutdown.give_up.cancel();
+    stage.join().expect("fetch stage thread");
+    // ukv2 has no dead letters (the stream is per dataset).
+    assert!(page.contains("<dd class=\"dead\">0</dd>"), "{page}");
+
+    // Completeness: every field of the window is visible (3 runs x 2 lead times).
+    assert_eq!(
+        page.matches("<td class=\"ok\"").count(),
+        2 * WINDOW * LEADS,
+        "{page}"
+    );
+
+    // The quick-look is a PNG.
+    let png = request(server.port, "GET", "/_quicklook/ukv3.png", &[]);
+    assert_eq!(png.status, 200);
+    assert_eq!(png.header("content-type"), Some("image/png"));
+    assert!(png.body.starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert_eq!(
+        request(server.port, "GET", "/_quicklook/nope.png", &[]).status,
+        404
+    );
+
+    // In the browser: names, the window and the loaded images.
+    let dom = browser::dump_dom(&index);
+    for name in ["ukv3", "ukv2"] {
+        assert!(dom.contains(&format!("<h2>{name}</h2>")), "{dom}");
+        assert!(
+            dom.contains(&format!("id=\"quicklook-{name}\"")),
+            "no quick-look for {name}: {dom}"
+        );
+    }
+    assert!(
+        dom.contains("2024-01-01T06:00:00Z to 2024-01-01T18:00:00Z (3 of 3 runs)"),
+        "{dom}"
+    );
+    assert_eq!(dom.matches("data-loaded=\"yes\"").count(), 2, "{dom}");
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    browser::screenshot(&index, &shot);
+    let bytes = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "{}",
+        shot.display()
+    );
+    println!("screenshot: {}", shot.display());
 }

@@ -12,6 +12,7 @@ use roller_core::storage::{LocalStore, Storage};
 use roller_core::synth::{synth, SynthFile, SynthOptions};
 use zarrs::array::Array;
 
+pub mod browser;
 pub mod http;
 pub mod nats;
 pub mod s3;
