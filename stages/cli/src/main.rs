@@ -3,6 +3,7 @@
 mod bench;
 mod bench_nats;
 mod bench_s3;
+mod bench_serve;
 mod demo;
 mod nats_cmd;
 
@@ -101,6 +102,8 @@ enum Command {
     /// Benchmark a dataset on S3 (a SeaweedFS started on loopback) against local disk, with
     /// the requests per ingested file.
     BenchS3(bench_s3::BenchS3Args),
+    /// Benchmark: chunk throughput through roller-serve vs zarrs reading the store directly.
+    BenchServe(bench_serve::BenchServeArgs),
     /// Synthesise a small stream, ingest it, roll the window and show what is visible.
     Demo {
         /// Working directory for the demo's files and dataset (replaced).
@@ -289,6 +292,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::BenchNats(args) => bench_nats::run(&args),
         Command::BenchS3(args) => bench_s3::run(&args),
+        Command::BenchServe(args) => bench_serve::run(&args),
         Command::Demo { dir } => demo::run(&dir),
     }
 }
