@@ -111,9 +111,18 @@ pub fn write(
         Some(stored) if stored.generation > record.generation => stored,
         _ => record,
     };
+    let started = std::time::Instant::now();
+    let generation = record.generation;
     let view = RollingStore::at(storage.clone(), record)?;
     let bytes = render(&view, base_url)?;
+    let size = bytes.len();
     storage.put(&reference_key(), bytes)?;
+    tracing::debug!(
+        generation,
+        bytes = size,
+        seconds = started.elapsed().as_secs_f64(),
+        "reference file written"
+    );
     Ok(())
 }
 
