@@ -91,7 +91,10 @@ fn timed(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a reader panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a reader panicked")))
+            })
             .collect()
     });
     let seconds = started.elapsed().as_secs_f64();
@@ -291,7 +294,11 @@ pub(crate) fn run(args: &BenchServeArgs) -> Result<()> {
     println!("|---|---|---|");
     for (row, route) in ROUTES.iter().enumerate() {
         if !results[row].is_empty() {
-            println!("| {route} | {:.0} | {:.0} |", median(row, &mbps), median(row, &rps));
+            println!(
+                "| {route} | {:.0} | {:.0} |",
+                median(row, &mbps),
+                median(row, &rps)
+            );
         }
     }
     for (serve_row, label) in [(0, "warm"), (2, "cold")] {
