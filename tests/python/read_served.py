@@ -4,6 +4,7 @@ netCDF4): dims, datetime coordinates, CF attributes, grid_mapping, values.
 usage: read_served.py TARGET NOTIFICATIONS.jsonl WINDOW LEADS [FIELDS [SAME_AS_URL]]
 TARGET: a roller-serve URL (http://...), or the path of a reference file (reference.json),
 opened with fsspec's reference:// filesystem straight from storage.
+NOTIFICATIONS may be "-" to skip the comparison with the source files (then give SAME_AS_URL).
 FIELDS: how many fields have a source file inside the window; default WINDOW x LEADS.
 SAME_AS_URL: also open this roller-serve URL and check both give identical datasets.
 Prints one JSON line describing what it read; exits non-zero on any mismatch.
@@ -48,7 +49,9 @@ def main():
     grid_mapping = da.attrs.get("grid_mapping") or da.encoding.get("grid_mapping")
     assert grid_mapping in ds.variables, (grid_mapping, list(ds.variables))
 
-    notes = [json.loads(line) for line in open(notifications) if line.strip()]
+    notes = [] if notifications == "-" else [json.loads(line) for line in open(notifications) if line.strip()]
+    if notifications == "-":
+        fields = 0
     visible = set(ds["forecast_reference_time"].values)
     checked = 0
     for note in notes:

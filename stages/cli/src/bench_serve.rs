@@ -201,7 +201,11 @@ pub(crate) fn run(args: &BenchServeArgs) -> Result<()> {
         else {
             continue;
         };
-        stored_bytes += store.size(&physical)?.unwrap_or(0);
+        // A visible chunk may have no object (all fill): not a chunk either route can read.
+        let Some(size) = store.size(&physical)? else {
+            continue;
+        };
+        stored_bytes += size;
         chunks.push(Chunk { key, indices });
     }
     if chunks.is_empty() {

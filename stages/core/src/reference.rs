@@ -3,13 +3,16 @@
 //! straight from storage with `reference://` and no server.
 //!
 //! Metadata documents are inlined as text and derived coordinate chunks as `base64:`; data,
-//! file-dim coordinate and grid-mapping chunks point at their physical objects by URL (an
-//! all-fill chunk is never stored: its URL does not exist, which a Zarr reader over fsspec
-//! reads as the fill value). The document lists every visible chunk, so it grows with the
+//! file-dim coordinate and grid-mapping chunks point at their physical objects by URL. A
+//! visible chunk with no object (the writer never stores an all-fill chunk) is left out, so
+//! readers read the fill value: fsspec would fail on a URL that does not exist. Knowing which
+//! objects exist takes one listing of the store's chunks per document, the only listing outside
+//! maintenance commands. The document lists every visible stored chunk, so it grows with the
 //! window; it is written after the commit by a background thread (a burst of commits writes
 //! only the latest), never on the commit's critical path. It is one atomic put of
 //! [`REFERENCE_KEY`] next to `roller.json`, so a reader sees a whole document, from one commit.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -19,6 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::commit::load_record;
 use crate::config::{DatasetConfig, Location};
+use crate::physical_key::CHUNKS_PREFIX;
 use crate::rolling_store::{OpenError, Resolved, RollingStore};
 use crate::state::CommitRecord;
 use crate::storage::{Key, Storage, StorageError};
@@ -34,7 +38,10 @@ pub enum ReferenceError {
     Open(#[from] OpenError),
     /// A key of the view could not be resolved.
     #[error("resolving the logical view failed: {0}")]
-    Resolve(String),
+    Resolve(#[from] zarrs::storage::StorageError),
+    /// The document could not be serialised.
+    #[error("serialising the reference file failed: {0}")]
+    Json(#[from] serde_json::Error),
     /// Writing the document failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -72,12 +79,15 @@ pub fn base_url(config: &DatasetConfig) -> Result<String, ReferenceError> {
     }
 }
 
-/// Renders the reference document of `view`, with stored chunks under `base_url`.
-pub fn render(view: &RollingStore, base_url: &str) -> Result<Bytes, ReferenceError> {
+/// Renders the reference document of `view`, with stored chunks under `base_url`; a chunk
+/// whose physical key is not in `stored` (never written) is left out.
+pub fn render(
+    view: &RollingStore,
+    base_url: &str,
+    stored: &HashSet<Key>,
+) -> Result<Bytes, ReferenceError> {
     let mut refs = Map::new();
-    let keys = view
-        .keys()
-        .map_err(|e| ReferenceError::Resolve(e.to_string()))?;
+    let keys = view.keys()?;
     for (key, resolved) in keys {
         let value = match resolved {
             Resolved::Document(bytes) => Value::String(String::from_utf8_lossy(&bytes).into()),
@@ -85,18 +95,18 @@ pub fn render(view: &RollingStore, base_url: &str) -> Result<Bytes, ReferenceErr
                 "base64:{}",
                 base64::engine::general_purpose::STANDARD.encode(&bytes)
             )),
-            Resolved::Stored(physical) => Value::Array(vec![Value::String(format!(
-                "{base_url}/{}",
-                physical.as_str()
-            ))]),
-            Resolved::Missing => continue,
+            Resolved::Stored(physical) if stored.contains(&physical) => {
+                Value::Array(vec![Value::String(format!(
+                    "{base_url}/{}",
+                    physical.as_str()
+                ))])
+            }
+            Resolved::Stored(_) | Resolved::Missing => continue,
         };
         refs.insert(key, value);
     }
     let document = serde_json::json!({"version": 1, "refs": refs});
-    serde_json::to_vec(&document)
-        .map(Bytes::from)
-        .map_err(|e| ReferenceError::Resolve(e.to_string()))
+    Ok(Bytes::from(serde_json::to_vec(&document)?))
 }
 
 /// Renders the reference document of `record`, or of the store's record if that is newer (a
@@ -114,7 +124,11 @@ pub fn write(
     let started = std::time::Instant::now();
     let generation = record.generation;
     let view = RollingStore::at(storage.clone(), record)?;
-    let bytes = render(&view, base_url)?;
+    let stored: HashSet<Key> = storage
+        .list_prefix(&format!("{CHUNKS_PREFIX}/"))?
+        .into_iter()
+        .collect();
+    let bytes = render(&view, base_url, &stored)?;
     let size = bytes.len();
     storage.put(&reference_key(), bytes)?;
     tracing::debug!(
@@ -174,8 +188,13 @@ impl ReferenceWriter {
                 };
                 drop(guard);
                 let generation = record.generation;
-                if let Err(e) = write(&storage, record, &base_url) {
-                    tracing::warn!(generation, error = %e, "writing the reference file failed; the next commit writes it again");
+                let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    write(&storage, record, &base_url)
+                }));
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(generation, error = %e, "writing the reference file failed; the next commit writes it again"),
+                    Err(_) => tracing::error!(generation, "writing the reference file panicked; the next commit writes it again"),
                 }
             })
             .ok();

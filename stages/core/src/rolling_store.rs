@@ -282,7 +282,7 @@ impl RollingStore {
     /// Every logical key that resolves to something at the latest refresh, with what it
     /// resolves to: metadata documents first, then each array's chunks in grid order. Data
     /// chunks are listed when visible, whether or not they were stored (an all-fill chunk is
-    /// never stored).
+    /// never stored, so a [`Resolved::Stored`] key may have no object).
     pub fn keys(&self) -> Result<Vec<(String, Resolved)>, ZarrsError> {
         self.current().keys()
     }

@@ -117,9 +117,22 @@ async fn lead(
         Committer::open(stage.store.clone(), layout, stage.expiry.clone())
     })?
     .with_references(references);
+    let led = commit_while_leading(stage, consumer, lease, &mut committer).await;
+    // Dropping the committer finishes its last reference file: blocking work.
+    tokio::task::block_in_place(|| drop(committer));
+    led
+}
+
+/// The body of [`lead`].
+async fn commit_while_leading(
+    stage: &CommitStage,
+    consumer: &PullConsumer,
+    lease: &mut Lease,
+    committer: &mut Committer,
+) -> Result<(), CommitStageError> {
     let stop = &stage.shutdown.stop_pulling;
     // Publish what opening found (a changed window, expiry left over from a crash).
-    if !publish_commits(stage, &mut committer, lease, Vec::new()).await? {
+    if !publish_commits(stage, committer, lease, Vec::new()).await? {
         return Ok(());
     }
     while !stop.is_cancelled() && lease.is_held() {
@@ -130,7 +143,7 @@ async fn lead(
         let mut sources = Vec::new();
         let mut folded = Vec::with_capacity(batch.len());
         for message in batch {
-            match fold(stage, &mut committer, &message) {
+            match fold(stage, committer, &message) {
                 Ok(source) => {
                     sources.extend(source);
                     folded.push(message);
@@ -148,7 +161,7 @@ async fn lead(
                 }
             }
         }
-        if !publish_commits(stage, &mut committer, lease, sources).await? {
+        if !publish_commits(stage, committer, lease, sources).await? {
             for message in folded {
                 let _ = message.ack_with(AckKind::Nak(None)).await;
             }

@@ -110,7 +110,7 @@ impl Catalog {
         let mut map = BTreeMap::new();
         for (config, storage) in datasets {
             let name = config.name.clone();
-            if name == crate::status::QUICKLOOK_DIR {
+            if name == crate::quicklook::QUICKLOOK_DIR {
                 return Err(CatalogError::Reserved(name));
             }
             let entry = Entry {

@@ -2,8 +2,11 @@
 //!
 //! The server must serve data whether or not NATS is up, so it connects in the background and
 //! keeps trying; until it is connected the page says the count is unavailable. A count is the
-//! number of messages in the dead-letter stream on `{prefix}.dead.*.{dataset}` (every stage).
+//! number of messages in the dead-letter stream on `{prefix}.dead.*.{dataset}` (every stage);
+//! one request gives every dataset's. The page never shows credentials from `NATS_URL`, and
+//! JetStream's own error messages go to the log, not the page.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,33 +68,75 @@ impl DeadLetters {
         this
     }
 
-    /// The number of dead letters of `dataset`.
-    pub async fn count(&self, dataset: &str) -> DeadCount {
+    /// The number of dead letters of every dataset that has any (one request to JetStream);
+    /// `Err` says why the counts are unavailable.
+    pub async fn counts(&self) -> Result<HashMap<String, u64>, String> {
         let Some(js) = self.js.read().await.clone() else {
-            return DeadCount::Unavailable(format!("not connected to NATS at {}", self.url));
+            return Err(format!(
+                "not connected to NATS at {}",
+                without_credentials(&self.url)
+            ));
         };
         let stream = self.subjects.stream(StreamKind::Dead);
-        let filter = format!("{}.dead.*.{dataset}", self.subjects.prefix());
         let counted = async {
             let stream = js
                 .get_stream(&stream)
                 .await
                 .map_err(|e| format!("stream {stream}: {e}"))?;
             let mut subjects = stream
-                .info_with_subjects(&filter)
+                .info_with_subjects(self.subjects.all_dead())
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut total = 0u64;
+            let mut counts = HashMap::new();
             while let Some(entry) = futures::StreamExt::next(&mut subjects).await {
-                let (_, count) = entry.map_err(|e| e.to_string())?;
-                total += u64::try_from(count).unwrap_or(u64::MAX);
+                let (subject, count) = entry.map_err(|e| e.to_string())?;
+                // `{prefix}.dead.{stage}.{dataset}`: a dataset name is one subject token.
+                if let Some(dataset) = subject.rsplit('.').next() {
+                    *counts.entry(dataset.to_owned()).or_insert(0) +=
+                        u64::try_from(count).unwrap_or(u64::MAX);
+                }
             }
-            Ok::<u64, String>(total)
+            Ok::<_, String>(counts)
         };
         match tokio::time::timeout(COUNT_TIMEOUT, counted).await {
-            Ok(Ok(total)) => DeadCount::Count(total),
-            Ok(Err(reason)) => DeadCount::Unavailable(reason),
-            Err(_) => DeadCount::Unavailable("NATS did not answer in time".into()),
+            Ok(Ok(counts)) => Ok(counts),
+            Ok(Err(reason)) => {
+                tracing::warn!(reason, "cannot count dead letters");
+                Err("JetStream did not give the counts (see the server's log)".into())
+            }
+            Err(_) => Err("NATS did not answer in time".into()),
         }
+    }
+}
+
+/// A NATS URL without any `user:password@` or `token@` part, for display.
+fn without_credentials(url: &str) -> String {
+    url.split(',')
+        .map(|server| match server.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                format!("{scheme}://{host}")
+            }
+            None => server
+                .rsplit_once('@')
+                .map_or(server, |(_, host)| host)
+                .to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn credentials_never_reach_the_page() {
+        assert_eq!(
+            without_credentials("nats://user:secret@nats:4222,tls://tok@other:4222"),
+            "nats://nats:4222,tls://other:4222"
+        );
+        assert_eq!(without_credentials("a:b@host:4222"), "host:4222");
+        assert_eq!(without_credentials("nats://host:4222"), "nats://host:4222");
     }
 }

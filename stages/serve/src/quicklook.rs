@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use roller_core::metadata::{ArraySpec, Role};
+use roller_core::metadata::{ArraySpec, Fill, Role};
 use roller_core::rolling_store::RollingStore;
 use zarrs::array::{Array, ArraySubset};
 
@@ -20,6 +20,14 @@ const FIELD_PIXELS: usize = 320;
 
 /// Scale of the built-in 3x5 font.
 const FONT_SCALE: usize = 2;
+
+/// The reserved first path segment of quick-look images (no dataset may be named so).
+pub const QUICKLOOK_DIR: &str = "_quicklook";
+
+/// Path of a dataset's quick-look image.
+pub fn quicklook_path(dataset: &str) -> String {
+    format!("/{QUICKLOOK_DIR}/{dataset}.png")
+}
 
 /// A rendered quick-look and what it shows.
 #[derive(Debug, Clone)]
@@ -44,38 +52,33 @@ pub struct QuickLook {
     pub y: (String, f64, f64, String),
 }
 
-/// The latest quick-look per dataset.
+/// What rendering one generation gave: an image, nothing visible yet, or why it failed.
+type Rendered = Result<Option<Arc<QuickLook>>, String>;
+
+/// The latest quick-look per dataset, and failures too (retried at the next generation).
 #[derive(Debug, Default)]
 pub struct QuickLooks {
-    cache: Mutex<HashMap<String, Arc<QuickLook>>>,
+    cache: Mutex<HashMap<String, (u64, Rendered)>>,
 }
 
 impl QuickLooks {
     /// The quick-look of `dataset` at `view`'s generation (`None`: no field visible yet).
-    pub fn get(
-        &self,
-        dataset: &str,
-        view: &Arc<RollingStore>,
-    ) -> Result<Option<Arc<QuickLook>>, String> {
+    /// Renders at most once per generation: the lock is held while rendering, so concurrent
+    /// requests wait for one render instead of each doing it.
+    pub fn get(&self, dataset: &str, view: &Arc<RollingStore>) -> Rendered {
         let generation = view.record().generation;
-        if let Some(cached) = self
-            .cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(dataset)
-            .filter(|q| q.generation == generation)
-        {
-            return Ok(Some(cached.clone()));
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((cached, rendered)) = cache.get(dataset) {
+            if *cached == generation {
+                return rendered.clone();
+            }
         }
-        let Some(rendered) = render(view)? else {
-            return Ok(None);
-        };
-        let rendered = Arc::new(rendered);
-        self.cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(dataset.to_owned(), rendered.clone());
-        Ok(Some(rendered))
+        let rendered = render(view).map(|look| look.map(Arc::new));
+        if let Err(e) = &rendered {
+            tracing::warn!(dataset, generation, error = %e, "cannot render the quick-look");
+        }
+        cache.insert(dataset.to_owned(), (generation, rendered.clone()));
+        rendered
     }
 }
 
@@ -123,9 +126,13 @@ fn read_f64(
     })
 }
 
-/// Renders the newest field of `view`, or `None` when no field is visible.
+/// Renders the newest field of `view`, or `None` when no field is visible. The field, its
+/// coordinates and the caption all come from one commit, even if `view` refreshes meanwhile.
 pub fn render(view: &Arc<RollingStore>) -> Result<Option<QuickLook>, String> {
     let record = view.record();
+    let view = &Arc::new(
+        RollingStore::at(view.storage().clone(), record.clone()).map_err(|e| e.to_string())?,
+    );
     let layout = &record.layout;
     let Some(head) = record.head else {
         return Ok(None);
@@ -168,7 +175,17 @@ pub fn render(view: &Arc<RollingStore>) -> Result<Option<QuickLook>, String> {
     ranges.extend((0..dims - 2).map(|_| 0..1));
     ranges.push(0..ny);
     ranges.push(0..nx);
-    let values = read_f64(view, data, &ranges)?;
+    let mut values = read_f64(view, data, &ranges)?;
+    // The fill value is "no data", not a value: keep it out of the colour scale.
+    let fill = match data.fill {
+        Fill::Float(v) => v,
+        Fill::Int(v) => v as f64,
+    };
+    if fill.is_finite() {
+        for v in values.iter_mut().filter(|v| **v == fill) {
+            *v = f64::NAN;
+        }
+    }
     let whole = |n: u64| std::iter::once(0..n).collect::<Vec<_>>();
     let ys = read_f64(view, y_spec, &whole(ny))?;
     let xs = read_f64(view, x_spec, &whole(nx))?;
@@ -197,7 +214,7 @@ pub fn render(view: &Arc<RollingStore>) -> Result<Option<QuickLook>, String> {
         &field,
         &Labels {
             value: (label(range.0), label(range.1)),
-            x: (label(x0.min(x1)), label(x0.max(x1))),
+            x: (label(x0), label(x1)),
             y: (label(y0.min(y1)), label(y0.max(y1))),
         },
     )?;
@@ -427,7 +444,9 @@ fn draw(field: &Field<'_>, labels: &Labels) -> Result<Bytes, String> {
             canvas.set(bar_x + i, top + j, colour(t));
         }
     }
-    let bottom_text = (top + fh).saturating_sub(GLYPH_HEIGHT);
+    let bottom_text = (top + fh)
+        .saturating_sub(GLYPH_HEIGHT)
+        .max(top + GLYPH_HEIGHT + 2);
     canvas.text(right, top, &labels.value.1);
     canvas.text(right, bottom_text, &labels.value.0);
     canvas.text(left - margin - text_width(&labels.y.1), top, &labels.y.1);

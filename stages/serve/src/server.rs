@@ -19,9 +19,9 @@ use axum::Router;
 use crate::catalog::{Answer, Catalog, Kind, ReadError};
 use crate::dead_letters::{DeadCount, DeadLetters};
 use crate::quicklook::QuickLooks;
+use crate::quicklook::QUICKLOOK_DIR;
 use crate::range::{self, Ranged};
 use crate::request_path::{self, Target};
-use crate::status::QUICKLOOK_DIR;
 
 /// What the server needs.
 #[derive(Debug)]
@@ -129,14 +129,22 @@ async fn handle(
 }
 
 async fn status_page(served: Arc<Served>) -> Response {
-    let mut dead = std::collections::HashMap::new();
-    for name in served.catalog.names() {
-        let count = match &served.dead_letters {
-            Some(counter) => counter.count(name).await,
-            None => DeadCount::NotConfigured,
-        };
-        dead.insert(name.to_owned(), count);
-    }
+    let counts = match &served.dead_letters {
+        Some(counter) => Some(counter.counts().await),
+        None => None,
+    };
+    let dead = served
+        .catalog
+        .names()
+        .map(|name| {
+            let count = match &counts {
+                None => DeadCount::NotConfigured,
+                Some(Ok(counts)) => DeadCount::Count(counts.get(name).copied().unwrap_or(0)),
+                Some(Err(reason)) => DeadCount::Unavailable(reason.clone()),
+            };
+            (name.to_owned(), count)
+        })
+        .collect();
     let page = tokio::task::spawn_blocking(move || {
         crate::status::page(&served.catalog, &served.quicklooks, &dead)
     })

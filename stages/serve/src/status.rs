@@ -10,15 +10,7 @@ use roller_proto::time::format_instant;
 
 use crate::catalog::{Catalog, ReadError};
 use crate::dead_letters::DeadCount;
-use crate::quicklook::{duration_label, label, QuickLooks};
-
-/// Path of a dataset's quick-look image.
-pub fn quicklook_path(dataset: &str) -> String {
-    format!("/{QUICKLOOK_DIR}/{dataset}.png")
-}
-
-/// The reserved first path segment of quick-look images (no dataset may be named so).
-pub const QUICKLOOK_DIR: &str = "_quicklook";
+use crate::quicklook::{duration_label, label, quicklook_path, QuickLooks};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}\
 section{border-top:1px solid #ccc;padding-top:.5em;margin-top:1em}\
