@@ -21,6 +21,7 @@ use roller_core::scratch::Scratch;
 use roller_core::storage::Key;
 use roller_proto::subjects::headers;
 
+use crate::health::{Health, Outcome as HealthOutcome};
 use crate::publish::{publish, Outgoing};
 use crate::shutdown::Shutdown;
 use crate::topology::Topology;
@@ -93,6 +94,8 @@ pub struct WorkerSetup {
     pub scratch: Option<Scratch>,
     /// Shutdown signals.
     pub shutdown: Shutdown,
+    /// Where outcomes are counted.
+    pub health: Arc<Health>,
 }
 
 /// Runs `workers` loops until shutdown; returns when all in-flight work is acked or naked.
@@ -198,6 +201,7 @@ where
                 tracing::warn!(stage = %setup.stage, error = %e, "ack failed; the message will be redelivered");
                 return;
             }
+            setup.health.count(HealthOutcome::Acked);
             tracing::debug!(stage = %setup.stage, source = ?handled.source, "done");
             if let Some(scratch) = &setup.scratch {
                 let (scratch, keys) = (scratch.clone(), handled.consumed);
@@ -213,6 +217,7 @@ where
         Some(Err((Failure::Transient(reason), source))) if delivered < setup.max_deliver => {
             let delay = redelivery_delay(delivered);
             tracing::warn!(stage = %setup.stage, ?source, delivered, %reason, "transient failure; will retry");
+            setup.health.count(HealthOutcome::Retried);
             let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
         }
         Some(Err((failure, source))) => {
@@ -232,6 +237,7 @@ where
             tracing::warn!(stage = %setup.stage, ?source, %reason, "dead letter");
             match publish(&setup.topology.js, &letter, &setup.shutdown.give_up).await {
                 Ok(_) => {
+                    setup.health.count(HealthOutcome::DeadLettered);
                     let _ = message.ack_with(AckKind::Term).await;
                 }
                 Err(_) => {

@@ -17,6 +17,7 @@ pub mod commit;
 pub mod consume;
 pub mod decode;
 pub mod fetch;
+pub mod health;
 pub mod lease;
 pub mod publish;
 pub mod replay;

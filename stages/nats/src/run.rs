@@ -16,6 +16,7 @@ use roller_proto::StreamKind;
 use roller_s3::Backends;
 
 use crate::consume::{run_workers, WorkerSetup};
+use crate::health::{self, Health};
 use crate::settings::NatsSettings;
 use crate::shutdown::Shutdown;
 use crate::topology::{connect, setup};
@@ -104,8 +105,19 @@ pub async fn run_stage(
             .transpose()?,
         _ => Some(scratch_of(&config, &backends)?),
     };
+    let health = Health::new(kind.binary(), &config.name);
+    if let Some(address) = settings.health_listen {
+        health::start(address, health.clone(), &shutdown)
+            .await
+            .map_err(|e| {
+                StageError::Config(format!(
+                    "cannot serve the health endpoints on {address} (ROLLER_HEALTH_LISTEN): {e}"
+                ))
+            })?;
+    }
     let client = connect(&settings, kind.binary()).await?;
-    let topology = setup(client, &settings, &config).await?;
+    let topology = setup(client.clone(), &settings, &config).await?;
+    health.set_ready(client);
     let layout = Layout::from_config(&config);
     let workers = settings.workers.unwrap_or_else(|| kind.default_workers());
     let worker_setup = |stage: Stage, consumer, scratch: &Option<Scratch>| WorkerSetup {
@@ -117,6 +129,7 @@ pub async fn run_stage(
         max_deliver: settings.max_deliver,
         scratch: scratch.clone(),
         shutdown: shutdown.clone(),
+        health: health.clone(),
     };
     let scratch_or = |s: &Option<Scratch>| {
         s.clone()

@@ -51,6 +51,8 @@ pub struct NatsSettings {
     pub shutdown_grace: Duration,
     /// Commit lease lifetime.
     pub lease_ttl: Duration,
+    /// Where to serve `/healthz`, `/readyz` and `/metrics` (`None`: not served).
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 impl NatsSettings {
@@ -107,6 +109,15 @@ impl NatsSettings {
             dedup_window: duration("ROLLER_DEDUP_WINDOW", 120)?,
             shutdown_grace: duration("ROLLER_SHUTDOWN_GRACE", 20)?,
             lease_ttl: duration("ROLLER_LEASE_TTL", 15)?,
+            health_listen: var("ROLLER_HEALTH_LISTEN")
+                .map(|value| {
+                    value.trim().parse().map_err(|_| SettingsError {
+                        name: "ROLLER_HEALTH_LISTEN",
+                        value: value.clone(),
+                        reason: "must be an address and port, e.g. 0.0.0.0:9090".into(),
+                    })
+                })
+                .transpose()?,
         };
         if let Some(creds) = &settings.creds {
             if !creds.is_file() {
@@ -140,6 +151,13 @@ mod tests {
         assert_eq!(s.url, "nats://127.0.0.1:4222");
         assert_eq!(s.subjects.prefix(), "roller");
         assert_eq!(s.max_deliver, 10);
+        assert_eq!(s.health_listen, None);
+        assert_eq!(
+            from(&[("ROLLER_HEALTH_LISTEN", "0.0.0.0:9090")])
+                .expect("health")
+                .health_listen,
+            Some(([0, 0, 0, 0], 9090).into())
+        );
         let s = from(&[
             ("ROLLER_ACK_WAIT", "2m"),
             ("ROLLER_STREAM_PREFIX", "test_1"),
@@ -159,6 +177,7 @@ mod tests {
             ("ROLLER_MAX_DELIVER", "0"),
             ("ROLLER_STREAM_PREFIX", "a.b"),
             ("NATS_CREDS", "/nonexistent.creds"),
+            ("ROLLER_HEALTH_LISTEN", "port 9090"),
         ] {
             let err = from(&[(name, value)]).expect_err(name).to_string();
             assert!(err.contains(name), "{err}");

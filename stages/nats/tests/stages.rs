@@ -1,5 +1,5 @@
-//! Each stage binary on its own: clear failures at start, graceful shutdown, and the commit
-//! stage moving the window on roll events alone.
+//! Each stage binary on its own: clear failures at start, graceful shutdown, health and
+//! metrics endpoints, and the commit stage moving the window on roll events alone.
 
 mod cluster;
 
@@ -12,7 +12,8 @@ use roller_nats::shutdown::Shutdown;
 use roller_nats::topology::Topology;
 use roller_nats::StageKind::{self, Commit, Decode, Fetch, Scheduler, Write};
 use roller_proto::RollEvent;
-use roller_test_support::nats::spawn_isolated;
+use roller_test_support::http::request;
+use roller_test_support::nats::{free_port, spawn_isolated};
 
 const ALL: [StageKind; 5] = [Fetch, Decode, Write, Commit, Scheduler];
 
@@ -141,5 +142,79 @@ fn roll_events_move_the_window_without_data() {
     assert_eq!(
         roll_event(&c.config, now).until,
         roller_proto::time::parse_instant("2024-01-03T06:00:00Z").expect("time")
+    );
+}
+
+/// Polls `path` on the health port until `check` accepts the reply.
+fn wait_for(port: u16, path: &str, what: &str, check: impl Fn(u16, &str) -> bool, c: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| request(port, "GET", path, &[]));
+        if let Some(reply) = reply {
+            if check(reply.status, &String::from_utf8_lossy(&reply.body)) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{what}\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_stage_answers_health_probes_and_counts_its_messages_for_prometheus() {
+    let mut c = Cluster::new("health", 1, 2);
+    let port = free_port();
+    c.env
+        .push(("ROLLER_HEALTH_LISTEN".into(), format!("127.0.0.1:{port}")));
+    c.spawn(Fetch);
+    wait_for(port, "/readyz", "never ready", |s, _| s == 200, &c);
+    assert_eq!(request(port, "GET", "/healthz", &[]).status, 200);
+
+    // Two files fetched and acked, one message that is not JSON dead-lettered.
+    c.replay(&c.lines);
+    c.nats_pub("not JSON");
+    let counted = |outcome: &'static str, n: u32| {
+        move |status: u16, body: &str| {
+            status == 200
+                && body.contains(&format!(
+                    "roller_messages_total{{stage=\"roller-fetch\",dataset=\"health\",outcome=\"{outcome}\"}} {n}"
+                ))
+        }
+    };
+    wait_for(port, "/metrics", "2 acked", counted("acked", 2), &c);
+    wait_for(
+        port,
+        "/metrics",
+        "1 dead letter",
+        counted("dead_lettered", 1),
+        &c,
+    );
+
+    // NATS away: alive but not ready; back: ready again.
+    c.nats.stop();
+    wait_for(
+        port,
+        "/readyz",
+        "still ready without NATS",
+        |s, _| s == 503,
+        &c,
+    );
+    assert_eq!(request(port, "GET", "/healthz", &[]).status, 200);
+    let metrics = request(port, "GET", "/metrics", &[]);
+    assert!(
+        String::from_utf8_lossy(&metrics.body)
+            .contains("roller_nats_connected{stage=\"roller-fetch\",dataset=\"health\"} 0"),
+        "{}",
+        String::from_utf8_lossy(&metrics.body)
+    );
+    c.nats.restart();
+    wait_for(
+        port,
+        "/readyz",
+        "not ready after NATS came back",
+        |s, _| s == 200,
+        &c,
     );
 }

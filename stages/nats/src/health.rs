@@ -1,0 +1,187 @@
+//! Health and metrics over HTTP for a stage process, for container health checks, Kubernetes
+//! probes and Prometheus. Off unless `ROLLER_HEALTH_LISTEN` names an address (several stages
+//! on one host would otherwise fight over a port).
+//!
+//! - `GET /healthz`: 200 while the process runs (liveness).
+//! - `GET /readyz`: 200 once the stage has set up its streams and while the NATS connection is
+//!   up; 503 otherwise (readiness).
+//! - `GET /metrics`: Prometheus text: messages by outcome, NATS connection and readiness.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::shutdown::Shutdown;
+
+/// What became of a handled message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handled and acked.
+    Acked,
+    /// Failed transiently and handed back for a later delivery.
+    Retried,
+    /// Sent to the dead-letter stream.
+    DeadLettered,
+}
+
+/// A stage process's health and counters, shared by its workers and the HTTP endpoint.
+#[derive(Debug)]
+pub struct Health {
+    stage: &'static str,
+    dataset: String,
+    ready: AtomicBool,
+    acked: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    client: std::sync::OnceLock<async_nats::Client>,
+}
+
+impl Health {
+    /// Health of `stage` (its binary's name) for `dataset`: alive, not ready yet.
+    pub fn new(stage: &'static str, dataset: &str) -> Arc<Self> {
+        Arc::new(Self {
+            stage,
+            dataset: dataset.to_owned(),
+            ready: AtomicBool::new(false),
+            acked: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            client: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The stage has set up its streams on this connection: ready while it stays connected.
+    pub fn set_ready(&self, client: async_nats::Client) {
+        let _ = self.client.set(client);
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts one handled message.
+    pub fn count(&self, outcome: Outcome) {
+        let counter = match outcome {
+            Outcome::Acked => &self.acked,
+            Outcome::Retried => &self.retried,
+            Outcome::DeadLettered => &self.dead_lettered,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn connected(&self) -> bool {
+        self.client
+            .get()
+            .is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected)
+    }
+
+    /// Whether the stage is ready to work.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && self.connected()
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn metrics(&self) -> String {
+        let labels = format!(
+            "stage=\"{}\",dataset=\"{}\"",
+            self.stage,
+            self.dataset.replace(['\\', '"', '\n'], "_")
+        );
+        let mut text = String::from(
+            "# HELP roller_messages_total Messages handled by this stage process, by outcome.\n# TYPE roller_messages_total counter\n",
+        );
+        for (outcome, counter) in [
+            ("acked", &self.acked),
+            ("retried", &self.retried),
+            ("dead_lettered", &self.dead_lettered),
+        ] {
+            text.push_str(&format!(
+                "roller_messages_total{{{labels},outcome=\"{outcome}\"}} {}\n",
+                counter.load(Ordering::Relaxed)
+            ));
+        }
+        text.push_str(&format!(
+            "# HELP roller_nats_connected 1 while the NATS connection is up.\n# TYPE roller_nats_connected gauge\nroller_nats_connected{{{labels}}} {}\n# HELP roller_ready 1 while the stage is ready (streams set up, NATS connected).\n# TYPE roller_ready gauge\nroller_ready{{{labels}}} {}\n",
+            u8::from(self.connected()),
+            u8::from(self.is_ready()),
+        ));
+        text
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(health): State<Arc<Health>>) -> Response {
+    if health.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: streams not set up yet, or NATS is disconnected\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(health): State<Arc<Health>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        health.metrics(),
+    )
+        .into_response()
+}
+
+/// The endpoints over `health`.
+pub fn router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(health)
+}
+
+/// Serves the endpoints on `address` until the stage stops pulling. Returns once listening.
+pub async fn start(
+    address: SocketAddr,
+    health: Arc<Health>,
+    shutdown: &Shutdown,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    tracing::info!(address = %listener.local_addr()?, "health endpoints listening");
+    let stop = shutdown.give_up.clone();
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router(health))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "the health endpoints stopped");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_count_outcomes_and_report_not_ready_before_setup() {
+        let health = Health::new("roller-fetch", "ukv\"x");
+        health.count(Outcome::Acked);
+        health.count(Outcome::Acked);
+        health.count(Outcome::DeadLettered);
+        let text = health.metrics();
+        assert!(text.contains(
+            "roller_messages_total{stage=\"roller-fetch\",dataset=\"ukv_x\",outcome=\"acked\"} 2"
+        ));
+        assert!(text.contains("outcome=\"dead_lettered\"} 1"));
+        assert!(text.contains("outcome=\"retried\"} 0"));
+        assert!(text.contains("roller_ready{stage=\"roller-fetch\",dataset=\"ukv_x\"} 0"));
+        assert!(!health.is_ready());
+    }
+}
