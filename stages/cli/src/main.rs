@@ -6,6 +6,7 @@ mod bench_s3;
 mod bench_serve;
 mod demo;
 mod nats_cmd;
+mod sample;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -87,6 +88,9 @@ enum Command {
         /// Notifications file, or `-` for standard input.
         file: String,
     },
+    /// Write a few runs of synthetic files that fit a dataset, timed for the window now, and
+    /// publish their notifications on NATS (sample data for a new deployment).
+    Sample(sample::SampleArgs),
     /// Serve datasets' logical views over HTTP, read-only (what `roller-serve` does).
     Serve(roller_serve::run::ServeArgs),
     /// Print a dataset's committed state and logical view.
@@ -294,6 +298,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::BenchS3(args) => bench_s3::run(&args),
         Command::BenchServe(args) => bench_serve::run(&args),
         Command::Demo { dir } => demo::run(&dir),
+        Command::Sample(args) => sample::run(&args),
     }
 }
 

@@ -65,6 +65,11 @@ pub(crate) fn replay_command(config: &DatasetConfig, source: &str) -> Result<Rep
             .collect::<std::io::Result<_>>()
             .with_context(|| format!("reading {source}"))?
     };
+    replay_lines(config, lines)
+}
+
+/// Publishes `lines` on the dataset's ingest subject (what `roller replay` does with a file).
+pub(crate) fn replay_lines(config: &DatasetConfig, lines: Vec<String>) -> Result<Replayed> {
     runtime()?.block_on(async {
         let t = topology(config).await?;
         Ok(replay(&t.js, &t.subjects, &config.name, lines).await?)
