@@ -214,6 +214,31 @@ fn holder_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// Every environment variable a stage binary reads (besides `ROLLER__*` config overrides and
+/// the AWS SDK's standard credential and region variables): its config path, the NATS and
+/// tuning settings, and `RUST_LOG`. Deployment checks compare their environments with this.
+pub fn environment_variables() -> Vec<String> {
+    use clap::CommandFactory as _;
+    let mut names: Vec<String> = Args::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    names.push("RUST_LOG".to_owned());
+    let read = std::sync::Mutex::new(Vec::new());
+    let _ = NatsSettings::from_vars(|name| {
+        read.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(name.to_owned());
+        None
+    });
+    names.extend(
+        read.into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    names
+}
+
 /// Command line of every stage binary.
 #[derive(Debug, Parser)]
 #[command(

@@ -42,6 +42,22 @@ pub struct ServeArgs {
     pub nats_url: Option<String>,
 }
 
+/// Every environment variable `roller-serve` reads (besides `ROLLER__*` config overrides and the
+/// AWS SDK's standard variables): its arguments', `RUST_LOG`, and with `NATS_URL` the stages'
+/// NATS settings.
+pub fn environment_variables() -> Vec<String> {
+    use clap::Args as _;
+    let command = ServeArgs::augment_args(clap::Command::new("roller-serve"));
+    let mut names: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    names.push("RUST_LOG".into());
+    names.extend(roller_nats::run::environment_variables());
+    names
+}
+
 fn seconds(text: &str) -> Result<Duration, String> {
     let parsed = Seconds::parse(text)?;
     Ok(Duration::from_secs(
