@@ -93,6 +93,27 @@ fn strings(value: &serde_yaml::Value) -> Vec<String> {
         .collect()
 }
 
+/// A service's environment as name and value (numbers and booleans as their YAML text).
+fn environment(service: &serde_yaml::Value) -> Vec<(String, String)> {
+    service["environment"]
+        .as_mapping()
+        .expect("environment")
+        .iter()
+        .map(|(key, value)| {
+            let value = value.as_str().map_or_else(
+                || {
+                    serde_yaml::to_string(value)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned()
+                },
+                str::to_owned,
+            );
+            (key.as_str().expect("variable name").to_owned(), value)
+        })
+        .collect()
+}
+
 #[test]
 fn the_compose_file_is_valid_and_runs_our_binaries_with_variables_they_read() {
     let compose = compose_config();
@@ -132,19 +153,8 @@ fn the_compose_file_is_valid_and_runs_our_binaries_with_variables_they_read() {
             assert!(service["ports"].is_null(), "{name} publishes a port");
         }
 
-        let environment = service["environment"].as_mapping().expect("environment");
         let mut overrides = Vec::new();
-        for (key, value) in environment {
-            let key = key.as_str().expect("variable name").to_owned();
-            let value = value.as_str().map_or_else(
-                || {
-                    serde_yaml::to_string(value)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_owned()
-                },
-                str::to_owned,
-            );
+        for (key, value) in environment(service) {
             if key.starts_with(roller_core::config::ENV_PREFIX) {
                 overrides.push((key, value));
             } else {
@@ -156,9 +166,9 @@ fn the_compose_file_is_valid_and_runs_our_binaries_with_variables_they_read() {
         }
 
         // The mounted dataset config, with the service's overrides, is a valid config.
-        let config_path = environment
-            .get("ROLLER_CONFIG")
-            .and_then(|v| v.as_str())
+        let config_path = environment(service)
+            .into_iter()
+            .find_map(|(k, v)| (k == "ROLLER_CONFIG").then_some(v))
             .expect("ROLLER_CONFIG");
         let volumes = strings(&service["volumes"]);
         let host = volumes
@@ -166,7 +176,7 @@ fn the_compose_file_is_valid_and_runs_our_binaries_with_variables_they_read() {
             .find_map(|v| {
                 let mut parts = v.split(':');
                 let host = parts.next()?;
-                (parts.next()? == config_path).then_some(host.to_owned())
+                (parts.next()? == config_path.as_str()).then_some(host.to_owned())
             })
             .unwrap_or_else(|| panic!("{name} does not mount {config_path}: {volumes:?}"));
         let text = std::fs::read_to_string(Path::new(&host)).expect("mounted config");
@@ -245,18 +255,8 @@ impl Local<'_> {
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default());
-        for (key, value) in service["environment"].as_mapping().expect("environment") {
-            let key = key.as_str().expect("name");
-            let value = value.as_str().map_or_else(
-                || {
-                    serde_yaml::to_string(value)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_owned()
-                },
-                str::to_owned,
-            );
-            let value = match key {
+        for (key, value) in environment(service) {
+            let value = match key.as_str() {
                 "NATS_URL" => self.nats.clone(),
                 "ROLLER__S3__ENDPOINT_URL" => self.s3.endpoint(),
                 // Several stages share this host: each gets its own port.

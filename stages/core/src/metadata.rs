@@ -221,6 +221,15 @@ fn element_size(dtype: &str) -> u64 {
 }
 
 impl ArraySpec {
+    /// Chunks along each dim (the chunk grid's shape).
+    pub fn chunk_grid(&self) -> Vec<u64> {
+        self.shape
+            .iter()
+            .zip(&self.chunks)
+            .map(|(s, c)| s.div_ceil(*c))
+            .collect()
+    }
+
     /// The chunk key of `indices` in the dataset's Zarr format (without the array prefix):
     /// v3 `c/1/0/2`, v2 `1.0.2`; a 0-d array's only chunk is `c` (v3) or `0` (v2).
     pub fn chunk_key(&self, format: u8, indices: &[u64]) -> String {

@@ -116,12 +116,7 @@ impl View {
         let Some(indices) = spec.parse_chunk_key(layout.format, chunk) else {
             return Ok(Resolved::Missing);
         };
-        let grid: Vec<u64> = spec
-            .shape
-            .iter()
-            .zip(&spec.chunks)
-            .map(|(s, c)| s.div_ceil(*c))
-            .collect();
+        let grid = spec.chunk_grid();
         if indices.iter().zip(&grid).any(|(i, n)| i >= n) {
             return Ok(Resolved::Missing);
         }
@@ -170,12 +165,7 @@ impl View {
             .collect();
         let format = self.record.layout.format;
         for spec in &self.specs {
-            let grid: Vec<u64> = spec
-                .shape
-                .iter()
-                .zip(&spec.chunks)
-                .map(|(s, c)| s.div_ceil(*c))
-                .collect();
+            let grid = spec.chunk_grid();
             for indices in grid_positions(&grid) {
                 let key = format!("{}/{}", spec.name, spec.chunk_key(format, &indices));
                 let resolved = self.resolve(&key)?;
