@@ -373,3 +373,402 @@ fn the_compose_topology_as_local_processes_ingests_the_sample_stream() {
         );
     }
 }
+
+// ---- The Helm chart ----
+
+/// `quote`, as Helm's (sprig): the value in double quotes, with `"` and `\` escaped.
+fn quote(args: &[gtmpl::Value]) -> Result<gtmpl::Value, gtmpl::FuncError> {
+    let [value] = args else {
+        return Err(gtmpl::FuncError::ExactlyXArgs("quote".into(), 1));
+    };
+    let text = value.to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    Ok(gtmpl::Value::String(format!("\"{text}\"")))
+}
+
+/// `indent N text`, as Helm's (sprig): every line of `text` indented by N spaces.
+fn indent(args: &[gtmpl::Value]) -> Result<gtmpl::Value, gtmpl::FuncError> {
+    let [width, text] = args else {
+        return Err(gtmpl::FuncError::ExactlyXArgs("indent".into(), 2));
+    };
+    let width: u64 = gtmpl::from_value(width).ok_or(gtmpl::FuncError::UnableToConvertFromValue)?;
+    let pad = " ".repeat(usize::try_from(width).unwrap_or(0));
+    let text = text.to_string();
+    let lines: Vec<String> = text.lines().map(|l| format!("{pad}{l}")).collect();
+    Ok(gtmpl::Value::String(lines.join("\n")))
+}
+
+/// `upper`, as Helm's (sprig).
+fn upper(args: &[gtmpl::Value]) -> Result<gtmpl::Value, gtmpl::FuncError> {
+    let [value] = args else {
+        return Err(gtmpl::FuncError::ExactlyXArgs("upper".into(), 1));
+    };
+    Ok(gtmpl::Value::String(value.to_string().to_uppercase()))
+}
+
+fn to_gtmpl(value: &serde_yaml::Value) -> gtmpl::Value {
+    match value {
+        serde_yaml::Value::Null => gtmpl::Value::Nil,
+        serde_yaml::Value::Bool(b) => gtmpl::Value::Bool(*b),
+        serde_yaml::Value::Number(n) => n
+            .as_u64()
+            .map(gtmpl::Value::from)
+            .or_else(|| n.as_i64().map(gtmpl::Value::from))
+            .unwrap_or_else(|| gtmpl::Value::from(n.as_f64().unwrap_or(0.0))),
+        serde_yaml::Value::String(s) => gtmpl::Value::String(s.clone()),
+        serde_yaml::Value::Sequence(items) => {
+            gtmpl::Value::Array(items.iter().map(to_gtmpl).collect())
+        }
+        serde_yaml::Value::Mapping(map) => gtmpl::Value::Map(
+            map.iter()
+                .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), to_gtmpl(v)))
+                .collect(),
+        ),
+        serde_yaml::Value::Tagged(tagged) => to_gtmpl(&tagged.value),
+    }
+}
+
+/// Merges `over` into `base` as Helm merges a values file into the defaults.
+fn merge(base: &mut serde_yaml::Value, over: &serde_yaml::Value) {
+    match (base, over) {
+        (serde_yaml::Value::Mapping(base), serde_yaml::Value::Mapping(over)) => {
+            for (key, value) in over {
+                match base.get_mut(key) {
+                    Some(slot) => merge(slot, value),
+                    None => {
+                        base.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over.clone(),
+    }
+}
+
+/// The chart rendered as Helm would (release `zarr-roller`), with the default values merged
+/// with `values_file` if given: its documents, and the values used.
+///
+/// The templates use Go's template language and three of Helm's functions (`quote`,
+/// `indent`, `upper`), which this renderer implements as sprig does; no `include`, `toYaml`
+/// or other sprig functions, so the chart renders the same here and under `helm template`.
+fn render_chart(values_file: Option<&str>) -> (Vec<serde_yaml::Value>, serde_yaml::Value) {
+    let chart = workspace_root().join("deploy/zarr-roller");
+    let read_yaml = |path: &Path| -> serde_yaml::Value {
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("chart file"))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let mut values = read_yaml(&chart.join("values.yaml"));
+    if let Some(file) = values_file {
+        merge(&mut values, &read_yaml(&chart.join(file)));
+    }
+    let meta = read_yaml(&chart.join("Chart.yaml"));
+    let context = gtmpl::Value::Map(
+        [
+            ("Values".to_owned(), to_gtmpl(&values)),
+            ("Chart".to_owned(), to_gtmpl(&meta)),
+            (
+                "Release".to_owned(),
+                to_gtmpl(
+                    &serde_yaml::from_str("{Name: zarr-roller, Namespace: zarr-roller}")
+                        .expect("release"),
+                ),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let mut documents = Vec::new();
+    let mut templates: Vec<_> = std::fs::read_dir(chart.join("templates"))
+        .expect("templates")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    templates.sort();
+    for path in templates {
+        let mut template = gtmpl::Template::default();
+        template.add_funcs(&[
+            ("quote", quote as gtmpl::Func),
+            ("indent", indent),
+            ("upper", upper),
+        ]);
+        template
+            .parse(std::fs::read_to_string(&path).expect("template"))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = template
+            .render(&gtmpl::Context::from(context.clone()))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            !text.contains("<no value>"),
+            "{}: a value is missing:\n{text}",
+            path.display()
+        );
+        for document in text.split("\n---") {
+            if document.trim().is_empty() || document.trim() == "---" {
+                continue;
+            }
+            let parsed: serde_yaml::Value = serde_yaml::from_str(document)
+                .unwrap_or_else(|e| panic!("{}: {e}\n{document}", path.display()));
+            documents.push(parsed);
+        }
+    }
+    (documents, values)
+}
+
+/// Deserialises `document` into the Kubernetes API type `T` and checks that nothing was lost
+/// (a misspelt or misplaced field would be dropped by the typed form).
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(document: &serde_yaml::Value) -> T {
+    let json: serde_json::Value = serde_json::to_value(document).expect("as JSON");
+    let typed: T = serde_json::from_value(json.clone())
+        .unwrap_or_else(|e| panic!("not a valid {}: {e}\n{json:#}", std::any::type_name::<T>()));
+    let back = serde_json::to_value(&typed).expect("serialise");
+    assert_eq!(
+        back,
+        json,
+        "fields were lost in {}",
+        std::any::type_name::<T>()
+    );
+    typed
+}
+
+/// KEDA's ScaledObject (not a built-in Kubernetes type): the fields the chart uses.
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ScaledObject {
+    api_version: String,
+    kind: String,
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    spec: ScaledObjectSpec,
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ScaledObjectSpec {
+    scale_target_ref: ScaleTarget,
+    min_replica_count: u32,
+    max_replica_count: u32,
+    triggers: Vec<Trigger>,
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct ScaleTarget {
+    name: String,
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct Trigger {
+    #[serde(rename = "type")]
+    kind: String,
+    metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// Every object of a rendering, checked against its API type; returns the Deployments by
+/// name and the ScaledObjects.
+fn check_objects(
+    documents: &[serde_yaml::Value],
+    values: &serde_yaml::Value,
+) -> (
+    std::collections::BTreeMap<String, k8s_openapi::api::apps::v1::Deployment>,
+    Vec<ScaledObject>,
+) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+
+    let binaries = workspace_binaries();
+    let mut known: BTreeSet<String> = roller_nats::run::environment_variables()
+        .into_iter()
+        .chain(roller_serve::run::environment_variables())
+        .collect();
+    known.extend(AWS_STANDARD.iter().map(|s| (*s).to_owned()));
+    let mut deployments = std::collections::BTreeMap::new();
+    let mut scaled = Vec::new();
+    let mut kinds = BTreeSet::new();
+    for document in documents {
+        let kind = document["kind"].as_str().expect("kind").to_owned();
+        kinds.insert(kind.clone());
+        let pod = match kind.as_str() {
+            "Deployment" => {
+                let d: Deployment = typed(document);
+                let pod = d.spec.as_ref().expect("spec").template.spec.clone();
+                deployments.insert(d.metadata.name.clone().expect("name"), d);
+                pod
+            }
+            "Job" => {
+                let job: Job = typed(document);
+                let annotations = job.metadata.annotations.clone().unwrap_or_default();
+                assert!(
+                    annotations.contains_key("helm.sh/hook"),
+                    "the setup Job is a hook"
+                );
+                job.spec.expect("spec").template.spec
+            }
+            "ConfigMap" => {
+                let map: ConfigMap = typed(document);
+                let toml = &map.data.expect("data")["dataset.toml"];
+                let config = DatasetConfig::from_toml(toml).expect("the chart's dataset config");
+                assert_eq!(
+                    config.name,
+                    values["dataset"]["name"].as_str().expect("dataset.name"),
+                    "dataset.name must equal the config's name"
+                );
+                None
+            }
+            "Service" => {
+                typed::<Service>(document);
+                None
+            }
+            "ServiceAccount" => {
+                typed::<ServiceAccount>(document);
+                None
+            }
+            "ScaledObject" => {
+                scaled.push(typed::<ScaledObject>(document));
+                None
+            }
+            other => panic!("unexpected kind {other}"),
+        };
+        // Every container runs a binary we build, with variables our binaries read.
+        for container in pod.iter().flat_map(|p| &p.containers) {
+            let program = &container.command.as_ref().expect("command")[0];
+            assert!(
+                binaries.contains(program),
+                "{program} is not a workspace binary"
+            );
+            for var in container.env.iter().flatten() {
+                assert!(
+                    known.contains(&var.name)
+                        || var.name.starts_with(roller_core::config::ENV_PREFIX),
+                    "{} is set but no binary reads it",
+                    var.name
+                );
+            }
+        }
+    }
+    for kind in [
+        "ConfigMap",
+        "Deployment",
+        "Job",
+        "Service",
+        "ServiceAccount",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} rendered");
+    }
+    (deployments, scaled)
+}
+
+#[test]
+fn the_helm_chart_renders_valid_kubernetes_objects_with_default_values() {
+    let (documents, values) = render_chart(None);
+    let (deployments, scaled) = check_objects(&documents, &values);
+    assert!(scaled.is_empty(), "KEDA is off by default");
+    for stage in ["fetch", "decode", "write", "commit", "scheduler"] {
+        let d = &deployments[&format!("zarr-roller-{stage}")];
+        let spec = d.spec.as_ref().expect("spec");
+        let pod = spec.template.spec.as_ref().expect("pod");
+        let container = &pod.containers[0];
+        assert_eq!(
+            container.command.as_deref(),
+            Some(&[format!("roller-{stage}")][..])
+        );
+        let probe = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+            p.as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|h| h.path.clone())
+        };
+        assert_eq!(
+            probe(&container.liveness_probe).as_deref(),
+            Some("/healthz")
+        );
+        assert_eq!(
+            probe(&container.readiness_probe).as_deref(),
+            Some("/readyz")
+        );
+        let annotations = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            annotations.get("prometheus.io/scrape").map(String::as_str),
+            Some("true")
+        );
+        assert!(container
+            .resources
+            .as_ref()
+            .is_some_and(|r| r.limits.is_some()));
+        let singleton = matches!(stage, "commit" | "scheduler");
+        if singleton {
+            // Never two commit writers: one pod, replaced only after the old one is gone.
+            assert_eq!(spec.replicas, Some(1), "{stage}");
+            assert_eq!(
+                spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+                Some("Recreate"),
+                "{stage}"
+            );
+        } else {
+            let wanted = values["stages"][stage]["replicas"]
+                .as_i64()
+                .expect("replicas");
+            assert_eq!(spec.replicas.map(i64::from), Some(wanted), "{stage}");
+        }
+    }
+    assert!(deployments.contains_key("zarr-roller-serve"));
+}
+
+#[test]
+fn the_helm_chart_with_keda_scales_fetch_decode_and_write_on_their_consumer_lag() {
+    let (documents, values) = render_chart(Some("ci/keda-values.yaml"));
+    let (deployments, scaled) = check_objects(&documents, &values);
+    let prefix = values["nats"]["streamPrefix"].as_str().expect("prefix");
+    let dataset = values["dataset"]["name"].as_str().expect("dataset");
+    let subjects = roller_proto::Subjects::new(prefix).expect("prefix");
+    let mut targets = BTreeSet::new();
+    for object in &scaled {
+        let target = object.spec.scale_target_ref.name.clone();
+        let stage = target.trim_start_matches("zarr-roller-").to_owned();
+        let metadata = &object.spec.triggers[0].metadata;
+        assert_eq!(object.spec.triggers[0].kind, "nats-jetstream");
+        // The stream and consumer KEDA watches are the ones the stage pulls from.
+        let stream = if stage == "fetch" {
+            roller_proto::StreamKind::Ingest
+        } else {
+            roller_proto::StreamKind::Work
+        };
+        assert_eq!(metadata["stream"], subjects.stream(stream), "{stage}");
+        assert_eq!(
+            metadata["consumer"],
+            subjects.consumer(&stage, dataset),
+            "{stage}"
+        );
+        // KEDA owns the replica count of a scaled Deployment.
+        let spec = deployments[&target].spec.as_ref().expect("spec");
+        assert_eq!(spec.replicas, None, "{stage}");
+        targets.insert(stage);
+    }
+    assert_eq!(
+        targets,
+        ["decode", "fetch", "write"]
+            .map(str::to_owned)
+            .into_iter()
+            .collect()
+    );
+    // Credentials from Secrets, and the IRSA role on the service account.
+    let fetch = &deployments["zarr-roller-fetch"];
+    let pod = fetch
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod");
+    let env = pod.containers[0].env.clone().unwrap_or_default();
+    assert!(env.iter().any(|v| v.name == "NATS_CREDS"));
+    assert!(env
+        .iter()
+        .any(|v| v.name == "AWS_ACCESS_KEY_ID" && v.value_from.is_some()));
+    let account = documents
+        .iter()
+        .find(|d| d["kind"] == "ServiceAccount")
+        .expect("service account");
+    assert!(account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].is_string());
+}
