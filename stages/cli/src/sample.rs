@@ -96,6 +96,19 @@ pub(crate) fn run(args: &SampleArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let out = args.out.canonicalize()?;
+    let inside_a_root = config
+        .source
+        .local_roots
+        .iter()
+        .filter_map(|root| root.canonicalize().ok())
+        .any(|root| out.starts_with(root));
+    if !inside_a_root {
+        bail!(
+            "{} is not inside any of the dataset's source.local_roots ({:?}): fetch would refuse every file",
+            out.display(),
+            config.source.local_roots
+        );
+    }
     let options = sample_options(
         &config,
         &out,

@@ -4,7 +4,7 @@
 //!
 //! - `GET /healthz`: 200 while the process runs (liveness).
 //! - `GET /readyz`: 200 once the stage has set up its streams and while the NATS connection is
-//!   up; 503 otherwise (readiness).
+//!   up, until shutdown begins; 503 otherwise (readiness).
 //! - `GET /metrics`: Prometheus text: messages by outcome, NATS connection and readiness.
 
 use std::net::SocketAddr;
@@ -36,6 +36,7 @@ pub struct Health {
     stage: &'static str,
     dataset: String,
     ready: AtomicBool,
+    draining: AtomicBool,
     acked: AtomicU64,
     retried: AtomicU64,
     dead_lettered: AtomicU64,
@@ -49,6 +50,7 @@ impl Health {
             stage,
             dataset: dataset.to_owned(),
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             acked: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
@@ -60,6 +62,11 @@ impl Health {
     pub fn set_ready(&self, client: async_nats::Client) {
         let _ = self.client.set(client);
         self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// The stage stopped pulling (shutdown): not ready any more, so no new work is routed here.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 
     /// Counts one handled message.
@@ -80,7 +87,9 @@ impl Health {
 
     /// Whether the stage is ready to work.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && self.connected()
+        self.ready.load(Ordering::Relaxed)
+            && !self.draining.load(Ordering::Relaxed)
+            && self.connected()
     }
 
     /// The metrics in Prometheus' text format.

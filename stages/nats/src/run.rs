@@ -106,6 +106,13 @@ pub async fn run_stage(
         _ => Some(scratch_of(&config, &backends)?),
     };
     let health = Health::new(kind.binary(), &config.name);
+    {
+        let (health, stop) = (health.clone(), shutdown.stop_pulling.clone());
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            health.set_draining();
+        });
+    }
     if let Some(address) = settings.health_listen {
         health::start(address, health.clone(), &shutdown)
             .await

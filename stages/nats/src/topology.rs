@@ -39,6 +39,23 @@ pub enum TopologyError {
     Name(#[from] SubjectError),
 }
 
+/// A NATS URL without any `user:password@` or `token@` part, for display.
+pub fn without_credentials(url: &str) -> String {
+    url.split(',')
+        .map(|server| match server.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                format!("{scheme}://{host}")
+            }
+            None => server
+                .rsplit_once('@')
+                .map_or(server, |(_, host)| host)
+                .to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Connects with the settings' URL and credentials; fails at once if the server is unreachable
 /// (afterwards the client reconnects on its own, forever).
 pub async fn connect(
@@ -46,7 +63,7 @@ pub async fn connect(
     name: &str,
 ) -> Result<async_nats::Client, TopologyError> {
     let fail = |reason: String| TopologyError::Connect {
-        url: settings.url.clone(),
+        url: without_credentials(&settings.url),
         reason,
     };
     let mut options = async_nats::ConnectOptions::new()
@@ -200,5 +217,20 @@ impl Topology {
             .get_consumer_from_stream(&name, &self.subjects.stream(kind))
             .await
             .map_err(|e| setup_error(format!("consumer {name}"))(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn credentials_never_reach_logs_or_pages() {
+        assert_eq!(
+            without_credentials("nats://user:secret@nats:4222,tls://tok@other:4222"),
+            "nats://nats:4222,tls://other:4222"
+        );
+        assert_eq!(without_credentials("a:b@host:4222"), "host:4222");
+        assert_eq!(without_credentials("nats://host:4222"), "nats://host:4222");
     }
 }

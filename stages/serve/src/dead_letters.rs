@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use roller_nats::settings::NatsSettings;
-use roller_nats::topology;
+use roller_nats::topology::{self, without_credentials};
 use roller_proto::{StreamKind, Subjects};
 use tokio::sync::RwLock;
 
@@ -106,37 +106,5 @@ impl DeadLetters {
             }
             Err(_) => Err("NATS did not answer in time".into()),
         }
-    }
-}
-
-/// A NATS URL without any `user:password@` or `token@` part, for display.
-fn without_credentials(url: &str) -> String {
-    url.split(',')
-        .map(|server| match server.split_once("://") {
-            Some((scheme, rest)) => {
-                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-                format!("{scheme}://{host}")
-            }
-            None => server
-                .rsplit_once('@')
-                .map_or(server, |(_, host)| host)
-                .to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without_credentials;
-
-    #[test]
-    fn credentials_never_reach_the_page() {
-        assert_eq!(
-            without_credentials("nats://user:secret@nats:4222,tls://tok@other:4222"),
-            "nats://nats:4222,tls://other:4222"
-        );
-        assert_eq!(without_credentials("a:b@host:4222"), "host:4222");
-        assert_eq!(without_credentials("nats://host:4222"), "nats://host:4222");
     }
 }
