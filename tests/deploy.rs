@@ -35,41 +35,55 @@ const AWS_STANDARD: [&str; 9] = [
     "AWS_ENDPOINT_URL",
 ];
 
-/// The compose file as `docker-compose config` resolves it.
-fn compose_config() -> serde_yaml::Value {
-    let out = Command::new("docker-compose")
-        .args(["-f", "docker-compose.yml", "config"])
+/// Every variable our binaries read, and the AWS SDK's standard ones.
+fn known_variables() -> BTreeSet<String> {
+    roller_nats::run::environment_variables()
+        .into_iter()
+        .chain(roller_serve::run::environment_variables())
+        .chain(AWS_STANDARD.iter().map(|s| (*s).to_owned()))
+        .collect()
+}
+
+/// Runs `program args` in the workspace root; its standard output, or a panic with its errors.
+fn output_of(program: &str, args: &[&str], what: &str) -> Vec<u8> {
+    let out = Command::new(program)
+        .args(args)
         .current_dir(workspace_root())
         .output()
-        .expect("run docker-compose (Debian's docker-compose package; ./dev test installs it)");
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
     assert!(
         out.status.success(),
-        "docker-compose config failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_yaml::from_slice(&out.stdout).expect("docker-compose config prints YAML")
+    out.stdout
+}
+
+/// The compose file as `docker-compose config` resolves it.
+fn compose_config() -> serde_yaml::Value {
+    let out = output_of(
+        "docker-compose",
+        &["-f", "docker-compose.yml", "config"],
+        "docker-compose config (Debian's docker-compose package; ./dev test installs it)",
+    );
+    serde_yaml::from_slice(&out).expect("docker-compose config prints YAML")
 }
 
 /// Names of every binary target in the workspace.
 fn workspace_binaries() -> BTreeSet<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
+    let out = output_of(
+        &cargo,
+        &[
             "metadata",
             "--format-version",
             "1",
             "--no-deps",
             "--offline",
-        ])
-        .current_dir(workspace_root())
-        .output()
-        .expect("cargo metadata");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        "cargo metadata",
     );
-    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let metadata: serde_json::Value = serde_json::from_slice(&out).expect("metadata JSON");
     metadata["packages"]
         .as_array()
         .into_iter()
@@ -119,11 +133,7 @@ fn the_compose_file_is_valid_and_runs_our_binaries_with_variables_they_read() {
     let compose = compose_config();
     let services = compose["services"].as_mapping().expect("services");
     let binaries = workspace_binaries();
-    let mut known: BTreeSet<String> = roller_nats::run::environment_variables()
-        .into_iter()
-        .chain(roller_serve::run::environment_variables())
-        .collect();
-    known.extend(AWS_STANDARD.iter().map(|s| (*s).to_owned()));
+    let known = known_variables();
 
     let mut ours = BTreeSet::new();
     for (name, service) in services {
@@ -576,11 +586,7 @@ fn check_objects(
     use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 
     let binaries = workspace_binaries();
-    let mut known: BTreeSet<String> = roller_nats::run::environment_variables()
-        .into_iter()
-        .chain(roller_serve::run::environment_variables())
-        .collect();
-    known.extend(AWS_STANDARD.iter().map(|s| (*s).to_owned()));
+    let known = known_variables();
     let mut deployments = std::collections::BTreeMap::new();
     let mut scaled = Vec::new();
     let mut kinds = BTreeSet::new();

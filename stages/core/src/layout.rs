@@ -182,6 +182,16 @@ impl Layout {
         out
     }
 
+    /// The message-dim coordinate values of a slot (seconds, e.g. a lead time): the inverse of
+    /// [`Layout::slot_of`].
+    pub fn slot_values(&self, slot: u32) -> Vec<i64> {
+        self.message_dims
+            .iter()
+            .zip(self.slot_indices(slot))
+            .map(|(m, i)| m.start.0 + i64::try_from(i).unwrap_or(i64::MAX) * m.step.0)
+            .collect()
+    }
+
     /// Shape of the field in one file.
     pub fn file_shape(&self) -> Vec<u64> {
         self.file_dims.iter().map(|d| d.size).collect()

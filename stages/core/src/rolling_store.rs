@@ -257,6 +257,11 @@ impl RollingStore {
         self.current().record.clone()
     }
 
+    /// The generation of the commit presented (without copying its record).
+    pub fn generation(&self) -> u64 {
+        self.current().record.generation
+    }
+
     /// The arrays presented.
     pub fn arrays(&self) -> Vec<ArraySpec> {
         self.current().specs.clone()

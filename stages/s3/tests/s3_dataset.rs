@@ -28,6 +28,20 @@ fn on_s3(local: &DatasetConfig, server: &S3Server) -> DatasetConfig {
     config
 }
 
+/// A SeaweedFS under `dir`, five 6-hourly runs of two lead times of small files, and the
+/// dataset (window 3) on local disk and the same on S3: (server, notifications, local, S3).
+fn fixture(dir: &std::path::Path) -> (S3Server, Vec<String>, DatasetConfig, DatasetConfig) {
+    let server = S3Server::start(&dir.join("s3"));
+    let files = small_files(&dir.join("src"), 5, 2, 20, 30);
+    let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
+    let local = TestDataset::new("air")
+        .window(3)
+        .leads(2)
+        .config(&dir.join("local"), &dir.join("src"));
+    let config = on_s3(&local, &server);
+    (server, lines, local, config)
+}
+
 /// Runs the embedded pipeline into the S3 store of `backends`; every file must go in.
 fn ingest_on_s3(config: &DatasetConfig, backends: &Backends, lines: &[String]) {
     let summary = embedded::run(
@@ -58,14 +72,7 @@ fn abs_of(key: &str) -> i64 {
 #[test]
 fn dataset_on_s3_matches_local_disk_and_tags_exactly_the_rolled_off_chunks() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = S3Server::start(&dir.path().join("s3"));
-    let files = small_files(&dir.path().join("src"), 5, 2, 20, 30);
-    let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
-    let local = TestDataset::new("air")
-        .window(3)
-        .leads(2)
-        .config(&dir.path().join("local"), &dir.path().join("src"));
-    let config = on_s3(&local, &server);
+    let (_server, lines, local, config) = fixture(dir.path());
 
     let client =
         S3Client::with_static_credentials(&config.s3, ACCESS_KEY, SECRET_KEY).expect("client");
@@ -129,15 +136,8 @@ fn dataset_on_s3_matches_local_disk_and_tags_exactly_the_rolled_off_chunks() {
 #[test]
 fn at_write_tags_data_chunks_as_they_are_put_and_check_guards_the_rule() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = S3Server::start(&dir.path().join("s3"));
-    let files = small_files(&dir.path().join("src"), 5, 2, 20, 30);
-    let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
     // A window of three 6-hourly runs: the rule must keep chunks 18 h plus a day, so 2 days.
-    let local = TestDataset::new("air")
-        .window(3)
-        .leads(2)
-        .config(&dir.path().join("local"), &dir.path().join("src"));
-    let mut config = on_s3(&local, &server);
+    let (_server, lines, _, mut config) = fixture(dir.path());
     config.expiry.policy = ExpiryPolicy::AtWrite;
     config.expiry.tag_key = "type".into();
     config.expiry.tag_value = "temp_chunk".into();

@@ -66,7 +66,7 @@ impl QuickLooks {
     /// Renders at most once per generation: the lock is held while rendering, so concurrent
     /// requests wait for one render instead of each doing it.
     pub fn get(&self, dataset: &str, view: &Arc<RollingStore>) -> Rendered {
-        let generation = view.record().generation;
+        let generation = view.generation();
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((cached, rendered)) = cache.get(dataset) {
             if *cached == generation {
@@ -221,11 +221,8 @@ pub fn render(view: &Arc<RollingStore>) -> Result<Option<QuickLook>, String> {
     let slot_label = layout
         .message_dims
         .iter()
-        .zip(layout.slot_indices(slot))
-        .map(|(m, i)| {
-            let seconds = m.start.0 + i64::try_from(i).unwrap_or(0) * m.step.0;
-            format!("{} {}", m.name, duration_label(seconds))
-        })
+        .zip(layout.slot_values(slot))
+        .map(|(m, seconds)| format!("{} {}", m.name, duration_label(seconds)))
         .collect::<Vec<_>>()
         .join(", ");
     Ok(Some(QuickLook {

@@ -133,10 +133,9 @@ fn grid(html: &mut String, record: &CommitRecord) {
     html.push_str("<h3>Completeness</h3><table class=\"grid\"><tr><th>run</th>");
     for slot in 0..layout.slots() {
         let label = layout
-            .message_dims
-            .iter()
-            .zip(layout.slot_indices(slot))
-            .map(|(m, i)| duration_label(m.start.0 + i64::try_from(i).unwrap_or(0) * m.step.0))
+            .slot_values(slot)
+            .into_iter()
+            .map(duration_label)
             .collect::<Vec<_>>()
             .join(" ");
         let _ = write!(html, "<th>{}</th>", escape(&label));

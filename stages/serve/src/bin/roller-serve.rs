@@ -14,12 +14,7 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    roller_nats::run::init_logging();
     match roller_serve::run::run(&Cli::parse().args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
