@@ -35,6 +35,16 @@ const AWS_STANDARD: [&str; 9] = [
     "AWS_ENDPOINT_URL",
 ];
 
+/// The compose services that run until stopped (the others are one-shots).
+const LONG_RUNNING: [&str; 6] = [
+    "roller-fetch",
+    "roller-decode",
+    "roller-write",
+    "roller-commit",
+    "roller-scheduler",
+    "roller-serve",
+];
+
 /// Every variable our binaries read, and the AWS SDK's standard ones.
 fn known_variables() -> BTreeSet<String> {
     roller_nats::run::environment_variables()
@@ -197,17 +207,8 @@ fn the_compose_file_is_valid_and_runs_our_binaries_with_variables_they_read() {
             "{name}: the store is not on the S3 service"
         );
     }
-    for expected in [
-        "setup",
-        "roller-fetch",
-        "roller-decode",
-        "roller-write",
-        "roller-commit",
-        "roller-scheduler",
-        "roller-serve",
-        "sample-data",
-    ] {
-        assert!(ours.contains(expected), "no {expected} service: {ours:?}");
+    for expected in ["setup", "sample-data"].iter().chain(&LONG_RUNNING) {
+        assert!(ours.contains(*expected), "no {expected} service: {ours:?}");
     }
 }
 
@@ -334,14 +335,7 @@ fn the_compose_topology_as_local_processes_ingests_the_sample_stream() {
     assert!(status.success(), "setup failed\n{}", logs());
     let mut processes = Processes(Vec::new());
     let serve_port = free_port();
-    for name in [
-        "roller-fetch",
-        "roller-decode",
-        "roller-write",
-        "roller-commit",
-        "roller-scheduler",
-        "roller-serve",
-    ] {
+    for name in LONG_RUNNING {
         let extra = if name == "roller-serve" {
             vec![("ROLLER_SERVE_LISTEN", format!("127.0.0.1:{serve_port}"))]
         } else {
