@@ -4,9 +4,14 @@
 use std::sync::Arc;
 
 use roller_core::bus::Stage;
-use roller_core::commit::Committer;
+use roller_core::clock::ManualClock;
+use roller_core::commit::{load_record, Committer};
+use roller_core::embedded::{self, RunOptions};
 use roller_core::expiry::DeleteExpired;
 use roller_core::layout::Layout;
+use roller_core::physical_key::snapshot_key;
+use roller_core::rolling_store::{OpenError, RollingStore, GENERATION_ATTR};
+use roller_core::snapshot::SnapshotError;
 use roller_core::storage::{MemoryStore, MeteredStore, Storage, ZarrsStorage};
 use roller_proto::{Notification, WriteReport};
 use roller_test_support::{
@@ -149,7 +154,10 @@ fn round_trip_with_realization_and_height_dims() {
 fn rolling_keeps_the_last_three_runs_and_deletes_the_first_two() {
     let dir = tempfile::tempdir().expect("tempdir");
     let files = small_files(&dir.path().join("src"), 5, 1, 20, 30);
-    let cfg = TestDataset::new("roll").config(&dir.path().join("store"), &dir.path().join("src"));
+    // No grace: rolled-out chunks are removed by the commit that rolls them out.
+    let cfg = TestDataset::new("roll")
+        .extra("[expiry]\ngrace = \"0s\"\n")
+        .config(&dir.path().join("store"), &dir.path().join("src"));
     for file in &files {
         // One run at a time, as they would arrive.
         let summary = ingest(&cfg, std::slice::from_ref(&file.notification));
@@ -234,31 +242,61 @@ fn replaying_everything_twice_shuffled_leaves_identical_bytes() {
             summary.dead_letters
         );
     }
+    // Rolled-out chunks wait for their grace: a run that rolled out before its late files
+    // came was never written twice, one written in order was. Once the grace has passed both
+    // stores hold the same bytes.
+    let later = ManualClock::at(roller_proto::time::now() + 2 * 3600);
+    for cfg in [&once, &twice] {
+        embedded::committer(
+            cfg,
+            raw_store(cfg),
+            Arc::new(DeleteExpired),
+            Arc::new(later.clone()),
+        )
+        .expect("committer")
+        .tidy()
+        .expect("tidy");
+    }
     let (a, b) = (
         snapshot(&dir.path().join("once")),
         snapshot(&dir.path().join("twice")),
     );
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let (ka, kb): (Vec<_>, Vec<_>) = (a.keys().collect(), b.keys().collect());
+    assert_eq!(
+        ka,
+        kb,
+        "only once: {:?}; only twice: {:?}",
+        ka.iter()
+            .filter(|k| !b.contains_key(k.as_str()))
+            .collect::<Vec<_>>(),
+        kb.iter()
+            .filter(|k| !a.contains_key(k.as_str()))
+            .collect::<Vec<_>>()
+    );
     for (key, bytes) in &a {
         assert!(bytes == &b[key], "{key} differs");
     }
-    // The logical metadata documents are identical too.
+    // The logical metadata documents are identical too, but for the generation they name.
     let (sa, sb) = (rolling_store(&once), rolling_store(&twice));
+    let document = |store: &RollingStore, key: &str| {
+        let bytes = store.get_logical(key).expect("get").expect("document");
+        let mut doc: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        if let Some(attrs) = doc["attributes"].as_object_mut() {
+            attrs.remove(GENERATION_ATTR);
+        }
+        doc
+    };
     for key in [
         "zarr.json",
         "air_temperature/zarr.json",
         "forecast_reference_time/zarr.json",
     ] {
-        assert_eq!(
-            sa.get_logical(key).expect("get"),
-            sb.get_logical(key).expect("get"),
-            "{key}"
-        );
+        assert_eq!(document(&sa, key), document(&sb, key), "{key}");
     }
 }
 
 /// Storage operations of one steady-state commit: one new run arrives, one rolls off.
-fn ops_of_one_commit(window: u32) -> roller_core::storage::OpCounts {
+fn ops_of_one_commit(window: u32, grace: i64) -> roller_core::storage::OpCounts {
     let dir = tempfile::tempdir().expect("tempdir");
     // One part per file (a whole chunk-row), two chunks per part.
     let cfg = TestDataset::new("o1")
@@ -272,7 +310,11 @@ fn ops_of_one_commit(window: u32) -> roller_core::storage::OpCounts {
     let metered = Arc::new(MeteredStore::new(Arc::new(MemoryStore::new())));
     let storage: Arc<dyn Storage> = metered.clone();
     let layout = Layout::from_config(&cfg);
-    let mut committer = Committer::open(storage, layout, Arc::new(DeleteExpired)).expect("open");
+    let clock = ManualClock::at(1_000_000);
+    let mut committer = Committer::open(storage, layout, Arc::new(DeleteExpired))
+        .expect("open")
+        .with_grace(grace)
+        .with_clock(Arc::new(clock.clone()));
     let report = |abs: i64| WriteReport {
         dataset: "o1".into(),
         source: format!("run {abs}"),
@@ -284,28 +326,144 @@ fn ops_of_one_commit(window: u32) -> roller_core::storage::OpCounts {
         bytes: 1,
         schema: None,
     };
-    // Fill the window and then some, one commit per run, as in steady operation.
-    for abs in 0..i64::from(window) + 3 {
+    // Fill the window and then some, one commit per run, a run a minute, as in steady
+    // operation; long enough for a grace to have passed.
+    let runs = i64::from(window) + 3 + grace / 60 + 1;
+    for abs in 0..runs {
         committer.fold_report(&report(abs));
         while committer.commit().expect("commit").is_some() {}
+        clock.advance(60);
     }
     metered.take();
-    committer.fold_report(&report(i64::from(window) + 3));
+    committer.fold_report(&report(runs));
     committer.commit().expect("commit");
     metered.take()
 }
 
 #[test]
-fn a_commit_costs_the_same_for_a_window_of_4_and_of_400() {
-    let small = ops_of_one_commit(4);
-    let large = ops_of_one_commit(400);
-    assert_eq!(small.lists, 0, "a commit never lists");
-    assert_eq!(small.puts, 1, "one atomic metadata write");
-    assert_eq!(small.deletes, 2, "the rolled-off run's two chunks, by key");
-    assert_eq!(
-        (small.gets, small.puts, small.deletes, small.lists),
-        (large.gets, large.puts, large.deletes, large.lists)
+fn a_commit_costs_the_same_for_a_window_of_4_and_of_400_grace_or_not() {
+    for grace in [0, 600] {
+        let small = ops_of_one_commit(4, grace);
+        let large = ops_of_one_commit(400, grace);
+        assert_eq!(small.lists, 0, "a commit never lists");
+        assert_eq!(small.gets, 0, "a commit reads nothing");
+        assert_eq!(
+            small.puts, 2,
+            "the generation's snapshot record and roller.json"
+        );
+        assert_eq!(
+            small.deletes, 3,
+            "a released run's two chunks and a released snapshot record, by key (grace {grace})"
+        );
+        assert_eq!(
+            (small.gets, small.puts, small.deletes, small.lists),
+            (large.gets, large.puts, large.deletes, large.lists),
+            "grace {grace}"
+        );
+    }
+}
+
+#[test]
+fn rolled_out_chunks_and_snapshots_survive_until_the_grace_has_passed_and_restarts_keep_them_pending(
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = small_files(&dir.path().join("src"), 3, 1, 20, 30);
+    let cfg = TestDataset::new("grace")
+        .window(2)
+        .extra("[expiry]\ngrace = \"30m\"\n")
+        .config(&dir.path().join("store"), &dir.path().join("src"));
+    let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
+    let storage = raw_store(&cfg);
+    let clock = ManualClock::at(roller_proto::time::now());
+    let options = RunOptions {
+        clock: Arc::new(clock.clone()),
+        ..RunOptions::default()
+    };
+    let run = |lines: &[String]| {
+        embedded::run(
+            &cfg,
+            storage.clone(),
+            lines.iter().cloned().map(Ok),
+            &options,
+        )
+        .expect("run")
+        .record
+    };
+    let first = run(&lines[..2]);
+    let first_values = read_array::<f32>(&rolling_store(&cfg), "air_temperature");
+    let chunks = |storage: &Arc<dyn Storage>| {
+        storage
+            .list_prefix("chunks/air_temperature/")
+            .expect("list")
+            .len()
+    };
+    let two_runs = chunks(&storage);
+    clock.advance(60);
+    let rolled = run(&lines[2..]);
+    assert_eq!(rolled.offset, first.offset + 1, "the first run rolled out");
+    assert!(!rolled.expiring.is_empty());
+    assert!(
+        chunks(&storage) > two_runs,
+        "the rolled-out run is kept for the grace period"
     );
+
+    // A reader holding the first generation still reads it, within grace.
+    let pinned = Arc::new(
+        RollingStore::open_generation(storage.clone(), first.generation, Arc::new(clock.clone()))
+            .expect("open the first generation"),
+    );
+    assert_eq!(read_array::<f32>(&pinned, "air_temperature"), first_values);
+
+    // Restarts before the grace is over keep everything.
+    clock.advance(29 * 60);
+    let open = || {
+        embedded::committer(
+            &cfg,
+            storage.clone(),
+            Arc::new(DeleteExpired),
+            Arc::new(clock.clone()),
+        )
+        .expect("committer")
+    };
+    assert!(!open().tidy().expect("tidy"), "nothing is released yet");
+    assert!(chunks(&storage) > two_runs);
+    assert!(storage
+        .get(&snapshot_key(first.generation))
+        .expect("get")
+        .is_some());
+
+    // Once the grace has passed, a restarted committer removes them and records it.
+    clock.advance(2 * 60);
+    let mut committer = open();
+    assert!(committer.needs_tidy());
+    assert!(committer.tidy().expect("tidy"));
+    assert_eq!(chunks(&storage), two_runs);
+    let stored = load_record(storage.as_ref())
+        .expect("load")
+        .expect("record");
+    assert!(stored.expiring.is_empty(), "{:?}", stored.expiring);
+    assert!(stored.retired.is_empty(), "{:?}", stored.retired);
+    assert_eq!(
+        stored.generation, rolled.generation,
+        "tidying keeps the generation"
+    );
+    assert!(storage
+        .get(&snapshot_key(first.generation))
+        .expect("get")
+        .is_none());
+    assert!(storage
+        .get(&snapshot_key(rolled.generation))
+        .expect("get")
+        .is_some());
+    // The pinned reader now fails instead of reading fill values.
+    let error = pinned
+        .get_logical("zarr.json")
+        .expect_err("an expired snapshot must not read");
+    assert!(error.to_string().contains("has expired"), "{error}");
+    assert!(matches!(
+        RollingStore::open_generation(storage.clone(), first.generation, Arc::new(clock.clone())),
+        Err(OpenError::Snapshot(SnapshotError::Expired { .. }))
+    ));
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! `roller bench-serve`: chunk throughput through `roller-serve` against reading the same
-//! chunks straight from disk with zarrs, alternating in the same run.
+//! `roller bench-serve`: chunk throughput through `roller-serve`, on the newest view's URL and
+//! on the snapshot URL of the same generation, against reading the same chunks straight from
+//! disk with zarrs, alternating in the same run.
 //!
 //! The dataset is the benchmark's full-size UKV files ingested with chunks of about 1 MB
 //! (encoded). The server runs in this process on loopback; the load tool is a plain HTTP/1.1
@@ -228,14 +229,19 @@ pub(crate) fn run(args: &BenchServeArgs) -> Result<()> {
     }));
 
     let name = config.name.clone();
-    let http = |_: usize| -> Result<Reader> {
-        let mut connection = Connection::open(port)?;
-        let mut body = Vec::new();
-        let prefix = format!("/{name}/");
-        Ok(Box::new(move |chunk: &Chunk| {
-            connection.get(&format!("{prefix}{}", chunk.key), &mut body)
-        }))
+    let generation = view.generation();
+    let http = |prefix: String| {
+        move |_: usize| -> Result<Reader> {
+            let mut connection = Connection::open(port)?;
+            let mut body = Vec::new();
+            let prefix = prefix.clone();
+            Ok(Box::new(move |chunk: &Chunk| {
+                connection.get(&format!("{prefix}{}", chunk.key), &mut body)
+            }))
+        }
     };
+    let newest = http(format!("/{name}/"));
+    let snapshot = http(format!("/{name}@{generation}/"));
     let direct = |_: usize| -> Result<Reader> {
         let array = Array::open(view.clone(), &format!("/{}", data.name))?;
         Ok(Box::new(move |chunk: &Chunk| {
@@ -250,12 +256,12 @@ pub(crate) fn run(args: &BenchServeArgs) -> Result<()> {
     if !cold {
         eprintln!("cannot drop the page cache (not root?): timing warm reads only");
     }
-    // Rows: serve warm, direct warm, serve cold, direct cold.
-    let mut results: Vec<Vec<Moved>> = (0..4).map(|_| Vec::new()).collect();
+    // Rows: ROUTES, warm then cold.
+    let mut results: Vec<Vec<Moved>> = ROUTES.iter().map(|_| Vec::new()).collect();
     for repeat in 0..args.files.repeats {
         let mut line = format!("repeat {}:", repeat + 1);
         for (row, route) in ROUTES.iter().enumerate() {
-            let is_cold = row >= 2;
+            let is_cold = row >= COLD;
             if is_cold && !cold {
                 continue;
             }
@@ -265,10 +271,10 @@ pub(crate) fn run(args: &BenchServeArgs) -> Result<()> {
             } else {
                 args.passes
             };
-            let moved = if row % 2 == 0 {
-                timed(&chunks, args.concurrency, passes, http)?
-            } else {
-                timed(&chunks, args.concurrency, passes, direct)?
+            let moved = match row % COLD {
+                0 => timed(&chunks, args.concurrency, passes, &newest)?,
+                1 => timed(&chunks, args.concurrency, passes, &snapshot)?,
+                _ => timed(&chunks, args.concurrency, passes, direct)?,
             };
             line.push_str(&format!(
                 " {route} {:.0} MB/s;",
@@ -305,36 +311,46 @@ pub(crate) fn run(args: &BenchServeArgs) -> Result<()> {
             );
         }
     }
-    for (serve_row, label) in [(0, "warm"), (2, "cold")] {
-        if results[serve_row].is_empty() {
+    for (base, label) in [(0, "warm"), (COLD, "cold")] {
+        if results[base].is_empty() {
             continue;
         }
-        let ratios: Vec<f64> = results[serve_row]
-            .iter()
-            .zip(&results[serve_row + 1])
-            .map(|(h, d)| mbps(h) / mbps(d))
-            .collect();
-        println!(
-            "\n{label}: roller-serve / direct MB/s {:.0}% (ratio of the medians); per repeat {} (median {:.0}%)",
-            100.0 * median(serve_row, &mbps) / median(serve_row + 1, &mbps),
-            ratios
+        for (top, bottom, what) in [
+            (base, base + 2, "roller-serve / direct"),
+            (base + 1, base, "snapshot URL / newest URL"),
+        ] {
+            let ratios: Vec<f64> = results[top]
                 .iter()
-                .map(|r| format!("{:.0}%", 100.0 * r))
-                .collect::<Vec<_>>()
-                .join(", "),
-            100.0 * crate::bench::median(ratios.clone()),
-        );
+                .zip(&results[bottom])
+                .map(|(a, b)| mbps(a) / mbps(b))
+                .collect();
+            println!(
+                "\n{label}: {what} MB/s {:.0}% (ratio of the medians); per repeat {} (median {:.0}%)",
+                100.0 * median(top, &mbps) / median(bottom, &mbps),
+                ratios
+                    .iter()
+                    .map(|r| format!("{:.0}%", 100.0 * r))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                100.0 * crate::bench::median(ratios.clone()),
+            );
+        }
     }
     Ok(())
 }
 
-/// The timed routes, in the order they run in each repeat.
-const ROUTES: [&str; 4] = [
-    "roller-serve (HTTP, loopback), page cache warm",
+/// The timed routes, in the order they run in each repeat: three warm, then three cold.
+const ROUTES: [&str; 6] = [
+    "roller-serve newest URL (HTTP, loopback), page cache warm",
+    "roller-serve snapshot URL (HTTP, loopback), page cache warm",
     "zarrs, straight from disk, page cache warm",
-    "roller-serve (HTTP, loopback), page cache dropped",
+    "roller-serve newest URL (HTTP, loopback), page cache dropped",
+    "roller-serve snapshot URL (HTTP, loopback), page cache dropped",
     "zarrs, straight from disk, page cache dropped",
 ];
+
+/// The first cold row of [`ROUTES`].
+const COLD: usize = 3;
 
 /// Writes dirty pages out and drops the page cache, so the next reads come off the disk.
 fn drop_caches() -> Result<()> {

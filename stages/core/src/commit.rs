@@ -1,18 +1,27 @@
 //! The commit stage: the only writer of a dataset's metadata.
 //!
-//! It folds write reports and roll events into the [`CommitRecord`], publishes the record with
-//! one atomic put (O(1): no chunk is rewritten, no prefix listed), then expires the chunks that
-//! fell out of the window. Expiry failures are logged and retried on the next commit.
+//! It folds write reports and roll events into the [`CommitRecord`] and publishes each new
+//! generation with two puts: its snapshot record (`snapshots/<generation>.json`, what the
+//! snapshot URL presents) and then `roller.json` (the newest view). That is O(1): no chunk is
+//! rewritten, no prefix listed.
+//!
+//! What falls out of the window is not removed at once: readers that opened an older snapshot
+//! may still read it. The commit that rolls chunks out stamps them with a release time (its own
+//! time plus the grace) and retires the replaced generation's snapshot record the same way;
+//! both wait in the record, so they survive restarts. After each commit, and on
+//! [`Committer::tidy`] when idle, whatever has been released is deleted (local disk) or tagged
+//! (S3). Failures stay queued and are retried at the next attempt.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use roller_proto::{RollEvent, WriteReport};
 
+use crate::clock::{self, Clock};
 use crate::expiry::Expiry;
 use crate::layout::Layout;
 use crate::metadata::{data_spec, ArraySpec};
-use crate::physical_key::{commit_key, part_keys};
+use crate::physical_key::{commit_key, part_keys, snapshot_key};
 use crate::reference::ReferenceWriter;
 use crate::state::{CommitRecord, Folded, RECORD_FORMAT};
 use crate::storage::{KeyError, Storage, StorageError};
@@ -44,9 +53,17 @@ pub enum CommitError {
     Key(#[from] KeyError),
 }
 
-/// Reads the commit record of a dataset, if it has one.
+/// Reads the commit record of a dataset (its newest generation), if it has one.
 pub fn load_record(storage: &dyn Storage) -> Result<Option<CommitRecord>, CommitError> {
-    let Some(bytes) = storage.get(&commit_key())? else {
+    load_record_at(storage, &commit_key())
+}
+
+/// Reads the commit record stored at `key` (`roller.json` or a snapshot record), if any.
+pub fn load_record_at(
+    storage: &dyn Storage,
+    key: &crate::storage::Key,
+) -> Result<Option<CommitRecord>, CommitError> {
+    let Some(bytes) = storage.get(key)? else {
         return Ok(None);
     };
     let record: CommitRecord =
@@ -74,6 +91,10 @@ pub struct Committed {
     pub head: Option<i64>,
 }
 
+/// Most snapshot records one commit removes: each commit adds one, so the queue still drains,
+/// and no commit pays for a long backlog (a tidy, off the commit path, removes them all).
+const MAX_SNAPSHOT_REMOVALS: u64 = 16;
+
 /// Holds a dataset's state in memory and publishes it.
 #[derive(Debug)]
 pub struct Committer {
@@ -81,14 +102,22 @@ pub struct Committer {
     expiry: Arc<dyn Expiry>,
     record: CommitRecord,
     data: ArraySpec,
+    /// The view changed: the next commit publishes a new generation.
     dirty: bool,
+    /// Released chunks or snapshot records were removed since `roller.json` was last written.
+    untidy: bool,
+    grace: i64,
+    clock: Arc<dyn Clock>,
     references: Option<ReferenceWriter>,
 }
 
 impl Committer {
     /// Opens a dataset's state from storage (or starts an empty one). A changed window or
     /// visibility is accepted and published by the next commit; any other layout change is
-    /// refused. Expiry left over from a crash is retried at the next commit.
+    /// refused. Pending expiries (left over from a crash, or waiting for their grace) are
+    /// carried out once released, at the next commit or [`Committer::tidy`]. The grace is 0
+    /// and the clock the system's until set with [`Committer::with_grace`] and
+    /// [`Committer::with_clock`].
     pub fn open(
         storage: Arc<dyn Storage>,
         layout: Layout,
@@ -105,7 +134,6 @@ impl Committer {
                 let mut dirty = record.layout.visibility != layout.visibility;
                 record.layout.visibility = layout.visibility;
                 dirty |= record.set_window(layout.window) != Folded::Unchanged;
-                dirty |= !record.expiring.is_empty();
                 (record, dirty)
             }
             Ok(None) => (CommitRecord::empty(layout), false),
@@ -124,8 +152,26 @@ impl Committer {
             record,
             data,
             dirty,
+            untidy: false,
+            grace: 0,
+            clock: clock::system(),
             references: None,
         })
+    }
+
+    /// Keeps rolled-out chunks and replaced snapshots readable for `seconds` after the commit
+    /// that replaced them (`expiry.grace`).
+    #[must_use]
+    pub fn with_grace(mut self, seconds: i64) -> Self {
+        self.grace = seconds.max(0);
+        self
+    }
+
+    /// Tells the time with `clock` (tests move it instead of waiting for a grace period).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Has `writer` write the reference view of every published commit (off this thread).
@@ -170,26 +216,27 @@ impl Committer {
         folded
     }
 
-    /// Publishes the state if it changed, then expires what left the window.
-    /// Returns the new generation, or `None` if there was nothing to commit.
+    /// Publishes the state as a new generation if it changed, then removes what has been
+    /// released. Returns the new generation, or `None` if there was nothing to commit.
     pub fn commit(&mut self) -> Result<Option<Committed>, CommitError> {
         if !self.dirty {
             return Ok(None);
         }
+        let now = self.clock.now();
         let mut next = self.record.clone();
-        next.generation += 1;
-        next.committed_at = roller_proto::time::format_instant(roller_proto::time::now());
-        let bytes = serde_json::to_vec_pretty(&next).map_err(|e| CommitError::Corrupt {
-            dataset: next.layout.name.clone(),
-            reason: e.to_string(),
-        })?;
-        self.storage.put(&commit_key(), Bytes::from(bytes))?;
+        next.advance_generation(now, self.grace);
+        let bytes = self.serialise(&next)?;
+        // The snapshot first: whenever `roller.json` names a generation, its snapshot exists.
+        self.storage
+            .put(&snapshot_key(next.generation), bytes.clone())?;
+        self.storage.put(&commit_key(), bytes)?;
         self.record = next;
         self.dirty = false;
+        self.untidy = false;
         if let Some(references) = &self.references {
             references.submit(self.record.clone());
         }
-        self.expire();
+        self.remove_released(now, MAX_SNAPSHOT_REMOVALS);
         tracing::debug!(
             dataset = %self.record.layout.name,
             generation = self.record.generation,
@@ -204,27 +251,45 @@ impl Committer {
         }))
     }
 
-    /// Expires queued targets; what succeeds leaves the queue (published by the next commit),
-    /// what fails stays for the next attempt.
-    fn expire(&mut self) {
-        let queued = std::mem::take(&mut self.record.expiring);
-        let mut failed = Vec::new();
-        for target in queued {
-            let result = target
-                .parts
-                .iter()
-                .map(|&part| {
-                    let abs = u64::try_from(target.abs).unwrap_or(0);
-                    part_keys(&self.record.layout, &self.data, abs, target.slot, part)
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(StorageError::from)
-                .and_then(|keys| {
-                    let keys: Vec<_> = keys.into_iter().flatten().collect();
-                    self.expiry.expire(self.storage.as_ref(), &keys)
-                });
-            match result {
-                Ok(()) => self.dirty = true,
+    /// Whether [`Committer::tidy`] has work: something is released, or removals are not yet
+    /// recorded in `roller.json`.
+    pub fn needs_tidy(&self) -> bool {
+        self.untidy || self.record.has_released(self.clock.now())
+    }
+
+    /// Between commits: removes what has been released and records the shorter queues in
+    /// `roller.json`, keeping the generation (the view does not change, so no new snapshot).
+    /// Returns whether `roller.json` was written.
+    pub fn tidy(&mut self) -> Result<bool, CommitError> {
+        self.remove_released(self.clock.now(), u64::MAX);
+        if !self.untidy || self.dirty || self.record.generation == 0 {
+            return Ok(false);
+        }
+        let bytes = self.serialise(&self.record)?;
+        self.storage.put(&commit_key(), bytes)?;
+        self.untidy = false;
+        Ok(true)
+    }
+
+    fn serialise(&self, record: &CommitRecord) -> Result<Bytes, CommitError> {
+        serde_json::to_vec_pretty(record)
+            .map(Bytes::from)
+            .map_err(|e| CommitError::Corrupt {
+                dataset: record.layout.name.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Removes released chunks and snapshot records; what succeeds leaves the queue (recorded
+    /// by the next write of `roller.json`), what fails stays for the next attempt.
+    fn remove_released(&mut self, now: i64, snapshot_budget: u64) {
+        let (released, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.record.expiring)
+            .into_iter()
+            .partition(|e| e.release_at.is_some_and(|at| at <= now));
+        self.record.expiring = waiting;
+        for target in released {
+            match self.expire_target(&target) {
+                Ok(()) => self.untidy = true,
                 Err(e) => {
                     tracing::warn!(
                         dataset = %self.record.layout.name,
@@ -233,10 +298,48 @@ impl Committer {
                         error = %e,
                         "expiring rolled-off chunks failed; will retry at the next commit"
                     );
-                    failed.push(target);
+                    self.record.expiring.push(target);
                 }
             }
         }
-        self.record.expiring = failed;
+        self.remove_released_snapshots(now, snapshot_budget);
+    }
+
+    fn expire_target(&self, target: &crate::state::Expiring) -> Result<(), StorageError> {
+        let abs = u64::try_from(target.abs).unwrap_or(0);
+        let keys = target
+            .parts
+            .iter()
+            .map(|&part| part_keys(&self.record.layout, &self.data, abs, target.slot, part))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys: Vec<_> = keys.into_iter().flatten().collect();
+        self.expiry.expire(self.storage.as_ref(), &keys)
+    }
+
+    fn remove_released_snapshots(&mut self, now: i64, mut budget: u64) {
+        while budget > 0 {
+            let Some(range) = self.record.retired.first_mut() else {
+                break;
+            };
+            if range.release_at > now {
+                break;
+            }
+            if let Err(e) = self.storage.delete(&snapshot_key(range.first)) {
+                tracing::warn!(
+                    dataset = %self.record.layout.name,
+                    generation = range.first,
+                    error = %e,
+                    "removing a retired snapshot record failed; will retry at the next commit"
+                );
+                break;
+            }
+            budget -= 1;
+            self.untidy = true;
+            if range.first >= range.last {
+                self.record.retired.remove(0);
+            } else {
+                range.first += 1;
+            }
+        }
     }
 }

@@ -217,6 +217,11 @@ pub struct ExpiryConfig {
     /// Days after which the bucket lifecycle rule (`roller setup`) deletes tagged objects.
     #[serde(default = "default_lifecycle_days")]
     pub lifecycle_days: u32,
+    /// How long chunks stay readable after the commit that rolled them out of the window, and
+    /// how long a replaced generation's snapshot stays readable (default `1h`): a reader that
+    /// opened a snapshot before a roll can finish reading it.
+    #[serde(default = "default_grace")]
+    pub grace: Seconds,
 }
 
 impl Default for ExpiryConfig {
@@ -226,6 +231,7 @@ impl Default for ExpiryConfig {
             tag_key: default_tag_key(),
             tag_value: default_tag_value(),
             lifecycle_days: default_lifecycle_days(),
+            grace: default_grace(),
         }
     }
 }
@@ -251,6 +257,10 @@ fn default_tag_value() -> String {
 
 fn default_lifecycle_days() -> u32 {
     1
+}
+
+fn default_grace() -> Seconds {
+    Seconds(3600)
 }
 
 /// Which notifications a dataset takes.
@@ -743,6 +753,12 @@ impl DatasetConfig {
         }
         if self.expiry.lifecycle_days == 0 {
             return Err(invalid("expiry.lifecycle_days", "must be at least 1"));
+        }
+        if self.expiry.grace.0 < 0 {
+            return Err(invalid(
+                "expiry.grace",
+                "must not be negative (`0s` removes rolled-out chunks at once)",
+            ));
         }
         if self.source.max_object_bytes == 0 {
             return Err(invalid("source.max_object_bytes", "must be positive"));

@@ -15,6 +15,7 @@ use crossbeam_channel::{bounded, Receiver, TryRecvError};
 use roller_proto::{Notification, RollEvent, WriteReport};
 
 use crate::bus::{CollectedDeadLetters, DeadLetter, DeadLetterSink, Outbox, Stage};
+use crate::clock::Clock;
 use crate::commit::{CommitError, Committed, Committer};
 use crate::config::DatasetConfig;
 use crate::decode::{Decoded, Decoder, Slab};
@@ -84,6 +85,8 @@ pub struct RunOptions {
     pub expiry: Arc<dyn Expiry>,
     /// Reads sources in buckets (`source.buckets`); without one, only local sources are read.
     pub objects: Option<Arc<dyn ObjectSource>>,
+    /// The clock commits and the grace of rolled-out chunks are measured by.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for RunOptions {
@@ -96,6 +99,7 @@ impl Default for RunOptions {
             on_progress: None,
             expiry: Arc::new(DeleteExpired),
             objects: None,
+            clock: crate::clock::system(),
         }
     }
 }
@@ -172,8 +176,12 @@ pub fn run(
     options: &RunOptions,
 ) -> Result<RunSummary, RunError> {
     let layout = Layout::from_config(config);
-    let mut committer = Committer::open(storage.clone(), layout.clone(), options.expiry.clone())?
-        .with_references(ReferenceWriter::for_dataset(config, storage.clone())?);
+    let mut committer = committer(
+        config,
+        storage.clone(),
+        options.expiry.clone(),
+        options.clock.clone(),
+    )?;
     let mut fetcher = Fetcher::new(&config.source)?;
     if let Some(objects) = &options.objects {
         fetcher = fetcher.with_objects(objects.clone(), std::env::temp_dir());
@@ -243,15 +251,29 @@ pub fn roll(
     expiry: Arc<dyn Expiry>,
     until: i64,
 ) -> Result<CommitRecord, RunError> {
-    let layout = Layout::from_config(config);
-    let references = ReferenceWriter::for_dataset(config, storage.clone())?;
-    let mut committer = Committer::open(storage, layout, expiry)?.with_references(references);
+    let mut committer = committer(config, storage, expiry, crate::clock::system())?;
     committer.fold_roll(&RollEvent {
         dataset: config.name.clone(),
         until,
     });
     while committer.commit()?.is_some() {}
+    committer.tidy()?;
     Ok(committer.record().clone())
+}
+
+/// The committer of `config`'s dataset: its grace, its reference file, `clock`.
+pub fn committer(
+    config: &DatasetConfig,
+    storage: Arc<dyn Storage>,
+    expiry: Arc<dyn Expiry>,
+    clock: Arc<dyn Clock>,
+) -> Result<Committer, RunError> {
+    let layout = Layout::from_config(config);
+    let references = ReferenceWriter::for_dataset(config, storage.clone())?;
+    Ok(Committer::open(storage, layout, expiry)?
+        .with_grace(config.expiry.grace.0)
+        .with_clock(clock)
+        .with_references(references))
 }
 
 fn visible_offset(record: &CommitRecord) -> i64 {
@@ -418,8 +440,12 @@ fn commit_loop(
         }
         publish(committer)?;
     }
-    // Publish what expiry cleared after the last commit.
     while publish(committer)? {}
+    // Record what expiry removed after the last commit (the view does not change).
+    retry(
+        || committer.tidy(),
+        |e| matches!(e, CommitError::Storage(_)),
+    )?;
     Ok(commits)
 }
 

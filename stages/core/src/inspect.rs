@@ -21,6 +21,15 @@ pub fn describe(record: &CommitRecord) -> String {
     );
     let _ = writeln!(
         w,
+        "snapshot    {}@{}  (open http://HOST/{}@{} on roller-serve; readable for {} after it is replaced)",
+        layout.name,
+        record.generation,
+        layout.name,
+        record.generation,
+        crate::duration::Seconds(record.grace).render()
+    );
+    let _ = writeln!(
+        w,
         "window      {} steps of {} s along {}",
         layout.window, layout.step, layout.rolling_dim
     );
@@ -70,6 +79,14 @@ pub fn describe(record: &CommitRecord) -> String {
             w,
             "in progress {} target(s) partly written",
             record.pending.len()
+        );
+    }
+    if let Some(next) = record.expiring.iter().filter_map(|e| e.release_at).min() {
+        let _ = writeln!(
+            w,
+            "expiring    {} rolled-out target(s) kept for readers; the first is removed after {}",
+            record.expiring.len(),
+            format_instant(next)
         );
     }
     let _ = writeln!(w, "arrays (Zarr v{}):", layout.format);

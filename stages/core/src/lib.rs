@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod cf_time;
 pub mod chunk_codec;
+pub mod clock;
 pub mod commit;
 pub mod config;
 pub mod decode;
@@ -26,6 +27,7 @@ pub mod reference;
 pub mod rolling_store;
 pub mod schedule;
 pub mod scratch;
+pub mod snapshot;
 pub mod state;
 pub mod storage;
 pub mod synth;

@@ -1,7 +1,8 @@
 //! Where things live in the raw store of a dataset.
 //!
 //! ```text
-//! roller.json                         the commit record (the only metadata object)
+//! roller.json                         the commit record of the newest generation
+//! snapshots/<generation>.json         the commit record of each generation, kept for its grace
 //! chunks/<array>/<chunk key>          chunks, keyed by abs index along the rolling dim
 //! ```
 //!
@@ -15,6 +16,9 @@ use crate::storage::{Key, KeyError};
 
 /// Key of the commit record.
 pub const COMMIT_KEY: &str = "roller.json";
+
+/// Prefix of the per-generation commit records.
+pub const SNAPSHOTS_PREFIX: &str = "snapshots";
 
 /// Prefix of all chunks.
 pub const CHUNKS_PREFIX: &str = "chunks";
@@ -56,6 +60,13 @@ pub fn part_keys(
             )
         })
         .collect()
+}
+
+/// The key of generation `generation`'s commit record (what its snapshot presents).
+pub fn snapshot_key(generation: u64) -> Key {
+    // Digits under a fixed prefix satisfy every key rule.
+    Key::new(format!("{SNAPSHOTS_PREFIX}/{generation}.json"))
+        .unwrap_or_else(|_| unreachable!("a snapshot key is a valid key"))
 }
 
 /// The commit record's key.

@@ -11,6 +11,10 @@
 //! window; it is written after the commit by a background thread (a burst of commits writes
 //! only the latest), never on the commit's critical path. It is one atomic put of
 //! [`REFERENCE_KEY`] next to `roller.json`, so a reader sees a whole document, from one commit.
+//!
+//! A document describes one generation (named by the group attribute `zarr_roller_generation`)
+//! and is a snapshot of it: its chunk URLs stay valid for the grace period (`expiry.grace`)
+//! after that generation is replaced, because rolled-out chunks are kept that long.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};

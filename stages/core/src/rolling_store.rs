@@ -4,9 +4,14 @@
 //! metadata documents are rendered from the commit record, and the rolling and message-dim
 //! coordinates are derived from the layout. Only targets the commit made visible are served:
 //! anything else reads as missing, which Zarr readers turn into the fill value (invariant 1).
+//!
+//! A store opened at a generation ([`RollingStore::open_generation`]) is *pinned*: it never
+//! moves, and once its snapshot has expired every read fails (a chunk it showed may be gone,
+//! and reading it as fill would be a silent misread, invariant 7).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use zarrs::storage::byte_range::ByteRangeIterator;
@@ -15,9 +20,11 @@ use zarrs::storage::{
 };
 
 use crate::chunk_codec::ChunkCodec;
+use crate::clock::Clock;
 use crate::commit::{load_record, CommitError};
 use crate::metadata::{array_specs, consolidated_v2, group_attrs, group_v3_json, ArraySpec, Role};
 use crate::physical_key::chunk_key;
+use crate::snapshot::{self, Lifetime, SnapshotError};
 use crate::state::CommitRecord;
 use crate::storage::zarrs_adapter::{ranges_of, to_zarrs_error};
 use crate::storage::{Key, Storage};
@@ -34,7 +41,16 @@ pub enum OpenError {
     /// A codec could not be built from the record's layout.
     #[error(transparent)]
     Codec(#[from] crate::chunk_codec::CodecError),
+    /// The generation asked for does not exist or has expired.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
+
+/// Group attribute naming the generation a view presents.
+pub const GENERATION_ATTR: &str = "zarr_roller_generation";
+
+/// How often a pinned store that is still the newest generation looks whether it was replaced.
+const PIN_RECHECK: Duration = Duration::from_secs(1);
 
 /// One committed state, with everything needed to answer reads.
 #[derive(Debug)]
@@ -56,7 +72,8 @@ impl View {
         {
             codecs.insert(spec.name.clone(), ChunkCodec::new(spec, layout)?);
         }
-        let attrs = group_attrs(record.schema.as_ref());
+        let mut attrs = group_attrs(record.schema.as_ref());
+        attrs.insert(GENERATION_ATTR.into(), record.generation.into());
         let json =
             |v: serde_json::Value| Bytes::from(serde_json::to_vec_pretty(&v).unwrap_or_default());
         let mut documents = HashMap::new();
@@ -216,32 +233,105 @@ fn grid_positions(grid: &[u64]) -> impl Iterator<Item = Vec<u64>> + '_ {
     })
 }
 
+/// A store held at one generation: how long that snapshot lives.
+#[derive(Debug)]
+struct Pin {
+    clock: Arc<dyn Clock>,
+    state: Mutex<PinState>,
+}
+
+#[derive(Debug)]
+struct PinState {
+    lifetime: Lifetime,
+    newest: u64,
+    checked: Instant,
+}
+
 /// The logical view of one dataset, readable by any zarrs reader.
 ///
-/// The view is a snapshot of one commit; call [`RollingStore::refresh`] to follow new commits.
+/// The view is a snapshot of one commit; call [`RollingStore::refresh`] to follow new commits,
+/// or open one generation with [`RollingStore::open_generation`] to keep reading it.
 #[derive(Debug)]
 pub struct RollingStore {
     storage: Arc<dyn Storage>,
     view: RwLock<Arc<View>>,
+    pin: Option<Pin>,
 }
 
 impl RollingStore {
     /// Opens the dataset whose raw store is `storage`, at its latest commit.
     pub fn open(storage: Arc<dyn Storage>) -> Result<Self, OpenError> {
         let record = load_record(storage.as_ref())?.ok_or(OpenError::NoDataset)?;
-        let view = RwLock::new(Arc::new(View::new(record)?));
-        Ok(Self { storage, view })
+        Self::at(storage, record)
+    }
+
+    /// Opens generation `generation` of the dataset and keeps presenting it (a snapshot): it
+    /// must not have expired, and once it does every read fails. `clock` tells when.
+    pub fn open_generation(
+        storage: Arc<dyn Storage>,
+        generation: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OpenError> {
+        let newest = load_record(storage.as_ref())?.ok_or(OpenError::NoDataset)?;
+        let (record, lifetime) =
+            snapshot::load(storage.as_ref(), generation, &newest, clock.now())?;
+        let mut store = Self::at(storage, record)?;
+        store.pin = Some(Pin {
+            clock,
+            state: Mutex::new(PinState {
+                lifetime,
+                newest: newest.generation,
+                checked: Instant::now(),
+            }),
+        });
+        Ok(store)
     }
 
     /// The logical view of `record` over `storage`, without reading the store (for a writer
     /// that has just published the record).
     pub fn at(storage: Arc<dyn Storage>, record: CommitRecord) -> Result<Self, OpenError> {
         let view = RwLock::new(Arc::new(View::new(record)?));
-        Ok(Self { storage, view })
+        Ok(Self {
+            storage,
+            view,
+            pin: None,
+        })
     }
 
-    /// Moves to the latest commit. Returns the generation now presented.
+    /// For a store opened at a generation: fails once that snapshot has expired. While it is
+    /// the newest generation, whether it was replaced is looked up at most once a second, or
+    /// at once with `look_now` (the caller knows a newer generation exists, or a chunk it shows
+    /// is missing: was it removed?). Always `Ok` for a store that follows the newest commit.
+    pub fn check_snapshot(&self, look_now: bool) -> Result<(), SnapshotError> {
+        let Some(pin) = &self.pin else {
+            return Ok(());
+        };
+        let mut state = pin.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.lifetime == Lifetime::Newest
+            && (look_now || state.checked.elapsed() >= PIN_RECHECK)
+        {
+            state.checked = Instant::now();
+            if let Some(newest) = load_record(self.storage.as_ref())? {
+                state.lifetime =
+                    snapshot::lifetime(self.storage.as_ref(), self.generation(), &newest)?;
+                state.newest = newest.generation;
+            }
+        }
+        if state.lifetime.is_expired(pin.clock.now()) {
+            return Err(SnapshotError::Expired {
+                generation: self.generation(),
+                newest: state.newest,
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves to the latest commit. Returns the generation now presented. A store opened at a
+    /// generation stays there.
     pub fn refresh(&self) -> Result<u64, OpenError> {
+        if self.pin.is_some() {
+            return Ok(self.generation());
+        }
         let record = load_record(self.storage.as_ref())?.ok_or(OpenError::NoDataset)?;
         let generation = record.generation;
         let view = Arc::new(View::new(record)?);
@@ -287,9 +377,17 @@ impl RollingStore {
         &self.storage
     }
 
-    /// Reads one logical object (metadata document or chunk).
+    /// Reads one logical object (metadata document or chunk). A store opened at a generation
+    /// fails once its snapshot has expired.
     pub fn get_logical(&self, key: &str) -> Result<Option<Bytes>, ZarrsError> {
-        self.current().get(self.storage.as_ref(), key)
+        let expired = |e: SnapshotError| ZarrsError::Other(e.to_string());
+        self.check_snapshot(false).map_err(expired)?;
+        let view = self.current();
+        let read = view.get(self.storage.as_ref(), key)?;
+        if read.is_none() && self.pin.is_some() {
+            self.check_snapshot(true).map_err(expired)?;
+        }
+        Ok(read)
     }
 
     fn current(&self) -> Arc<View> {

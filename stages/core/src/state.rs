@@ -36,6 +36,22 @@ pub struct Expiring {
     pub slot: u32,
     /// Parts whose chunks may exist.
     pub parts: Vec<u32>,
+    /// When the grace of the commit that rolled them out has passed (seconds since the epoch),
+    /// set by that commit; `None` until then.
+    #[serde(default)]
+    pub release_at: Option<i64>,
+}
+
+/// Snapshot records of replaced generations (`first..=last`) that may be removed from
+/// `release_at` on: by then every reader's grace on those generations has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    /// Oldest generation of the range.
+    pub first: u64,
+    /// Newest generation of the range.
+    pub last: u64,
+    /// When they may be removed (seconds since the epoch).
+    pub release_at: i64,
 }
 
 /// The commit record: everything a reader needs to present the logical view, and everything the
@@ -62,8 +78,15 @@ pub struct CommitRecord {
     pub schema: Option<FileSchema>,
     /// The target whose file the schema came from (the newest seen wins, for determinism).
     pub schema_from: Option<(i64, u32)>,
-    /// Chunks out of the window that still have to be removed.
+    /// Chunks out of the window that still have to be removed, each once its grace has passed.
     pub expiring: Vec<Expiring>,
+    /// The grace (seconds) in force when this record was committed: a replaced generation's
+    /// snapshot stays readable until the next generation's `committed_at` plus its grace.
+    #[serde(default)]
+    pub grace: i64,
+    /// Snapshot records of replaced generations still to be removed.
+    #[serde(default)]
+    pub retired: Vec<Retired>,
 }
 
 /// What folding a report did.
@@ -94,6 +117,8 @@ impl CommitRecord {
             schema: None,
             schema_from: None,
             expiring: Vec::new(),
+            grace: 0,
+            retired: Vec::new(),
         }
     }
 
@@ -278,10 +303,74 @@ impl CommitRecord {
                     }
                 }
             }
-            None => self.expiring.push(Expiring { abs, slot, parts }),
+            None => self.expiring.push(Expiring {
+                abs,
+                slot,
+                parts,
+                release_at: None,
+            }),
         }
     }
+
+    /// Makes this record generation `generation + 1`, committed at `now` with `grace`: the
+    /// replaced generation's snapshot is retired and chunks rolled out since the last commit get
+    /// their release time. A chunk is released no earlier than every snapshot that showed it,
+    /// even when the grace was shortened since.
+    pub fn advance_generation(&mut self, now: i64, grace: i64) {
+        let replaced = self.generation;
+        self.generation += 1;
+        self.committed_at = roller_proto::time::format_instant(now);
+        self.grace = grace.max(0);
+        let release = now.saturating_add(self.grace);
+        if replaced > 0 {
+            self.retire(replaced, release);
+        }
+        let latest = self
+            .retired
+            .iter()
+            .map(|r| r.release_at)
+            .max()
+            .unwrap_or(release)
+            .max(release);
+        for e in self.expiring.iter_mut().filter(|e| e.release_at.is_none()) {
+            e.release_at = Some(latest);
+        }
+    }
+
+    /// Queues the snapshot record of `generation` for removal at `release_at`, merged into the
+    /// newest range when their release times are close, so the queue stays short however often
+    /// commits come (a merged range waits for its newest member).
+    fn retire(&mut self, generation: u64, release_at: i64) {
+        let quantum = (self.grace / RETIRE_QUANTA).max(1);
+        match self.retired.last_mut() {
+            Some(last) if last.last + 1 == generation && release_at - last.release_at < quantum => {
+                last.last = generation;
+                last.release_at = last.release_at.max(release_at);
+            }
+            _ => self.retired.push(Retired {
+                first: generation,
+                last: generation,
+                release_at,
+            }),
+        }
+    }
+
+    /// Chunks whose grace has passed at `now`.
+    pub fn released_chunks(&self, now: i64) -> impl Iterator<Item = &Expiring> {
+        self.expiring
+            .iter()
+            .filter(move |e| e.release_at.is_some_and(|at| at <= now))
+    }
+
+    /// Whether anything (chunks or snapshot records) may be removed at `now`.
+    pub fn has_released(&self, now: i64) -> bool {
+        self.released_chunks(now).next().is_some()
+            || self.retired.iter().any(|r| r.release_at <= now)
+    }
 }
+
+/// The retired-snapshot queue keeps about this many ranges per grace period.
+const RETIRE_QUANTA: i64 = 16;
 
 #[cfg(test)]
 mod tests {
@@ -380,6 +469,71 @@ mod tests {
             r.expiring.iter().map(|e| e.abs).collect::<Vec<_>>(),
             vec![0, 1]
         );
+    }
+
+    #[test]
+    fn a_commit_stamps_what_it_rolled_out_with_its_grace_and_retires_the_replaced_snapshot() {
+        let mut r = CommitRecord::empty(layout(2, 1, &[(4, 4)]));
+        r.fold_report(&report(0, 0, 0, 1));
+        r.advance_generation(1000, 60);
+        assert_eq!((r.generation, r.grace), (1, 60));
+        assert!(r.retired.is_empty(), "generation 0 has no snapshot");
+        for abs in 1..3 {
+            r.fold_report(&report(abs, 0, 0, 1));
+        }
+        r.advance_generation(1010, 60);
+        assert_eq!(r.expiring.len(), 1);
+        assert_eq!(r.expiring[0].release_at, Some(1070));
+        assert_eq!(
+            r.retired,
+            vec![Retired {
+                first: 1,
+                last: 1,
+                release_at: 1070
+            }]
+        );
+        assert!(!r.has_released(1069));
+        assert!(r.has_released(1070));
+        assert_eq!(r.released_chunks(1070).count(), 1);
+    }
+
+    #[test]
+    fn retired_snapshots_close_in_time_share_one_range_released_with_its_newest() {
+        let mut r = CommitRecord::empty(layout(2, 1, &[(4, 4)]));
+        // A grace of 160 s merges retirements less than 10 s apart.
+        for (i, now) in [0, 3, 6, 9, 30].into_iter().enumerate() {
+            r.fold_report(&report(i64::try_from(i).unwrap_or_default(), 0, 0, 1));
+            r.advance_generation(now, 160);
+        }
+        assert_eq!(
+            r.retired,
+            vec![
+                Retired {
+                    first: 1,
+                    last: 3,
+                    release_at: 169
+                },
+                Retired {
+                    first: 4,
+                    last: 4,
+                    release_at: 190
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_shorter_grace_never_releases_chunks_before_older_snapshots_expire() {
+        let mut r = CommitRecord::empty(layout(1, 1, &[(4, 4)]));
+        r.fold_report(&report(0, 0, 0, 1));
+        r.advance_generation(0, 3600);
+        r.fold_report(&report(1, 0, 0, 1));
+        r.advance_generation(10, 3600);
+        r.fold_report(&report(2, 0, 0, 1));
+        r.advance_generation(20, 0);
+        // Generation 1 is readable until 3610: what generation 2 showed waits as long.
+        let released: Vec<_> = r.expiring.iter().map(|e| (e.abs, e.release_at)).collect();
+        assert_eq!(released, vec![(0, Some(3610)), (1, Some(3610))]);
     }
 
     #[test]

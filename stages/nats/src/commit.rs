@@ -116,6 +116,7 @@ async fn lead(
     let mut committer = tokio::task::block_in_place(|| {
         Committer::open(stage.store.clone(), layout, stage.expiry.clone())
     })?
+    .with_grace(stage.config.expiry.grace.0)
     .with_references(references);
     let led = commit_while_leading(stage, consumer, lease, &mut committer).await;
     // Dropping the committer finishes its last reference file: blocking work.
@@ -138,6 +139,9 @@ async fn commit_while_leading(
     while !stop.is_cancelled() && lease.is_held() {
         let batch = pull_batch(consumer).await;
         if batch.is_empty() {
+            if !tidy(committer, lease).await {
+                return Ok(());
+            }
             continue;
         }
         let mut sources = Vec::new();
@@ -175,6 +179,22 @@ async fn commit_while_leading(
         }
     }
     Ok(())
+}
+
+/// When idle: removes what the grace has released and records it (same generation). Returns
+/// false if the lease was lost.
+async fn tidy(committer: &mut Committer, lease: &mut Lease) -> bool {
+    if !committer.needs_tidy() {
+        return true;
+    }
+    if let Err(e) = lease.fence(committer.record().generation).await {
+        tracing::error!(error = %e, "stepping down");
+        return false;
+    }
+    if let Err(e) = tokio::task::block_in_place(|| committer.tidy()) {
+        tracing::warn!(error = %e, "recording removed chunks failed; will retry");
+    }
+    true
 }
 
 /// Waits up to two seconds for one message, then takes whatever else is queued. Every wait is

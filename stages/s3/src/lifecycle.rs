@@ -176,18 +176,20 @@ pub fn install(
 }
 
 /// With the `at_write` policy a chunk expires by age alone, so the rule's age must cover the
-/// whole window plus a day of margin (late data, readers holding an older commit). Returns the
-/// problem, if any.
+/// whole window, the grace readers of older snapshots are promised (`expiry.grace`), and a day
+/// of margin for late data. (With `on_roll_off` chunks are tagged only once their grace has
+/// passed, so any rule honours it.) Returns the problem, if any.
 pub fn too_short(config: &DatasetConfig, days: u32) -> Option<String> {
     if config.expiry.policy != ExpiryPolicy::AtWrite {
         return None;
     }
     let window = i64::from(config.rolling.window) * config.rolling.step.0;
-    let needed = window + 86_400;
+    let grace = config.expiry.grace.0.max(0);
+    let needed = window + grace + 86_400;
     let have = i64::from(days) * 86_400;
     (have < needed).then(|| {
         format!(
-            "the lifecycle rule deletes tagged chunks after {days} day(s), but with expiry.policy = \"at_write\" every chunk is tagged when written, so the rule must keep them for the window ({window} s) plus a day: set expiry.lifecycle_days to at least {}",
+            "the lifecycle rule deletes tagged chunks after {days} day(s), but with expiry.policy = \"at_write\" every chunk is tagged when written, so the rule must keep them for the window ({window} s), the grace ({grace} s, expiry.grace) and a day, or readers of a snapshot lose chunks before its grace is over: set expiry.lifecycle_days to at least {}",
             needed.div_euclid(86_400) + i64::from(needed.rem_euclid(86_400) != 0)
         )
     })

@@ -1,9 +1,11 @@
 //! A rolling dataset on a real S3-compatible server (SeaweedFS): the same values as on local
-//! disk, read through RollingStore on S3, expiry tags on rolled-off chunks only, and the
-//! lifecycle rule installed by setup readable from the bucket.
+//! disk, read through RollingStore on S3, expiry tags on rolled-off chunks only and only once
+//! their grace has passed (across a committer restart), and the lifecycle rule installed by
+//! setup readable from the bucket.
 
 use std::sync::Arc;
 
+use roller_core::clock::ManualClock;
 use roller_core::config::{DatasetConfig, ExpiryPolicy, S3Config};
 use roller_core::embedded::{self, RunOptions};
 use roller_core::layout::Layout;
@@ -42,14 +44,21 @@ fn fixture(dir: &std::path::Path) -> (S3Server, Vec<String>, DatasetConfig, Data
     (server, lines, local, config)
 }
 
-/// Runs the embedded pipeline into the S3 store of `backends`; every file must go in.
-fn ingest_on_s3(config: &DatasetConfig, backends: &Backends, lines: &[String]) {
+/// Runs the embedded pipeline into the S3 store of `backends` at the time `clock` tells;
+/// every file must go in.
+fn ingest_on_s3(
+    config: &DatasetConfig,
+    backends: &Backends,
+    lines: &[String],
+    clock: &ManualClock,
+) {
     let summary = embedded::run(
         config,
         backends.store.clone(),
         lines.iter().cloned().map(Ok),
         &RunOptions {
             expiry: backends.expiry.clone(),
+            clock: Arc::new(clock.clone()),
             ..RunOptions::default()
         },
     )
@@ -84,7 +93,8 @@ fn dataset_on_s3_matches_local_disk_and_tags_exactly_the_rolled_off_chunks() {
         RuleState::Present { days: 2 }
     );
 
-    ingest_on_s3(&config, &backends, &lines);
+    let clock = ManualClock::at(roller_proto::time::now());
+    ingest_on_s3(&config, &backends, &lines, &clock);
     ingest(&local, &lines);
 
     // The same logical view, read through RollingStore on S3 and on disk.
@@ -104,33 +114,68 @@ fn dataset_on_s3_matches_local_disk_and_tags_exactly_the_rolled_off_chunks() {
         );
     }
 
-    // Five runs through a window of three: the first two rolled off and are tagged; nothing
-    // in the window is.
+    // Five runs through a window of three: the first two rolled off, but readers of older
+    // snapshots may still read them for the grace period: nothing is tagged yet, and a
+    // committer restarted before the grace is over keeps it that way.
     let offset = on_s3.record().offset;
     let store = backends.s3_store.as_ref().expect("store on S3");
-    let chunks = backends
-        .store
-        .list_prefix("chunks/air_temperature/")
-        .expect("list");
     let expired = (
         config.expiry.tag_key.clone(),
         config.expiry.tag_value.clone(),
     );
-    let (mut below, mut inside) = (0, 0);
-    for key in &chunks {
-        let tags = store.tags(key).expect("tags").expect("chunk exists");
-        if abs_of(key.as_str()) < offset {
-            below += 1;
-            assert_eq!(tags, vec![expired.clone()], "{key} is below the offset");
-        } else {
-            inside += 1;
-            assert!(
-                tags.is_empty(),
-                "{key} is in the window but tagged {tags:?}"
-            );
+    let tagged_below = |offset: i64| {
+        let chunks = backends
+            .store
+            .list_prefix("chunks/air_temperature/")
+            .expect("list");
+        let (mut below, mut tagged) = (0, 0);
+        for key in &chunks {
+            let tags = store.tags(key).expect("tags").expect("chunk exists");
+            if abs_of(key.as_str()) < offset {
+                below += 1;
+                if tags == vec![expired.clone()] {
+                    tagged += 1;
+                }
+            } else {
+                assert!(
+                    tags.is_empty(),
+                    "{key} is in the window but tagged {tags:?}"
+                );
+            }
         }
-    }
-    assert!(below > 0 && inside > 0, "below {below}, inside {inside}");
+        (below, tagged)
+    };
+    let (below, tagged) = tagged_below(offset);
+    assert!(below > 0, "rolled-out chunks are kept for the grace period");
+    assert_eq!(tagged, 0, "tagged before the grace was over");
+    let grace = config.expiry.grace.0;
+    let committer = || {
+        embedded::committer(
+            &config,
+            backends.store.clone(),
+            backends.expiry.clone(),
+            Arc::new(clock.clone()),
+        )
+        .expect("committer")
+    };
+    clock.advance(grace - 60);
+    assert!(!committer().tidy().expect("tidy"));
+    assert_eq!(tagged_below(offset), (below, 0));
+
+    // Once it is over, a restarted committer tags exactly the rolled-off chunks.
+    clock.advance(120);
+    assert!(committer().tidy().expect("tidy"));
+    assert_eq!(tagged_below(offset), (below, below));
+    let record = roller_core::commit::load_record(backends.store.as_ref())
+        .expect("load")
+        .expect("record");
+    assert!(record.expiring.is_empty() && record.retired.is_empty());
+    let snapshots = backends.store.list_prefix("snapshots/").expect("list");
+    assert_eq!(
+        snapshots,
+        vec![roller_core::physical_key::snapshot_key(record.generation)],
+        "only the newest generation's snapshot record is left"
+    );
 }
 
 #[test]
@@ -177,7 +222,12 @@ fn at_write_tags_data_chunks_as_they_are_put_and_check_guards_the_rule() {
     setup_storage(&config, &backends).expect("setup");
     assert_eq!(problems(&config), Vec::<String>::new());
 
-    ingest_on_s3(&config, &backends, &lines);
+    ingest_on_s3(
+        &config,
+        &backends,
+        &lines,
+        &ManualClock::at(roller_proto::time::now()),
+    );
 
     // Every data chunk, inside the window or not, was tagged by its put; static coordinate
     // chunks (written once, needed forever) were not.

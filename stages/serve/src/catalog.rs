@@ -2,15 +2,30 @@
 //! its config names, opened on first use (a dataset may not have its first commit yet) and
 //! refreshed at most once per interval, so the server follows new commits without a restart
 //! and without reading the commit record on every request.
+//!
+//! Snapshots (`/<dataset>@<generation>/`) are views pinned at one generation, kept in a bounded
+//! LRU cache: a request for a cached snapshot costs a map lookup and a clock comparison, as a
+//! request for the newest view does. Once a snapshot's grace has passed every read of it
+//! answers [`ReadError::Expired`] (410), never a missing chunk read as fill.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use lru::LruCache;
+use roller_core::clock::{self, Clock};
 use roller_core::config::DatasetConfig;
 use roller_core::rolling_store::{OpenError, Resolved, RollingStore};
+use roller_core::snapshot::SnapshotError;
 use roller_core::storage::Storage;
+
+/// Group attribute carrying the URL of the snapshot a view presents.
+pub const SNAPSHOT_URL_ATTR: &str = "zarr_roller_snapshot_url";
+
+/// Snapshots kept open by default.
+pub const DEFAULT_SNAPSHOT_CACHE: usize = 256;
 
 /// Why a catalog could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +59,12 @@ pub enum ReadError {
     /// readers read the fill value).
     #[error("no such key")]
     Missing,
+    /// The generation asked for was never committed (404).
+    #[error("{0}")]
+    NoGeneration(String),
+    /// The snapshot's grace has passed (410: Zarr readers raise an error).
+    #[error("{0}")]
+    Expired(String),
     /// Storage failed (503: worth retrying).
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
@@ -84,6 +105,18 @@ struct Entry {
 pub struct Catalog {
     datasets: BTreeMap<String, Entry>,
     refresh: Duration,
+    snapshots: Mutex<LruCache<(String, u64), Arc<RollingStore>>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl From<SnapshotError> for ReadError {
+    fn from(e: SnapshotError) -> Self {
+        match e {
+            SnapshotError::Unknown { .. } => Self::NoGeneration(e.to_string()),
+            SnapshotError::Expired { .. } => Self::Expired(e.to_string()),
+            SnapshotError::Commit(_) => Self::Unavailable(e.to_string()),
+        }
+    }
 }
 
 impl Catalog {
@@ -125,7 +158,26 @@ impl Catalog {
         Ok(Self {
             datasets: map,
             refresh,
+            snapshots: Mutex::new(LruCache::new(
+                NonZeroUsize::new(DEFAULT_SNAPSHOT_CACHE).unwrap_or(NonZeroUsize::MIN),
+            )),
+            clock: clock::system(),
         })
+    }
+
+    /// Keeps at most `snapshots` snapshot views open (least recently used are dropped).
+    #[must_use]
+    pub fn with_snapshot_cache(self, snapshots: NonZeroUsize) -> Self {
+        Self {
+            snapshots: Mutex::new(LruCache::new(snapshots)),
+            ..self
+        }
+    }
+
+    /// Tells when snapshots expire with `clock` (tests move it instead of waiting).
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
     }
 
     /// The dataset names, in order.
@@ -169,12 +221,84 @@ impl Catalog {
         }
     }
 
-    /// Reads one key of a dataset's logical view.
-    pub fn read(&self, dataset: &str, key: &str) -> Result<Answer, ReadError> {
-        let view = self.view(dataset)?;
-        let (_, resolved) = view
+    /// The view pinned at `generation` of `dataset`, from the cache or opened; fails once the
+    /// snapshot has expired.
+    pub fn snapshot(&self, dataset: &str, generation: u64) -> Result<Arc<RollingStore>, ReadError> {
+        let entry = self
+            .datasets
+            .get(dataset)
+            .ok_or_else(|| ReadError::NoSuchDataset(dataset.to_owned()))?;
+        let id = (dataset.to_owned(), generation);
+        let cached = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned();
+        let store = match cached {
+            Some(store) => store,
+            None => {
+                let opened = RollingStore::open_generation(
+                    entry.storage.clone(),
+                    generation,
+                    self.clock.clone(),
+                );
+                let store = match opened {
+                    Ok(store) => Arc::new(store),
+                    Err(OpenError::NoDataset) => {
+                        return Err(ReadError::NotCommitted(dataset.to_owned()))
+                    }
+                    Err(OpenError::Snapshot(e)) => return Err(e.into()),
+                    Err(e) => return Err(ReadError::Unavailable(e.to_string())),
+                };
+                self.snapshots
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .put(id.clone(), store.clone());
+                store
+            }
+        };
+        // The newest view (re-read at most every `refresh`) tells when this one was replaced.
+        let replaced = self
+            .view(dataset)
+            .is_ok_and(|newest| newest.generation() > generation);
+        if let Err(e) = store.check_snapshot(replaced) {
+            if matches!(e, SnapshotError::Expired { .. }) {
+                self.snapshots
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop(&id);
+            }
+            return Err(e.into());
+        }
+        Ok(store)
+    }
+
+    /// Reads one key of a dataset's newest view (`generation` `None`) or of one generation's
+    /// snapshot. `url` is the dataset's URL as the client reaches it (`http://HOST/<dataset>`):
+    /// the group attributes name the snapshot URL of the generation read.
+    pub fn read(
+        &self,
+        dataset: &str,
+        generation: Option<u64>,
+        key: &str,
+        url: &str,
+    ) -> Result<Answer, ReadError> {
+        let view = match generation {
+            None => self.view(dataset)?,
+            Some(generation) => self.snapshot(dataset, generation)?,
+        };
+        let (read_generation, resolved) = view
             .resolve(key)
             .map_err(|e| ReadError::Unavailable(e.to_string()))?;
+        let resolved = match resolved {
+            Resolved::Document(bytes) => Resolved::Document(with_snapshot_url(
+                key,
+                bytes,
+                &format!("{url}@{read_generation}"),
+            )),
+            other => other,
+        };
         let hashed = |bytes: Bytes, kind| Answer {
             etag: format!("{:016x}", fnv1a(&bytes)),
             bytes,
@@ -189,12 +313,40 @@ impl Catalog {
                     kind: Kind::Stored,
                     etag: physical.to_string(),
                 }),
-                Ok(None) => Err(ReadError::Missing),
+                Ok(None) => {
+                    // Never written (an all-fill chunk), or removed because the snapshot expired.
+                    view.check_snapshot(true)?;
+                    Err(ReadError::Missing)
+                }
                 Err(e) => Err(ReadError::Unavailable(e.to_string())),
             },
             Resolved::Missing => Err(ReadError::Missing),
         }
     }
+
+    /// The newest generation of `dataset` (as of at most `refresh` ago).
+    pub fn newest_generation(&self, dataset: &str) -> Result<u64, ReadError> {
+        Ok(self.view(dataset)?.generation())
+    }
+}
+
+/// `bytes` of the group's metadata document `key` with [`SNAPSHOT_URL_ATTR`] set to `url`
+/// (Zarr v3 `zarr.json`, v2 `.zattrs` and `.zmetadata`); any other document unchanged.
+fn with_snapshot_url(key: &str, bytes: Bytes, url: &str) -> Bytes {
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return bytes;
+    };
+    let attrs = match key {
+        "zarr.json" => doc.get_mut("attributes"),
+        ".zattrs" => Some(&mut doc),
+        ".zmetadata" => doc.get_mut("metadata").and_then(|m| m.get_mut(".zattrs")),
+        _ => None,
+    };
+    let Some(serde_json::Value::Object(attrs)) = attrs else {
+        return bytes;
+    };
+    attrs.insert(SNAPSHOT_URL_ATTR.into(), url.into());
+    serde_json::to_vec_pretty(&doc).map_or(bytes, Bytes::from)
 }
 
 /// FNV-1a, 64 bits: a stable hash for entity tags (the same bytes give the same tag in every

@@ -2,6 +2,7 @@
 //! Ctrl-C. `roller-serve` and `roller serve` are both one call to [`run`].
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,13 @@ pub struct ServeArgs {
     /// How long clients may cache metadata documents, e.g. `2s`.
     #[arg(long, env = "ROLLER_SERVE_METADATA_MAX_AGE", default_value = "2s", value_parser = seconds)]
     pub metadata_max_age: Duration,
+    /// The server's URL as readers reach it (behind a proxy, say), used in snapshot URLs;
+    /// default: `http://` and the request's `Host` header.
+    #[arg(long, env = "ROLLER_SERVE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Most snapshots (`/<dataset>@<generation>/`) kept open at once.
+    #[arg(long, env = "ROLLER_SERVE_SNAPSHOT_CACHE", default_value_t = NonZeroUsize::new(crate::catalog::DEFAULT_SNAPSHOT_CACHE).unwrap_or(NonZeroUsize::MIN))]
+    pub snapshot_cache: NonZeroUsize,
     /// NATS server for the status page's dead-letter counts (with `NATS_CREDS` and
     /// `ROLLER_STREAM_PREFIX` as for the stages); without it the page does not count them.
     #[arg(long, env = "NATS_URL")]
@@ -72,7 +80,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .iter()
         .map(|path| DatasetConfig::load(path))
         .collect::<Result<Vec<_>, _>>()?;
-    let catalog = Catalog::open(configs, args.refresh)?;
+    let catalog = Catalog::open(configs, args.refresh)?.with_snapshot_cache(args.snapshot_cache);
     let nats = match &args.nats_url {
         Some(url) => {
             let mut settings = NatsSettings::from_env()?;
@@ -88,6 +96,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     runtime.block_on(async {
         let served = Arc::new(Served {
             dead_letters: nats.map(DeadLetters::start),
+            public_url: args.public_url.clone(),
             ..Served::new(catalog, args.metadata_max_age)
         });
         let listener = tokio::net::TcpListener::bind(args.listen)

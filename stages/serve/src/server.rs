@@ -1,5 +1,7 @@
-//! The HTTP side: `GET`/`HEAD /<dataset>/<key>` answers a key of the dataset's logical view,
-//! `/` is the status page. Every storage read runs on the blocking pool (S3 reads block).
+//! The HTTP side: `GET`/`HEAD /<dataset>/<key>` answers a key of the dataset's newest logical
+//! view, `/<dataset>@<generation>/<key>` a key of one generation's snapshot (410 Gone once its
+//! grace has passed), `/<dataset>/@latest` the newest snapshot's URL, and `/` is the status
+//! page. Every storage read runs on the blocking pool (S3 reads block).
 //!
 //! Caching: a logical chunk URL can map to another physical chunk after the window moves, so
 //! no logical response is immutable. Stored chunks carry the physical key as their entity tag
@@ -34,6 +36,9 @@ pub struct Served {
     pub quicklooks: QuickLooks,
     /// Dead-letter counts for the status page (`None`: NATS not configured).
     pub dead_letters: Option<Arc<DeadLetters>>,
+    /// The server's URL as readers reach it (e.g. `https://data.example.org/zarr`), for
+    /// snapshot URLs; `None`: `http://` and the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 impl Served {
@@ -44,7 +49,25 @@ impl Served {
             metadata_max_age,
             quicklooks: QuickLooks::default(),
             dead_letters: None,
+            public_url: None,
         }
+    }
+
+    /// The server's base URL for a request with these headers.
+    fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            })
+            .unwrap_or("localhost");
+        format!("http://{host}")
     }
 }
 
@@ -94,23 +117,34 @@ async fn handle(
         Ok(target) => target,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let (dataset, key) = match target {
-        Target::Index => return status_page(served).await,
+    let (dataset, generation, key) = match target {
+        Target::Index => return status_page(served, &headers).await,
         Target::Object {
             dataset: QUICKLOOK_DIR,
+            generation: None,
             key,
         } => return quicklook(served, &method, key).await,
-        Target::Object { dataset, key } => (dataset.to_owned(), key.to_owned()),
+        Target::Latest { dataset } => return latest(served, &headers, dataset.to_owned()).await,
+        Target::Object {
+            dataset,
+            generation,
+            key,
+        } => (dataset.to_owned(), generation, key.to_owned()),
     };
     let read = {
         let served = served.clone();
-        tokio::task::spawn_blocking(move || served.catalog.read(&dataset, &key)).await
+        let url = format!("{}/{dataset}", served.base_url(&headers));
+        tokio::task::spawn_blocking(move || served.catalog.read(&dataset, generation, &key, &url))
+            .await
     };
     let answer = match read {
         Ok(Ok(answer)) => answer,
-        Ok(Err(e @ (ReadError::NoSuchDataset(_) | ReadError::NotCommitted(_)))) => {
-            return plain(StatusCode::NOT_FOUND, &e.to_string())
-        }
+        Ok(Err(
+            e @ (ReadError::NoSuchDataset(_)
+            | ReadError::NotCommitted(_)
+            | ReadError::NoGeneration(_)),
+        )) => return plain(StatusCode::NOT_FOUND, &e.to_string()),
+        Ok(Err(e @ ReadError::Expired(_))) => return plain(StatusCode::GONE, &e.to_string()),
         Ok(Err(ReadError::Missing)) => return plain(StatusCode::NOT_FOUND, "no such key"),
         Ok(Err(e @ ReadError::Unavailable(_))) => {
             tracing::warn!(path = uri.path(), error = %e, "read failed");
@@ -128,7 +162,36 @@ async fn handle(
     respond(&served, &method, &headers, answer)
 }
 
-async fn status_page(served: Arc<Served>) -> Response {
+/// `/<dataset>/@latest`: the URL of the newest generation's snapshot, as text.
+async fn latest(served: Arc<Served>, headers: &HeaderMap, dataset: String) -> Response {
+    let base = served.base_url(headers);
+    let newest = {
+        let served = served.clone();
+        let dataset = dataset.clone();
+        tokio::task::spawn_blocking(move || served.catalog.newest_generation(&dataset)).await
+    };
+    match newest {
+        Ok(Ok(generation)) => {
+            let mut response = plain(StatusCode::OK, &format!("{base}/{dataset}@{generation}"));
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response
+        }
+        Ok(Err(e @ ReadError::Unavailable(_))) => {
+            tracing::warn!(dataset, error = %e, "newest generation unreadable");
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage is unavailable; retry",
+            )
+        }
+        Ok(Err(e)) => plain(StatusCode::NOT_FOUND, &e.to_string()),
+        Err(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "the read failed; retry"),
+    }
+}
+
+async fn status_page(served: Arc<Served>, headers: &HeaderMap) -> Response {
+    let base = served.base_url(headers);
     let counts = match &served.dead_letters {
         Some(counter) => Some(counter.counts().await),
         None => None,
@@ -146,7 +209,7 @@ async fn status_page(served: Arc<Served>) -> Response {
         })
         .collect();
     let page = tokio::task::spawn_blocking(move || {
-        crate::status::page(&served.catalog, &served.quicklooks, &dead)
+        crate::status::page(&served.catalog, &served.quicklooks, &dead, &base)
     })
     .await;
     match page {

@@ -29,11 +29,12 @@ fn escape(text: &str) -> String {
 }
 
 /// The page, rendered from each dataset's latest commit; `dead` holds each dataset's
-/// dead-letter count.
+/// dead-letter count, `base` is the server's URL (for snapshot links).
 pub fn page(
     catalog: &Catalog,
     quicklooks: &QuickLooks,
     dead: &HashMap<String, DeadCount>,
+    base: &str,
 ) -> String {
     let mut html = format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"30\"><title>zarr-roller</title><style>{STYLE}</style></head><body>\n<h1>zarr-roller datasets</h1>\n"
@@ -48,7 +49,8 @@ pub fn page(
         match catalog.view(name) {
             Ok(view) => {
                 let record = view.record();
-                summary(&mut html, &record, &dead);
+                let snapshot = format!("{base}/{name}@{}", record.generation);
+                summary(&mut html, &record, &dead, &snapshot);
                 grid(&mut html, &record);
                 html.push_str("<h3>Newest field</h3>");
                 match quicklooks.get(name, &view) {
@@ -91,7 +93,7 @@ pub fn page(
     html
 }
 
-fn summary(html: &mut String, record: &CommitRecord, dead: &DeadCount) {
+fn summary(html: &mut String, record: &CommitRecord, dead: &DeadCount, snapshot: &str) {
     let layout = &record.layout;
     let visible = i64::try_from(record.visible_len()).unwrap_or(i64::MAX);
     let window = if visible == 0 {
@@ -111,7 +113,7 @@ fn summary(html: &mut String, record: &CommitRecord, dead: &DeadCount) {
     };
     let _ = write!(
         html,
-        "<dl><dt>window</dt><dd class=\"window\">{window}</dd><dt>head</dt><dd>{head}</dd><dt>offset</dt><dd>{offset}</dd><dt>generation</dt><dd>{generation}</dd><dt>last commit</dt><dd>{committed}</dd><dt>dead letters</dt><dd class=\"dead\">{dead}</dd></dl>",
+        "<dl><dt>window</dt><dd class=\"window\">{window}</dd><dt>head</dt><dd>{head}</dd><dt>offset</dt><dd>{offset}</dd><dt>generation</dt><dd>{generation}</dd><dt>snapshot</dt><dd><a class=\"snapshot\" href=\"{snapshot}\">{snapshot}</a> (readable for {grace} after it is replaced)</dd><dt>last commit</dt><dd>{committed}</dd><dt>dead letters</dt><dd class=\"dead\">{dead}</dd></dl>",
         head = record.head.map_or_else(
             || "none".into(),
             |h| format!("{h} ({})", format_instant(layout.time_of(h)))
@@ -120,6 +122,8 @@ fn summary(html: &mut String, record: &CommitRecord, dead: &DeadCount) {
         generation = record.generation,
         committed = escape(&record.committed_at),
         dead = escape(&dead),
+        snapshot = escape(snapshot),
+        grace = roller_core::duration::Seconds(record.grace).render(),
     );
 }
 

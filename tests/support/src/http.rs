@@ -17,6 +17,11 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The body as text (lossy).
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// The first header called `name` (lower-case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

@@ -183,9 +183,11 @@ pub fn read_array<T: zarrs::array::ElementOwned>(
 }
 
 /// Every object under a directory, by relative path (temporary files of puts in progress are
-/// skipped, so it can be taken while stages write). The commit record's `generation` and
-/// `committed_at` are blanked: they count and time commits, which differ between runs that
-/// reach the same state by different paths; everything else must be identical.
+/// skipped, so it can be taken while stages write). What counts and times commits differs
+/// between runs that reach the same state by different paths, so it is left out: the snapshot
+/// records (one per generation), and in the commit record `generation`, `committed_at`, the
+/// release times of pending expiries and the retired snapshots. Everything else must be
+/// identical.
 pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -218,8 +220,9 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => panic!("reading {}: {e}", path.display()),
             };
-            let bytes = comparable(&rel, bytes);
-            out.insert(rel, bytes);
+            if let Some(bytes) = comparable(&rel, bytes) {
+                out.insert(rel, bytes);
+            }
         }
     }
     out
@@ -234,21 +237,33 @@ pub fn snapshot_store(store: &dyn Storage) -> BTreeMap<String, Vec<u8>> {
             continue;
         };
         let name = key.as_str().to_owned();
-        let bytes = comparable(&name, bytes.to_vec());
-        out.insert(name, bytes);
+        if let Some(bytes) = comparable(&name, bytes.to_vec()) {
+            out.insert(name, bytes);
+        }
     }
     out
 }
 
-/// An object's bytes with the commit record's run-specific fields blanked.
-fn comparable(key: &str, bytes: Vec<u8>) -> Vec<u8> {
-    if key != roller_core::physical_key::COMMIT_KEY {
-        return bytes;
+/// An object's bytes with the commit record's run-specific fields blanked; `None` for the
+/// snapshot records, whose number depends on how many commits a run made.
+fn comparable(key: &str, bytes: Vec<u8>) -> Option<Vec<u8>> {
+    use roller_core::physical_key::{COMMIT_KEY, SNAPSHOTS_PREFIX};
+    if key.starts_with(&format!("{SNAPSHOTS_PREFIX}/")) {
+        return None;
+    }
+    if key != COMMIT_KEY {
+        return Some(bytes);
     }
     let mut record: serde_json::Value = serde_json::from_slice(&bytes).expect("record json");
     record["generation"] = serde_json::Value::Null;
     record["committed_at"] = serde_json::Value::Null;
-    serde_json::to_vec_pretty(&record).expect("json")
+    record["retired"] = serde_json::Value::Null;
+    if let Some(expiring) = record["expiring"].as_array_mut() {
+        for e in expiring {
+            e["release_at"] = serde_json::Value::Null;
+        }
+    }
+    Some(serde_json::to_vec_pretty(&record).expect("json"))
 }
 
 /// The Python interpreter of the test virtual environment (`ROLLER_PYTHON`, or `.venv` at the
@@ -279,4 +294,67 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A Python script from `tests/python` that talks to the test over stdin and stdout, line by
+/// line (for readers that must act between steps the test takes). Killed on drop.
+pub struct PythonSession {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    script: String,
+}
+
+impl PythonSession {
+    /// Starts `script` with `args`; its stderr goes to the test's.
+    pub fn start(script: &str, args: &[&str]) -> Self {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(python())
+            .arg(workspace_root().join("tests/python").join(script))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python");
+        let stdout = child.stdout.take().expect("piped stdout");
+        Self {
+            child,
+            lines: std::io::BufReader::new(stdout).lines(),
+            script: script.to_owned(),
+        }
+    }
+
+    /// The script's next line of output; panics if it ended instead.
+    pub fn line(&mut self) -> String {
+        match self.lines.next() {
+            Some(Ok(line)) => line,
+            _ => {
+                let status = self.child.wait().expect("wait for python");
+                panic!("{} ended ({status}) instead of answering", self.script)
+            }
+        }
+    }
+
+    /// Sends one line to the script.
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("piped stdin");
+        writeln!(stdin, "{line}").expect("write to python");
+        stdin.flush().expect("flush to python");
+    }
+
+    /// The script's last line, once it has exited successfully.
+    pub fn finish(mut self) -> String {
+        let last = self.line();
+        let status = self.child.wait().expect("wait for python");
+        assert!(status.success(), "{} failed: {status}", self.script);
+        last
+    }
+}
+
+impl Drop for PythonSession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
