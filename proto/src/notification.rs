@@ -65,6 +65,25 @@ pub enum NotificationError {
         /// What was wrong, with the value seen.
         reason: String,
     },
+    /// An SNS envelope that does not hold a notice.
+    #[error("SNS envelope: {0}")]
+    Envelope(String),
+    /// An object key that does not have today's form, so no metadata can be read from it.
+    #[error("object key `{key}` does not parse: {reason}")]
+    BadKey {
+        /// The key (URL-decoded).
+        key: String,
+        /// What was wrong and what was expected.
+        reason: String,
+    },
+    /// One record of an S3 event does not parse.
+    #[error("S3 event record {index}: {reason}")]
+    Record {
+        /// Its position in `Records`, from 0.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Notification {
@@ -99,7 +118,10 @@ impl Notification {
             name: fields.required_text("name")?,
             bucket: fields.text("bucket")?,
             key,
-            object_size: fields.unsigned("object_size")?,
+            object_size: match map.get("object_size") {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(whole_bytes("object_size", value)?),
+            },
             forecast_reference_time: fields
                 .instant("forecast_reference_time")?
                 .ok_or(NotificationError::Missing("forecast_reference_time"))?,
@@ -130,6 +152,35 @@ impl Notification {
             .iter()
             .any(|levels| levels.as_ref().is_some_and(|l| l.len() > 1))
     }
+}
+
+/// A size in bytes: a whole number, as a number or a string; the real feed sends whole floats
+/// (`4034391.0`), which are accepted, but a fraction or a negative number is refused.
+pub(crate) fn whole_bytes(field: &'static str, value: &Value) -> Result<u64, NotificationError> {
+    let text = match value {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        other => {
+            return Err(NotificationError::Invalid {
+                field,
+                reason: format!("expected a number of bytes, got {}", kind(other)),
+            })
+        }
+    };
+    let invalid = || NotificationError::Invalid {
+        field,
+        reason: format!("`{text}` is not a whole, non-negative number of bytes"),
+    };
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok(n);
+    }
+    let float: f64 = text.parse().map_err(|_| invalid())?;
+    if !(0.0..9.0e15).contains(&float) || float.fract() != 0.0 {
+        return Err(invalid());
+    }
+    // Whole, non-negative and below 2^53: exact as an integer.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok(float as u64)
 }
 
 fn parse_float(text: &str) -> Option<f64> {
@@ -166,17 +217,6 @@ impl Fields<'_> {
 
     fn required_text(&self, field: &'static str) -> Result<String, NotificationError> {
         self.text(field)?.ok_or(NotificationError::Missing(field))
-    }
-
-    fn unsigned(&self, field: &'static str) -> Result<Option<u64>, NotificationError> {
-        self.text(field)?
-            .map(|t| {
-                t.parse::<u64>().map_err(|_| NotificationError::Invalid {
-                    field,
-                    reason: format!("`{t}` is not a non-negative whole number"),
-                })
-            })
-            .transpose()
     }
 
     fn instant(&self, field: &'static str) -> Result<Option<i64>, NotificationError> {

@@ -258,11 +258,40 @@ impl Committer {
     }
 
     /// Between commits: removes what has been released and records the shorter queues in
-    /// `roller.json`, keeping the generation (the view does not change, so no new snapshot).
-    /// Returns whether `roller.json` was written.
+    /// `roller.json` ([`Committer::remove_released_now`], then
+    /// [`Committer::record_removals`]). Returns whether `roller.json` was written.
     pub fn tidy(&mut self) -> Result<bool, CommitError> {
-        self.remove_released(self.clock.now(), u64::MAX);
-        if !self.untidy || self.dirty || self.record.generation == 0 {
+        self.remove_released_now();
+        self.record_removals()
+    }
+
+    /// Removes everything released by now (no metadata write). Queued chunks of a record
+    /// written before grace existed get their release time first.
+    pub fn remove_released_now(&mut self) {
+        let now = self.clock.now();
+        let release = now.saturating_add(self.grace);
+        for e in self
+            .record
+            .expiring
+            .iter_mut()
+            .filter(|e| e.release_at.is_none())
+        {
+            e.release_at = Some(release);
+            self.untidy = true;
+        }
+        self.remove_released(now, u64::MAX);
+    }
+
+    /// Whether removals are not yet recorded in `roller.json`.
+    pub fn has_unrecorded_removals(&self) -> bool {
+        self.untidy && !self.dirty && self.record.generation > 0
+    }
+
+    /// Records removals in `roller.json`, keeping the generation (the view does not change,
+    /// so no new snapshot). Returns whether it wrote. A writer that shares the dataset fences
+    /// its lease just before this call, not before the removals (they can take long).
+    pub fn record_removals(&mut self) -> Result<bool, CommitError> {
+        if !self.has_unrecorded_removals() {
             return Ok(false);
         }
         let bytes = self.serialise(&self.record)?;
@@ -285,7 +314,10 @@ impl Committer {
     fn remove_released(&mut self, now: i64, snapshot_budget: u64) {
         let (released, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.record.expiring)
             .into_iter()
-            .partition(|e| e.release_at.is_some_and(|at| at <= now));
+            .partition(|e| {
+                e.release_at
+                    .is_some_and(|at| self.record.is_released(at, now))
+            });
         self.record.expiring = waiting;
         for target in released {
             match self.expire_target(&target) {
@@ -296,7 +328,7 @@ impl Committer {
                         abs = target.abs,
                         slot = target.slot,
                         error = %e,
-                        "expiring rolled-off chunks failed; will retry at the next commit"
+                        "expiring rolled-off chunks failed; will retry"
                     );
                     self.record.expiring.push(target);
                 }
@@ -318,18 +350,21 @@ impl Committer {
 
     fn remove_released_snapshots(&mut self, now: i64, mut budget: u64) {
         while budget > 0 {
+            let Some(&first) = self.record.retired.first() else {
+                break;
+            };
+            if !self.record.is_released(first.release_at, now) {
+                break;
+            }
             let Some(range) = self.record.retired.first_mut() else {
                 break;
             };
-            if range.release_at > now {
-                break;
-            }
             if let Err(e) = self.storage.delete(&snapshot_key(range.first)) {
                 tracing::warn!(
                     dataset = %self.record.layout.name,
                     generation = range.first,
                     error = %e,
-                    "removing a retired snapshot record failed; will retry at the next commit"
+                    "removing a retired snapshot record failed; will retry"
                 );
                 break;
             }

@@ -50,8 +50,12 @@ pub struct Retired {
     pub first: u64,
     /// Newest generation of the range.
     pub last: u64,
-    /// When they may be removed (seconds since the epoch).
+    /// When they may be removed (seconds since the epoch): the newest member's release time.
     pub release_at: i64,
+    /// The oldest member's release time: ranges grow only while members come within a
+    /// quantum of it, so a steady stream of commits still closes ranges.
+    #[serde(default)]
+    pub first_release_at: i64,
 }
 
 /// The commit record: everything a reader needs to present the logical view, and everything the
@@ -343,7 +347,9 @@ impl CommitRecord {
     fn retire(&mut self, generation: u64, release_at: i64) {
         let quantum = (self.grace / RETIRE_QUANTA).max(1);
         match self.retired.last_mut() {
-            Some(last) if last.last + 1 == generation && release_at - last.release_at < quantum => {
+            Some(last)
+                if last.last + 1 == generation && release_at - last.first_release_at < quantum =>
+            {
                 last.last = generation;
                 last.release_at = last.release_at.max(release_at);
             }
@@ -351,26 +357,43 @@ impl CommitRecord {
                 first: generation,
                 last: generation,
                 release_at,
+                first_release_at: release_at,
             }),
         }
+    }
+
+    /// Whether something whose release time is `at` may be removed at `now`: a margin after
+    /// it (a tenth of the grace, at most [`MAX_RELEASE_MARGIN`] s), so that a reader whose clock
+    /// is a little behind the committer's never finds a chunk of a live snapshot gone.
+    pub fn is_released(&self, at: i64, now: i64) -> bool {
+        let margin = (self.grace / 10).clamp(0, MAX_RELEASE_MARGIN);
+        at.saturating_add(margin) <= now
     }
 
     /// Chunks whose grace has passed at `now`.
     pub fn released_chunks(&self, now: i64) -> impl Iterator<Item = &Expiring> {
         self.expiring
             .iter()
-            .filter(move |e| e.release_at.is_some_and(|at| at <= now))
+            .filter(move |e| e.release_at.is_some_and(|at| self.is_released(at, now)))
     }
 
-    /// Whether anything (chunks or snapshot records) may be removed at `now`.
+    /// Whether anything (chunks or snapshot records) may be removed at `now`, or a queued
+    /// chunk still lacks a release time (a record written before grace existed).
     pub fn has_released(&self, now: i64) -> bool {
         self.released_chunks(now).next().is_some()
-            || self.retired.iter().any(|r| r.release_at <= now)
+            || self.expiring.iter().any(|e| e.release_at.is_none())
+            || self
+                .retired
+                .iter()
+                .any(|r| self.is_released(r.release_at, now))
     }
 }
 
 /// The retired-snapshot queue keeps about this many ranges per grace period.
 const RETIRE_QUANTA: i64 = 16;
+
+/// Longest margin (seconds) between a release time and the removal.
+pub const MAX_RELEASE_MARGIN: i64 = 30;
 
 #[cfg(test)]
 mod tests {
@@ -489,12 +512,14 @@ mod tests {
             vec![Retired {
                 first: 1,
                 last: 1,
-                release_at: 1070
+                release_at: 1070,
+                first_release_at: 1070
             }]
         );
-        assert!(!r.has_released(1069));
-        assert!(r.has_released(1070));
-        assert_eq!(r.released_chunks(1070).count(), 1);
+        // Removed a tenth of the grace after the release time.
+        assert!(!r.has_released(1075));
+        assert!(r.has_released(1076));
+        assert_eq!(r.released_chunks(1076).count(), 1);
     }
 
     #[test]
@@ -511,14 +536,50 @@ mod tests {
                 Retired {
                     first: 1,
                     last: 3,
-                    release_at: 169
+                    release_at: 169,
+                    first_release_at: 163
                 },
                 Retired {
                     first: 4,
                     last: 4,
-                    release_at: 190
+                    release_at: 190,
+                    first_release_at: 190
                 }
             ]
+        );
+    }
+
+    #[test]
+    fn steady_commits_still_close_retired_ranges_so_they_are_released() {
+        let mut r = CommitRecord::empty(layout(2, 1, &[(4, 4)]));
+        // A commit every 5 s with a grace of 160 s (quantum 10 s) for ten graces.
+        for i in 0..320 {
+            r.fold_report(&report(i, 0, 0, 1));
+            r.advance_generation(i * 5, 160);
+        }
+        assert!(r.retired.len() > 100, "{} ranges", r.retired.len());
+        assert!(r
+            .retired
+            .iter()
+            .all(|x| x.release_at - x.first_release_at < 10));
+        assert!(r.has_released(320 * 5));
+    }
+
+    #[test]
+    fn records_written_before_grace_existed_still_read() {
+        let mut r = CommitRecord::empty(layout(2, 1, &[(4, 4)]));
+        r.fold_report(&report(0, 0, 0, 1));
+        let mut old = serde_json::to_value(&r).expect("json");
+        for field in ["grace", "retired"] {
+            old.as_object_mut().expect("object").remove(field);
+        }
+        old["expiring"] = serde_json::json!([{"abs": 3, "slot": 0, "parts": [0]}]);
+        let read: CommitRecord = serde_json::from_value(old).expect("an old record reads");
+        assert_eq!((read.grace, read.retired.len()), (0, 0));
+        assert_eq!(read.expiring[0].release_at, None);
+        assert!(
+            read.has_released(0),
+            "an unstamped expiry is due for stamping"
         );
     }
 

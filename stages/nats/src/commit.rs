@@ -132,7 +132,8 @@ async fn commit_while_leading(
     committer: &mut Committer,
 ) -> Result<(), CommitStageError> {
     let stop = &stage.shutdown.stop_pulling;
-    // Publish what opening found (a changed window, expiry left over from a crash).
+    // Publish what opening found (a changed window or visibility); pending expiries are
+    // carried out by `tidy` once released.
     if !publish_commits(stage, committer, lease, Vec::new()).await? {
         return Ok(());
     }
@@ -181,17 +182,22 @@ async fn commit_while_leading(
     Ok(())
 }
 
-/// When idle: removes what the grace has released and records it (same generation). Returns
-/// false if the lease was lost.
+/// When idle: removes what the grace has released, then records it (same generation) right
+/// after fencing, so a lease lost during long removals cannot let this instance overwrite a
+/// newer leader's record. Returns false if the lease was lost.
 async fn tidy(committer: &mut Committer, lease: &mut Lease) -> bool {
     if !committer.needs_tidy() {
+        return true;
+    }
+    tokio::task::block_in_place(|| committer.remove_released_now());
+    if !committer.has_unrecorded_removals() {
         return true;
     }
     if let Err(e) = lease.fence(committer.record().generation).await {
         tracing::error!(error = %e, "stepping down");
         return false;
     }
-    if let Err(e) = tokio::task::block_in_place(|| committer.tidy()) {
+    if let Err(e) = tokio::task::block_in_place(|| committer.record_removals()) {
         tracing::warn!(error = %e, "recording removed chunks failed; will retry");
     }
     true

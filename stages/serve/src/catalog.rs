@@ -105,8 +105,15 @@ struct Entry {
 pub struct Catalog {
     datasets: BTreeMap<String, Entry>,
     refresh: Duration,
-    snapshots: Mutex<LruCache<(String, u64), Arc<RollingStore>>>,
+    snapshots: Mutex<LruCache<(String, u64), Cached>>,
     clock: Arc<dyn Clock>,
+}
+
+/// A snapshot the server has seen: open, or known to have expired.
+#[derive(Debug, Clone)]
+enum Cached {
+    Open(Arc<RollingStore>),
+    Expired,
 }
 
 impl From<SnapshotError> for ReadError {
@@ -228,6 +235,13 @@ impl Catalog {
             .datasets
             .get(dataset)
             .ok_or_else(|| ReadError::NoSuchDataset(dataset.to_owned()))?;
+        // The newest view (re-read at most every `refresh`) answers generations that do not
+        // exist without reading storage, and tells when a cached one was replaced.
+        let newest = self.view(dataset)?.generation();
+        if generation == 0 || generation > newest {
+            return Err(SnapshotError::Unknown { generation, newest }.into());
+        }
+        let expired = || SnapshotError::Expired { generation, newest }.into();
         let id = (dataset.to_owned(), generation);
         let cached = self
             .snapshots
@@ -236,7 +250,8 @@ impl Catalog {
             .get(&id)
             .cloned();
         let store = match cached {
-            Some(store) => store,
+            Some(Cached::Open(store)) => store,
+            Some(Cached::Expired) => return Err(expired()),
             None => {
                 let opened = RollingStore::open_generation(
                     entry.storage.clone(),
@@ -248,30 +263,34 @@ impl Catalog {
                     Err(OpenError::NoDataset) => {
                         return Err(ReadError::NotCommitted(dataset.to_owned()))
                     }
-                    Err(OpenError::Snapshot(e)) => return Err(e.into()),
+                    Err(OpenError::Snapshot(e)) => {
+                        self.remember_expired(id, &e);
+                        return Err(e.into());
+                    }
                     Err(e) => return Err(ReadError::Unavailable(e.to_string())),
                 };
                 self.snapshots
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .put(id.clone(), store.clone());
+                    .put(id.clone(), Cached::Open(store.clone()));
                 store
             }
         };
-        // The newest view (re-read at most every `refresh`) tells when this one was replaced.
-        let replaced = self
-            .view(dataset)
-            .is_ok_and(|newest| newest.generation() > generation);
-        if let Err(e) = store.check_snapshot(replaced) {
-            if matches!(e, SnapshotError::Expired { .. }) {
-                self.snapshots
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .pop(&id);
-            }
+        if let Err(e) = store.check_snapshot(newest > generation) {
+            self.remember_expired(id, &e);
             return Err(e.into());
         }
         Ok(store)
+    }
+
+    /// An expired snapshot stays expired: remembered, so asking again reads no storage.
+    fn remember_expired(&self, id: (String, u64), e: &SnapshotError) {
+        if matches!(e, SnapshotError::Expired { .. }) {
+            self.snapshots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .put(id, Cached::Expired);
+        }
     }
 
     /// Reads one key of a dataset's newest view (`generation` `None`) or of one generation's

@@ -198,8 +198,9 @@ fn xarray_keeps_reading_its_snapshot_across_a_roll_and_fails_after_the_grace_v3_
             assert_eq!(reply.status, 400, "{malformed}");
         }
 
-        // The grace passes; the committer removes the first run's chunks.
-        clock.advance(GRACE + 1);
+        // The grace passes (and the margin after it); the committer removes the first run's
+        // chunks.
+        clock.advance(GRACE + 60);
         let mut committer = embedded::committer(
             &config,
             store.clone(),
