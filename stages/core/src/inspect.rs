@@ -21,7 +21,7 @@ pub fn describe(record: &CommitRecord) -> String {
     );
     let _ = writeln!(
         w,
-        "snapshot    {}@{}  (open http://HOST/{}@{} on roller-serve; readable for {} after it is replaced)",
+        "snapshot    {}@{}  (open http://HOST/{}@{} on roller-serve; readable until {} after it is replaced, with today's expiry.grace)",
         layout.name,
         record.generation,
         layout.name,

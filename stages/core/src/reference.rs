@@ -13,8 +13,9 @@
 //! [`REFERENCE_KEY`] next to `roller.json`, so a reader sees a whole document, from one commit.
 //!
 //! A document describes one generation (named by the group attribute `zarr_roller_generation`)
-//! and is a snapshot of it: its chunk URLs stay valid for the grace period (`expiry.grace`)
-//! after that generation is replaced, because rolled-out chunks are kept that long.
+//! and is a snapshot of it: its chunk URLs stay valid until the grace period (`expiry.grace`)
+//! has passed after that generation was replaced, because rolled-out chunks are kept that long
+//! (a file written late, after its generation was already replaced, has that much less).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};

@@ -306,17 +306,28 @@ impl RollingStore {
         let Some(pin) = &self.pin else {
             return Ok(());
         };
-        let mut state = pin.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.lifetime == Lifetime::Newest
-            && (look_now || state.checked.elapsed() >= PIN_RECHECK)
-        {
-            state.checked = Instant::now();
+        let lock = || pin.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let look = {
+            let mut state = lock();
+            let look = state.lifetime == Lifetime::Newest
+                && (look_now || state.checked.elapsed() >= PIN_RECHECK);
+            if look {
+                state.checked = Instant::now();
+            }
+            look
+        };
+        // Storage is read without the lock held, so other readers of this snapshot never wait
+        // on it.
+        if look {
             if let Some(newest) = load_record(self.storage.as_ref())? {
-                state.lifetime =
+                let lifetime =
                     snapshot::lifetime(self.storage.as_ref(), self.generation(), &newest)?;
-                state.newest = newest.generation;
+                let mut state = lock();
+                state.lifetime = lifetime;
+                state.newest = state.newest.max(newest.generation);
             }
         }
+        let state = lock();
         if state.lifetime.is_expired(pin.clock.now()) {
             return Err(SnapshotError::Expired {
                 generation: self.generation(),

@@ -218,3 +218,76 @@ fn a_stage_answers_health_probes_and_counts_its_messages_for_prometheus() {
         &c,
     );
 }
+
+#[test]
+fn the_commit_stage_keeps_rolled_out_chunks_for_the_grace_then_removes_them_when_idle() {
+    let mut c = Cluster::new("grace", 3, 1);
+    c.env.push(("ROLLER__EXPIRY__GRACE".into(), "20s".into()));
+    for kind in [Fetch, Decode, Write, Commit] {
+        c.spawn(kind);
+    }
+    c.replay(&c.lines);
+    // Three 6-hourly runs from 2024-01-01T00: the newest is 2024-01-01T12.
+    let newest =
+        roller_proto::time::parse_instant("2024-01-01T12:00:00Z").expect("time") / (6 * 3600);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(c.drained() && c.commits().last().and_then(|e| e.head) == Some(newest)) {
+        assert!(Instant::now() < deadline, "not ingested\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let store = roller_core::storage::LocalStore::new(&c.config.store.path, false).expect("store");
+    let chunks = || {
+        roller_core::storage::Storage::list_prefix(&store, "chunks/air_temperature/")
+            .expect("list")
+            .len()
+    };
+    let all = chunks();
+
+    // Roll one run on: the first run leaves the window but stays for the grace.
+    let first = newest;
+    let topology = Topology {
+        js: c.js.clone(),
+        subjects: c.subjects.clone(),
+        dataset: c.config.name.clone(),
+    };
+    let event = RollEvent {
+        dataset: c.config.name.clone(),
+        until: (first + 1) * 6 * 3600,
+    };
+    c.rt.block_on(publish_roll(&topology, &event, &Shutdown::new()))
+        .expect("publish roll");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.commits().last().and_then(|e| e.head) != Some(first + 1) {
+        assert!(Instant::now() < deadline, "no roll\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rolled = roller_core::commit::load_record(&store)
+        .expect("load")
+        .expect("record");
+    let committed = roller_proto::time::parse_instant(&rolled.committed_at).expect("time");
+    assert!(
+        !rolled.expiring.is_empty()
+            && rolled
+                .expiring
+                .iter()
+                .all(|e| e.release_at == Some(committed + 20)),
+        "{:?}",
+        rolled.expiring
+    );
+    assert_eq!(chunks(), all, "removed before the grace was over");
+
+    // Idle, the stage removes them once released and records it at the same generation.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let record = roller_core::commit::load_record(&store)
+            .expect("load")
+            .expect("record");
+        if record.expiring.is_empty() {
+            assert_eq!(record.generation, rolled.generation);
+            assert!(chunks() < all);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never removed\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

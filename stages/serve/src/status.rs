@@ -113,7 +113,7 @@ fn summary(html: &mut String, record: &CommitRecord, dead: &DeadCount, snapshot:
     };
     let _ = write!(
         html,
-        "<dl><dt>window</dt><dd class=\"window\">{window}</dd><dt>head</dt><dd>{head}</dd><dt>offset</dt><dd>{offset}</dd><dt>generation</dt><dd>{generation}</dd><dt>snapshot</dt><dd><a class=\"snapshot\" href=\"{snapshot}\">{snapshot}</a> (readable for {grace} after it is replaced)</dd><dt>last commit</dt><dd>{committed}</dd><dt>dead letters</dt><dd class=\"dead\">{dead}</dd></dl>",
+        "<dl><dt>window</dt><dd class=\"window\">{window}</dd><dt>head</dt><dd>{head}</dd><dt>offset</dt><dd>{offset}</dd><dt>generation</dt><dd>{generation}</dd><dt>snapshot</dt><dd><a class=\"snapshot\" href=\"{snapshot}\">{snapshot}</a> (readable until {grace} after it is replaced, with today's expiry.grace)</dd><dt>last commit</dt><dd>{committed}</dd><dt>dead letters</dt><dd class=\"dead\">{dead}</dd></dl>",
         head = record.head.map_or_else(
             || "none".into(),
             |h| format!("{h} ({})", format_instant(layout.time_of(h)))
