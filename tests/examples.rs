@@ -21,4 +21,17 @@ fn every_example_config_is_valid() {
     let mogreps =
         DatasetConfig::load(&dir.join("mogreps-uk-air-temperature-height.toml")).expect("load");
     assert_eq!(Layout::from_config(&mogreps).parts(), 12 * 33 * 2);
+
+    // Today's feed: a notice read from an S3 event record matches the example.
+    let today = DatasetConfig::load(&dir.join("ukv-today-screen-temperature.toml")).expect("load");
+    let event = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"met-office-atmospheric-model-data"},"object":{"key":"uk-deterministic-2km/20250614T0000Z/20250614T0100Z-PT0001H00M-temperature_at_screen_level.nc","size":2541234}}}]}"#;
+    let notices = roller_proto::feed::parse(event).expect("parses");
+    let Some(roller_proto::feed::Notice::File(note)) = notices.first() else {
+        panic!("not a file notice: {notices:?}");
+    };
+    assert!(roller_core::matching::matches(&today.matching, note));
+    assert_eq!(
+        today.source.mounts.keys().collect::<Vec<_>>(),
+        ["met-office-atmospheric-model-data"]
+    );
 }

@@ -162,11 +162,24 @@ struct SynthArgs {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Exit status of `roller run` when it ingested what it could but dead-lettered some notices.
+const EXIT_DEAD_LETTERS: i32 = 3;
+
+/// `roller run` finished, but some notices were dead-lettered (listed in its output).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} notice(s) were dead-lettered; the rest was ingested (see the dead letters above)")]
+struct DeadLettered(usize);
+
 fn main() {
     roller_nats::run::init_logging();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        let code = if e.downcast_ref::<DeadLettered>().is_some() {
+            EXIT_DEAD_LETTERS
+        } else {
+            1
+        };
+        std::process::exit(code);
     }
 }
 
@@ -212,7 +225,11 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 print_summary(&summary);
             }
-            Ok(())
+            if summary.dead_letters.is_empty() {
+                Ok(())
+            } else {
+                Err(DeadLettered(summary.dead_letters.len()).into())
+            }
         }
         Command::Roll { config, until, via } => {
             let config = DatasetConfig::load(&config)?;
@@ -395,11 +412,12 @@ pub(crate) fn ingest(
 
 pub(crate) fn print_summary(s: &RunSummary) {
     println!(
-        "{} notifications: {} files written, {} older than the window, {} for other datasets, {} failed",
+        "{} notifications: {} files written, {} older than the window, {} for other datasets, {} events without a file, {} failed",
         s.notifications,
         s.files,
         s.below_window,
         s.unmatched,
+        s.skipped,
         s.dead_letters.len()
     );
     println!(

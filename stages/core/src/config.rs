@@ -503,6 +503,11 @@ pub struct SourceConfig {
     /// bucket is accepted.
     #[serde(default)]
     pub buckets: Vec<String>,
+    /// Buckets read from a local directory instead of S3 (a FUSE mount such as mountpoint-s3
+    /// or s3fs, or a synced copy): a notice for bucket `b` with key `k` reads
+    /// `<mounts[b]>/<k>`, which must resolve inside that directory.
+    #[serde(default)]
+    pub mounts: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl Default for SourceConfig {
@@ -511,6 +516,7 @@ impl Default for SourceConfig {
             local_roots: Vec::new(),
             max_object_bytes: default_max_object_bytes(),
             buckets: Vec::new(),
+            mounts: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, TryRecvError};
+use roller_proto::feed::{self, Notice};
 use roller_proto::{Notification, RollEvent, WriteReport};
 
 use crate::bus::{CollectedDeadLetters, DeadLetter, DeadLetterSink, Outbox, Stage};
@@ -121,6 +122,8 @@ pub struct RunSummary {
     pub notifications: u64,
     /// Notifications for other datasets (ignored).
     pub unmatched: u64,
+    /// Feed events that announce no file (S3 test events, removals): counted and dropped.
+    pub skipped: u64,
     /// Files decoded and written.
     pub files: u64,
     /// Files older than the window (skipped).
@@ -160,6 +163,7 @@ pub fn open_store(config: &DatasetConfig) -> Result<Arc<dyn Storage>, StorageErr
 struct Counters {
     notifications: AtomicU64,
     unmatched: AtomicU64,
+    skipped: AtomicU64,
     files: AtomicU64,
     below_window: AtomicU64,
     decoded_bytes: AtomicU64,
@@ -233,6 +237,7 @@ pub fn run(
     Ok(RunSummary {
         notifications: load(&counters.notifications),
         unmatched: load(&counters.unmatched),
+        skipped: load(&counters.skipped),
         files: load(&counters.files),
         below_window: load(&counters.below_window),
         decoded_bytes: load(&counters.decoded_bytes),
@@ -296,23 +301,34 @@ fn ingest(
         if line.trim().is_empty() {
             continue;
         }
-        counters.notifications.fetch_add(1, Ordering::Relaxed);
-        match Notification::from_json(&line) {
-            Ok(note) if matches(&config.matching, &note) => {
-                if out.send(note).is_err() {
-                    break;
-                }
-            }
-            Ok(_) => {
-                counters.unmatched.fetch_add(1, Ordering::Relaxed);
-            }
+        let notices = match feed::parse(&line) {
+            Ok(notices) => notices,
             Err(e) => {
+                counters.notifications.fetch_add(1, Ordering::Relaxed);
                 counters.failed.fetch_add(1, Ordering::Relaxed);
                 dead.dead_letter(DeadLetter {
                     stage: Stage::Ingest,
                     source: format!("line {}", n + 1),
                     reason: e.to_string(),
                 });
+                continue;
+            }
+        };
+        for notice in notices {
+            counters.notifications.fetch_add(1, Ordering::Relaxed);
+            match notice {
+                Notice::File(note) if matches(&config.matching, &note) => {
+                    if out.send(*note).is_err() {
+                        return Ok(());
+                    }
+                }
+                Notice::File(_) => {
+                    counters.unmatched.fetch_add(1, Ordering::Relaxed);
+                }
+                Notice::Skipped { event } => {
+                    tracing::info!(line = n + 1, event, "feed event announces no file; skipped");
+                    counters.skipped.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }

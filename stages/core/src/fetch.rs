@@ -1,9 +1,10 @@
 //! The fetch stage: turns a notification into a local file to decode, after checking it.
 //!
 //! A notification without a `bucket` names a local file: it must be inside an allowed root
-//! (no traversal, symlinks resolved). One with a `bucket` names an object: the bucket must be
-//! in `source.buckets`, and the object is downloaded through an [`ObjectSource`] (S3, from
-//! `roller-s3`; core stays free of any SDK). Either way the source must exist, not be larger
+//! (no traversal, symlinks resolved). One with a `bucket` names an object: a bucket in
+//! `source.mounts` is read from that directory (`<dir>/<key>`, which must resolve inside it);
+//! otherwise the bucket must be in `source.buckets`, and the object is downloaded through an
+//! [`ObjectSource`] (S3, from `roller-s3`; core stays free of any SDK). Either way the source must exist, not be larger
 //! than `source.max_object_bytes`, and have the size the notification announced.
 
 use std::path::{Path, PathBuf};
@@ -151,6 +152,7 @@ const MAX_OBJECT_KEY_BYTES: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     roots: Vec<PathBuf>,
+    mounts: Vec<(String, PathBuf)>,
     max_bytes: u64,
     buckets: Vec<String>,
     objects: Option<Arc<dyn ObjectSource>>,
@@ -170,8 +172,24 @@ impl Fetcher {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let mounts = config
+            .mounts
+            .iter()
+            .map(|(bucket, dir)| match dir.canonicalize() {
+                Ok(dir) if dir.is_dir() => Ok((bucket.clone(), dir)),
+                Ok(_) => Err(FetchError::BadRoot {
+                    root: dir.clone(),
+                    reason: format!("source.mounts.{bucket} is not a directory"),
+                }),
+                Err(e) => Err(FetchError::BadRoot {
+                    root: dir.clone(),
+                    reason: format!("source.mounts.{bucket}: {e}"),
+                }),
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             roots,
+            mounts,
             max_bytes: config.max_object_bytes,
             buckets: config.buckets.clone(),
             objects: None,
@@ -189,13 +207,56 @@ impl Fetcher {
 
     /// The notification's source as a local file, checked.
     pub fn fetch(&self, notification: &Notification) -> Result<SourceFile, FetchError> {
+        let local = |(path, size)| SourceFile {
+            place: Place::Local(path),
+            size,
+        };
         match &notification.bucket {
-            Some(bucket) => self.download(bucket, &notification.key, notification.object_size),
-            None => self.local(notification).map(|(path, size)| SourceFile {
-                place: Place::Local(path),
-                size,
-            }),
+            Some(bucket) => match self.mounts.iter().find(|(b, _)| b == bucket) {
+                Some((_, dir)) => self.mounted(dir, notification).map(local),
+                None => self.download(bucket, &notification.key, notification.object_size),
+            },
+            None => self.local(notification).map(local),
         }
+    }
+
+    /// An object of a mounted bucket: `<dir>/<key>`, resolved (symlinks too) inside `dir`.
+    fn mounted(
+        &self,
+        dir: &Path,
+        notification: &Notification,
+    ) -> Result<(PathBuf, u64), FetchError> {
+        let key = &notification.key;
+        let refuse = |reason: String| FetchError::NotAllowed {
+            key: key.clone(),
+            reason,
+        };
+        if key.is_empty() || key.len() > MAX_OBJECT_KEY_BYTES {
+            return Err(refuse(format!(
+                "an object key must be 1 to {MAX_OBJECT_KEY_BYTES} bytes long"
+            )));
+        }
+        let relative = Path::new(key);
+        if relative.is_absolute()
+            || relative
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(refuse(format!(
+                "an object key of a mounted bucket must be a plain relative path (no `..`, `.` or leading `/`), to stay inside {}",
+                dir.display()
+            )));
+        }
+        let what = format!(
+            "source.mounts.{}",
+            notification.bucket.as_deref().unwrap_or_default()
+        );
+        self.regular_file_inside(
+            key,
+            &dir.join(relative),
+            (&what, &[dir.to_path_buf()]),
+            notification,
+        )
     }
 
     fn download(
@@ -314,25 +375,47 @@ impl Fetcher {
         } else {
             self.roots.iter().map(|r| r.join(path)).collect()
         };
-        let Some(found) = candidates.iter().find_map(|c| c.canonicalize().ok()) else {
-            return Err(FetchError::Missing {
-                key: key.clone(),
-                path: candidates[0].clone(),
-            });
+        let found = candidates
+            .iter()
+            .find(|c| c.canonicalize().is_ok())
+            .unwrap_or(&candidates[0]);
+        self.regular_file_inside(
+            key,
+            found,
+            ("source.local_roots", &self.roots),
+            notification,
+        )
+    }
+
+    /// `path` resolved (symlinks too), refused unless it is a regular file inside one of
+    /// `dirs` (the setting named `setting`), of an acceptable size.
+    fn regular_file_inside(
+        &self,
+        key: &str,
+        path: &Path,
+        (setting, dirs): (&str, &[PathBuf]),
+        notification: &Notification,
+    ) -> Result<(PathBuf, u64), FetchError> {
+        let refuse = |reason: String| FetchError::NotAllowed {
+            key: key.to_owned(),
+            reason,
         };
-        if !self.roots.iter().any(|r| found.starts_with(r)) {
+        let found = path.canonicalize().map_err(|_| FetchError::Missing {
+            key: key.to_owned(),
+            path: path.to_path_buf(),
+        })?;
+        if !dirs.iter().any(|r| found.starts_with(r)) {
             return Err(refuse(format!(
-                "{} is outside source.local_roots ({})",
+                "{} is outside {setting} ({})",
                 found.display(),
-                self.roots
-                    .iter()
+                dirs.iter()
                     .map(|r| r.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             )));
         }
         let meta = std::fs::metadata(&found).map_err(|_| FetchError::Missing {
-            key: key.clone(),
+            key: key.to_owned(),
             path: found.clone(),
         })?;
         if !meta.is_file() {
@@ -358,6 +441,62 @@ mod tests {
     }
 
     #[test]
+    fn mounted_buckets_read_keys_inside_their_directory_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mount = dir.path().join("mo");
+        let run = mount.join("uk-deterministic-2km/20250614T0000Z");
+        std::fs::create_dir_all(&run).expect("mkdir");
+        std::fs::write(run.join("f.nc"), b"12345").expect("write");
+        std::fs::write(dir.path().join("secret.nc"), b"x").expect("write");
+        std::os::unix::fs::symlink(dir.path().join("secret.nc"), mount.join("link.nc"))
+            .expect("symlink");
+        let fetcher = Fetcher::new(&SourceConfig {
+            mounts: [("met-office-atmospheric-model-data".to_owned(), mount)].into(),
+            ..SourceConfig::default()
+        })
+        .expect("fetcher");
+        let object = |key: &str, size: Option<u64>| {
+            let mut n = note(key, size);
+            n.bucket = Some("met-office-atmospheric-model-data".into());
+            n
+        };
+        let got = fetcher
+            .fetch(&object("uk-deterministic-2km/20250614T0000Z/f.nc", Some(5)))
+            .expect("inside the mount");
+        assert_eq!(got.size(), 5);
+        assert!(matches!(
+            fetcher.fetch(&object("uk-deterministic-2km/20250614T0000Z/f.nc", Some(6))),
+            Err(FetchError::SizeMismatch { .. })
+        ));
+        for escape in ["../secret.nc", "/etc/passwd", "a/../../secret.nc", "./x.nc"] {
+            let e = fetcher.fetch(&object(escape, None)).expect_err(escape);
+            assert!(
+                e.to_string().contains("plain relative path"),
+                "{escape}: {e}"
+            );
+        }
+        let e = fetcher
+            .fetch(&object("link.nc", None))
+            .expect_err("symlink out");
+        assert!(
+            e.to_string()
+                .contains("outside source.mounts.met-office-atmospheric-model-data"),
+            "{e}"
+        );
+        assert!(matches!(
+            fetcher.fetch(&object("missing.nc", None)),
+            Err(FetchError::Missing { .. })
+        ));
+        // Other buckets still need source.buckets.
+        let mut other = object("uk-deterministic-2km/20250614T0000Z/f.nc", None);
+        other.bucket = Some("elsewhere".into());
+        assert!(matches!(
+            fetcher.fetch(&other),
+            Err(FetchError::NotAllowed { .. })
+        ));
+    }
+
+    #[test]
     fn resolves_inside_roots_and_refuses_the_rest() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("in");
@@ -368,6 +507,7 @@ mod tests {
             local_roots: vec![root.clone()],
             max_object_bytes: 10,
             buckets: Vec::new(),
+            ..SourceConfig::default()
         })
         .expect("fetcher");
         let abs = root.join("a.nc").display().to_string();
@@ -390,6 +530,7 @@ mod tests {
             local_roots: vec![root],
             max_object_bytes: 4,
             buckets: Vec::new(),
+            ..SourceConfig::default()
         })
         .expect("fetcher");
         assert!(matches!(

@@ -1,6 +1,7 @@
-//! The fetch stage on NATS: takes a notification (JSON) from the dataset's ingest subject,
-//! checks it (parses, matches the dataset, source allowed, size), copies the object into
-//! scratch and passes a [`FetchedFile`] on to decode.
+//! The fetch stage on NATS: takes a message of the feed (any form [`feed::parse`] reads) from
+//! the dataset's ingest subject, checks each notice it holds (matches the dataset, source
+//! allowed, size), copies each object into scratch and passes a [`FetchedFile`] on to decode.
+//! Events that announce no file are acked and logged.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use roller_core::config::DatasetConfig;
 use roller_core::fetch::Fetcher;
 use roller_core::matching::matches;
 use roller_core::scratch::{Scratch, FETCHED};
+use roller_proto::feed::{self, Notice};
 use roller_proto::{wire, FetchedFile, Notification};
 
 use crate::consume::{Failure, Handled, Incoming, Outcome};
@@ -30,28 +32,60 @@ pub struct FetchStage {
     pub shutdown: Shutdown,
 }
 
-/// Handles one notification.
+/// Handles one message: every file it announces for this dataset is fetched and passed on
+/// (a redelivery fetches them all again; decode and write are idempotent).
 pub async fn handle(stage: Arc<FetchStage>, message: Incoming) -> Outcome {
     let permanent =
         |reason: String, source: Option<String>| Err((Failure::Permanent(reason), source));
     let Ok(text) = std::str::from_utf8(&message.payload) else {
         return permanent("the notification is not UTF-8 text".into(), None);
     };
-    let note = match Notification::from_json(text) {
-        Ok(note) => note,
+    let notices = match feed::parse(text) {
+        Ok(notices) => notices,
         Err(e) => return permanent(format!("not a valid notification: {e}"), None),
     };
+    let mut files = Vec::new();
+    for notice in notices {
+        match notice {
+            Notice::File(note) => files.push(*note),
+            Notice::Skipped { event } => {
+                tracing::info!(event, "feed event announces no file; skipped");
+            }
+        }
+    }
+    let config = &stage.config;
+    let (mine, others): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|note| matches(&config.matching, note));
+    if mine.is_empty() {
+        if let Some(note) = others.first() {
+            return permanent(
+                format!(
+                    "notification for model `{}`, field `{}` does not match dataset `{}` (match.model = `{}`, match.name = `{}`); publish it on the right dataset's subject",
+                    note.model, note.name, config.name, config.matching.model, config.matching.name
+                ),
+                Some(note.id()),
+            );
+        }
+    }
+    let mut first = None;
+    for note in mine {
+        let source = fetch_one(&stage, note).await?;
+        first.get_or_insert(source);
+    }
+    Ok(Handled {
+        consumed: Vec::new(),
+        source: first,
+    })
+}
+
+/// Fetches one file into scratch and passes it on; returns its source id.
+async fn fetch_one(
+    stage: &Arc<FetchStage>,
+    note: Notification,
+) -> Result<String, (Failure, Option<String>)> {
     let source = note.id();
     let config = &stage.config;
-    if !matches(&config.matching, &note) {
-        return permanent(
-            format!(
-                "notification for model `{}`, field `{}` does not match dataset `{}` (match.model = `{}`, match.name = `{}`); publish it on the right dataset's subject",
-                note.model, note.name, config.name, config.matching.model, config.matching.name
-            ),
-            Some(source),
-        );
-    }
     let copy = {
         let stage = stage.clone();
         let note = note.clone();
@@ -103,8 +137,5 @@ pub async fn handle(stage: Arc<FetchStage>, message: Incoming) -> Outcome {
         // the sweep removes.
         return Err((Failure::Transient("shutting down".into()), Some(source)));
     }
-    Ok(Handled {
-        consumed: Vec::new(),
-        source: Some(source),
-    })
+    Ok(source)
 }

@@ -4,6 +4,7 @@
 //! work; a line that does not parse is published as is and ends in the dead-letter stream.
 
 use async_nats::jetstream::Context;
+use roller_proto::feed::{self, Notice};
 use roller_proto::{Notification, Subjects};
 use tokio_util::sync::CancellationToken;
 
@@ -39,8 +40,16 @@ pub async fn replay(
         if line.is_empty() {
             continue;
         }
-        let msg_id = match Notification::from_json(line) {
-            Ok(note) => Some(ingest_msg_id(dataset, &note)),
+        // The message id (deduplication) names the first file the message announces.
+        let first = feed::parse(line).map(|notices| {
+            notices.into_iter().find_map(|n| match n {
+                Notice::File(note) => Some(note),
+                Notice::Skipped { .. } => None,
+            })
+        });
+        let msg_id = match first {
+            Ok(Some(note)) => Some(ingest_msg_id(dataset, &note)),
+            Ok(None) => None,
             Err(_) => {
                 done.unparsed += 1;
                 None

@@ -192,3 +192,29 @@ fn restarting_nats_server_mid_run_loses_nothing() {
     c.nats.restart();
     c.wait_until_equal(&expected, CONVERGE);
 }
+
+#[test]
+fn a_feed_mixing_every_notice_form_gives_the_embedded_dataset_through_a_mounted_bucket() {
+    let mut c = Cluster::todays_feed("today", 3, 4);
+    let expected = c.embedded_snapshot();
+    assert_eq!(
+        expected
+            .keys()
+            .filter(|k| k.starts_with("chunks/air_temperature/"))
+            .count(),
+        12 * PARTS as usize,
+        "the embedded run wrote every file"
+    );
+    for kind in [Fetch, Decode, Write, Commit] {
+        c.spawn(kind);
+    }
+    let sent = c.replay(&c.lines);
+    assert_eq!((sent.published, sent.duplicates), (12, 0));
+    // The same notice again: the same message id, dropped.
+    let again = c.replay(&c.lines[1..2]);
+    assert_eq!(again.duplicates, 1);
+    // An S3 test event is acked and skipped, not dead-lettered.
+    c.nats_pub(r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#);
+    c.wait_until_equal(&expected, CONVERGE);
+    assert!(c.dead_letters("fetch").is_empty(), "{}", c.logs());
+}

@@ -13,6 +13,7 @@ use roller_core::synth::{synth, SynthFile, SynthOptions};
 use zarrs::array::Array;
 
 pub mod browser;
+pub mod feed;
 pub mod http;
 pub mod nats;
 pub mod s3;
@@ -31,6 +32,7 @@ pub fn workspace_root() -> PathBuf {
 pub struct TestDataset {
     name: String,
     model: String,
+    match_name: String,
     window: u32,
     run_step: String,
     leads: u32,
@@ -44,6 +46,7 @@ impl TestDataset {
         Self {
             name: name.into(),
             model: "mo-atmospheric-ukv-prd".into(),
+            match_name: "air_temperature".into(),
             window: 3,
             run_step: "6h".into(),
             leads: 1,
@@ -58,6 +61,13 @@ impl TestDataset {
     /// Notifications must come from this model.
     pub fn model(mut self, model: &str) -> Self {
         model.clone_into(&mut self.model);
+        self
+    }
+
+    /// Notifications must carry this `name` (the CF name in the aws-earth feed, the parameter
+    /// token of the key today).
+    pub fn match_name(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.match_name);
         self
     }
 
@@ -101,7 +111,7 @@ impl TestDataset {
 variable = "air_temperature"
 [match]
 model = "{}"
-name = "air_temperature"
+name = "{}"
 [rolling]
 dim = "forecast_reference_time"
 step = "{}"
@@ -118,6 +128,7 @@ local_roots = ["{}"]
 "#,
             self.name,
             self.model,
+            self.match_name,
             self.run_step,
             self.window,
             self.leads,

@@ -74,24 +74,54 @@ pub struct Cluster {
     pub env: Vec<(String, String)>,
 }
 
+/// Where a cluster's source files are and how they are announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sources {
+    /// Local files, aws-earth notices naming their paths.
+    Local,
+    /// Objects in a bucket on a real S3-compatible server.
+    S3,
+    /// A mounted bucket laid out as today's feed, notices in every form.
+    TodaysFeed,
+}
+
 impl Cluster {
     /// `runs x leads` synthetic files on a 64 x 48 grid chunked 16 x 48 (4 parts per file),
     /// window = `runs` (nothing rolls off), streams set up; everything on local disk.
     pub fn new(name: &str, runs: usize, leads: usize) -> Self {
-        Self::build(name, runs, leads, false)
+        Self::build(name, runs, leads, Sources::Local)
     }
 
     /// Like [`Cluster::new`], with the dataset store, scratch and sources on a real
     /// S3-compatible server (buckets and lifecycle rule made as `roller setup` makes them).
     pub fn on_s3(name: &str, runs: usize, leads: usize) -> Self {
-        Self::build(name, runs, leads, true)
+        Self::build(name, runs, leads, Sources::S3)
     }
 
-    fn build(name: &str, runs: usize, leads: usize, on_s3: bool) -> Self {
+    /// Like [`Cluster::new`], with the files in a mounted bucket laid out as today's feed and
+    /// announced in every form the publisher uses, in turn (the embedded reference run reads
+    /// the same lines).
+    pub fn todays_feed(name: &str, runs: usize, leads: usize) -> Self {
+        Self::build(name, runs, leads, Sources::TodaysFeed)
+    }
+
+    fn build(name: &str, runs: usize, leads: usize, sources: Sources) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let src = dir.path().join("src");
         let files = small_files(&src, runs, leads, 64, 48);
+        let feed = (sources == Sources::TodaysFeed)
+            .then(|| roller_test_support::feed::todays_feed(&files, &dir.path().join("bucket")));
+        let (model, match_name, mount) = match &feed {
+            Some(feed) => (
+                roller_test_support::feed::MODEL,
+                roller_test_support::feed::PARAMETER,
+                roller_test_support::feed::match_today(&feed.mount),
+            ),
+            None => ("mo-atmospheric-ukv-prd", "air_temperature", String::new()),
+        };
         let config = TestDataset::new(name)
+            .model(model)
+            .match_name(match_name)
             .window(u32::try_from(runs).expect("runs"))
             .leads(u32::try_from(leads).expect("leads"))
             .file_dims(&[
@@ -99,12 +129,20 @@ impl Cluster {
                 ("projection_x_coordinate", 48, 48),
             ])
             .extra(&format!(
-                "[scratch]\npath = \"{}\"\nfsync = false\n",
+                "[scratch]\npath = \"{}\"\nfsync = false\n{mount}",
                 dir.path().join("scratch").display()
             ))
             .config(&dir.path().join("store"), &src);
-        let local_lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
-        let (config, lines, s3) = if on_s3 {
+        let local_lines: Vec<String> = match &feed {
+            Some(feed) => (0..files.len())
+                .map(|i| {
+                    let form = roller_test_support::feed::FORMS[i % 4];
+                    feed.forms[form][i].clone()
+                })
+                .collect(),
+            None => files.iter().map(|f| f.notification.clone()).collect(),
+        };
+        let (config, lines, s3) = if sources == Sources::S3 {
             let (config, lines, s3) = move_to_s3(dir.path(), name, config, &local_lines);
             (config, lines, Some(s3))
         } else {
