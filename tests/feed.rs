@@ -113,3 +113,117 @@ fn bad_forms_are_dead_lettered_with_a_specific_reason_and_test_events_are_skippe
         );
     }
 }
+
+/// Reads a whole NetCDF variable as f32 (the oracle, independent of the decode stage).
+fn netcdf_values(path: &std::path::Path) -> Vec<f32> {
+    roller_core::hdf5_quiet::silence_this_thread();
+    let file = netcdf::open(path).expect("open source");
+    file.variable("air_temperature")
+        .expect("variable")
+        .get_values::<f32, _>(..)
+        .expect("values")
+}
+
+#[test]
+fn irregular_lead_times_land_at_their_index_and_a_short_run_is_complete_at_its_own_length() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bucket = dir.path().join("bucket");
+    // Lead times hourly to T+3, then 3-hourly to T+9: 0 1 2 3 6 9 h. The 00Z run is whole;
+    // the 01Z run is a nowcast to T+2 (its files say PT2H); the 02Z run lacks its T+9 file.
+    let hours = |h: &[i64]| h.iter().map(|h| h * 3600).collect::<Vec<_>>();
+    let spec = serde_json::json!({"ny": 200, "nx": 260, "runs": [
+        {"run": "2024-01-01T00:00:00Z", "leads": hours(&[0, 1, 2, 3, 6, 9]), "duration": "PT9H"},
+        {"run": "2024-01-01T01:00:00Z", "leads": hours(&[0, 1, 2]), "duration": "PT2H"},
+        {"run": "2024-01-01T02:00:00Z", "leads": hours(&[0, 1, 2, 3, 6]), "duration": "PT9H"},
+    ]});
+    roller_test_support::run_python(
+        "make_feed_files.py",
+        &[&bucket.display().to_string(), &spec.to_string()],
+    );
+    let text = format!(
+        r#"name = "leads"
+variable = "air_temperature"
+[match]
+model = "{MODEL}"
+name = "{PARAMETER}"
+[rolling]
+dim = "forecast_reference_time"
+step = "1h"
+window = 3
+visibility = "complete"
+[[message_dims]]
+name = "forecast_period"
+segments = [{{ step = "1h", until = "3h" }}, {{ step = "3h", until = "9h" }}]
+[[file_dims]]
+name = "projection_y_coordinate"
+size = 200
+chunk = 100
+[[file_dims]]
+name = "projection_x_coordinate"
+size = 260
+chunk = 130
+[store]
+path = "{}"
+fsync = false
+{}"#,
+        dir.path().join("store").display(),
+        match_today(&bucket)
+    );
+    let config = roller_core::config::DatasetConfig::from_toml(&text).expect("config");
+    let lines: Vec<String> = std::fs::read_to_string(bucket.join("notifications.jsonl"))
+        .expect("notices")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let summary = ingest(&config, &lines);
+    assert!(
+        summary.dead_letters.is_empty(),
+        "{:?}",
+        summary.dead_letters
+    );
+    assert_eq!(summary.files, 14);
+
+    let store = roller_test_support::rolling_store(&config);
+    let record = store.record();
+    let layout = &record.layout;
+    let abs = |run: &str| {
+        layout
+            .abs_index(roller_proto::time::parse_instant(run).expect("time"))
+            .expect("abs")
+    };
+    // The nowcast run is complete at its own length; the 02Z run is not complete yet.
+    assert_eq!(record.head, Some(abs("2024-01-01T01:00:00Z")));
+    let (_, fp) = roller_test_support::read_array::<i64>(&store, "forecast_period");
+    assert_eq!(fp, hours(&[0, 1, 2, 3, 6, 9]));
+    let (shape, data) = roller_test_support::read_array::<f32>(&store, "air_temperature");
+    assert_eq!(shape[1..], [6, 200, 260]);
+    let field = 200 * 260;
+    let at = |logical: usize, lead_index: usize| {
+        let start = (logical * 6 + lead_index) * field;
+        &data[start..start + field]
+    };
+    let logical = |run: &str| usize::try_from(abs(run) - record.offset).expect("in the window");
+    let file = |run: &str, lead: &str| bucket.join(format!("{MODEL}/{run}/{lead}-{PARAMETER}.nc",));
+    // T+6 of the 00Z run is at index 4, T+9 at index 5.
+    let first = logical("2024-01-01T00:00:00Z");
+    assert_eq!(
+        at(first, 4),
+        netcdf_values(&file("20240101T0000Z", "20240101T0600Z-PT0006H00M")).as_slice()
+    );
+    assert_eq!(
+        at(first, 5),
+        netcdf_values(&file("20240101T0000Z", "20240101T0900Z-PT0009H00M")).as_slice()
+    );
+    // The nowcast run reads its own lead times and fill where it stops.
+    let nowcast = logical("2024-01-01T01:00:00Z");
+    assert_eq!(
+        at(nowcast, 2),
+        netcdf_values(&file("20240101T0100Z", "20240101T0300Z-PT0002H00M")).as_slice()
+    );
+    for lead_index in 3..6 {
+        assert!(
+            at(nowcast, lead_index).iter().all(|v| v.is_nan()),
+            "T index {lead_index}"
+        );
+    }
+}

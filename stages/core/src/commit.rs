@@ -131,8 +131,10 @@ impl Committer {
                         reason,
                     }
                 })?;
-                let mut dirty = record.layout.visibility != layout.visibility;
+                let mut dirty = record.layout.visibility != layout.visibility
+                    || record.layout.run_length != layout.run_length;
                 record.layout.visibility = layout.visibility;
+                record.layout.run_length = layout.run_length;
                 dirty |= record.set_window(layout.window) != Folded::Unchanged;
                 (record, dirty)
             }

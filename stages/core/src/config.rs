@@ -308,6 +308,11 @@ pub struct RollingConfig {
     /// When new data moves the head.
     #[serde(default)]
     pub visibility: Visibility,
+    /// How far a run reaches (its last `forecast_period`) when its files do not say
+    /// (`mosg__forecast_run_duration`); with `complete` visibility a run is complete once its
+    /// lead times up to its own length are in. Unset: every lead time of the dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_length: Option<Seconds>,
 }
 
 fn default_origin() -> String {
@@ -321,23 +326,160 @@ pub enum Visibility {
     /// As soon as any of its parts is written; parts not yet written read as the fill value.
     #[default]
     Any,
-    /// Only once every slot (every lead time) of the index is written.
+    /// Only once every slot (every lead time) of the index is written; for a run shorter
+    /// than the dataset (a nowcast run to T+12 among T+54 runs), every lead time up to the
+    /// run's own length.
     Complete,
 }
 
 /// A dim whose index comes from a scalar coordinate of the file (e.g. `forecast_period`).
+///
+/// Its values are evenly spaced (`start`, `step`, `size`), or given by `segments` (e.g. hourly
+/// to 54 h, then 3-hourly to 120 h, from `start`), or listed in `values`. Segments are turned
+/// into `values` when the config is read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageDimConfig {
     /// Coordinate name in the file and dim name in the dataset.
     pub name: String,
-    /// Spacing.
+    /// Spacing (evenly spaced values only).
+    #[serde(default = "zero_seconds")]
     pub step: Seconds,
-    /// Number of indices (`index = (value - start) / step`, `0 <= index < size`).
+    /// Number of indices (`index = (value - start) / step`, `0 <= index < size`); with
+    /// `segments` or `values`, the number of values (may be left out).
+    #[serde(default)]
     pub size: u32,
     /// Value of index 0.
     #[serde(default = "zero_seconds")]
     pub start: Seconds,
+    /// Runs of evenly spaced values, each continuing from the last value of the one before
+    /// (the first from `start`) by `step` up to and including `until`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentConfig>,
+    /// Every value, increasing (`["0h", "15m", "30m"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<Seconds>,
+}
+
+/// One evenly spaced run of a message dim's values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentConfig {
+    /// Spacing in this run.
+    pub step: Seconds,
+    /// Last value of this run.
+    pub until: Seconds,
+}
+
+impl MessageDimConfig {
+    /// The value (seconds) at `index`.
+    pub fn value_at(&self, index: u32) -> i64 {
+        match self.values.get(index as usize) {
+            Some(v) => v.0,
+            None if self.values.is_empty() => self.start.0 + i64::from(index) * self.step.0,
+            None => i64::MAX,
+        }
+    }
+
+    /// The index of `value`, if it is one of the dim's values.
+    pub fn index_of(&self, value: i64) -> Option<u32> {
+        if !self.values.is_empty() {
+            return self
+                .values
+                .binary_search(&Seconds(value))
+                .ok()
+                .and_then(|i| u32::try_from(i).ok());
+        }
+        let since = value - self.start.0;
+        let index = since.div_euclid(self.step.0.max(1));
+        (since.rem_euclid(self.step.0.max(1)) == 0 && (0..i64::from(self.size)).contains(&index))
+            .then(|| u32::try_from(index).ok())
+            .flatten()
+    }
+
+    /// Every value, in index order.
+    pub fn all_values(&self) -> Vec<i64> {
+        (0..self.size).map(|i| self.value_at(i)).collect()
+    }
+
+    /// The values accepted, for error messages (`0 + k * 3600 s for k in 0..55`, or the list
+    /// shortened).
+    pub fn describe(&self) -> String {
+        if self.values.is_empty() {
+            return format!(
+                "{} + k * {} s for k in 0..{}",
+                self.start.0, self.step.0, self.size
+            );
+        }
+        let shown: Vec<String> = self
+            .values
+            .iter()
+            .take(6)
+            .map(|v| v.0.to_string())
+            .collect();
+        let more = if self.values.len() > 6 {
+            format!(
+                ", ... {} (s; {} values)",
+                self.value_at(self.size - 1),
+                self.size
+            )
+        } else {
+            " (s)".to_owned()
+        };
+        format!("one of {}{more}", shown.join(", "))
+    }
+
+    /// Turns `segments` into `values` and sets `size`; checks the result.
+    fn normalise(&mut self, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let forms = [
+            self.step.0 != 0,
+            !self.segments.is_empty(),
+            !self.values.is_empty(),
+        ];
+        if forms.iter().filter(|&&f| f).count() != 1 {
+            return Err(invalid(
+                key("step"),
+                "give exactly one of `step` (with `size`), `segments` or `values`",
+            ));
+        }
+        if !self.segments.is_empty() {
+            let mut values = vec![self.start];
+            for (j, segment) in self.segments.iter().enumerate() {
+                let last = values.last().map_or(self.start.0, |v| v.0);
+                if segment.step.0 <= 0 || segment.until.0 < last {
+                    return Err(invalid(
+                        key(&format!("segments[{j}]")),
+                        format!(
+                            "needs a positive step and an `until` at or after {last} s, where the run before it ends"
+                        ),
+                    ));
+                }
+                let mut next = last + segment.step.0;
+                while next <= segment.until.0 && values.len() <= 1_000_000 {
+                    values.push(Seconds(next));
+                    next += segment.step.0;
+                }
+            }
+            self.values = values;
+            self.segments.clear();
+        }
+        if !self.values.is_empty() {
+            if !self.values.windows(2).all(|w| w[0] < w[1]) {
+                return Err(invalid(key("values"), "must be strictly increasing"));
+            }
+            let n = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+            if self.size != 0 && self.size != n {
+                return Err(invalid(
+                    key("size"),
+                    format!("is {} but the dim has {n} values; leave it out", self.size),
+                ));
+            }
+            self.size = n;
+            self.start = self.values[0];
+            self.step = Seconds(0);
+        }
+        Ok(())
+    }
 }
 
 fn zero_seconds() -> Seconds {
@@ -610,7 +752,10 @@ impl DatasetConfig {
                 apply_override(&mut doc, path, &value)?;
             }
         }
-        let config: Self = doc.try_into().map_err(parse_err)?;
+        let mut config: Self = doc.try_into().map_err(parse_err)?;
+        for (i, m) in config.message_dims.iter_mut().enumerate() {
+            m.normalise(&|k| format!("message_dims[{i}].{k}"))?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -672,8 +817,14 @@ impl DatasetConfig {
         let mut names = vec![("rolling.dim".to_string(), self.rolling.dim.as_str())];
         for (i, m) in self.message_dims.iter().enumerate() {
             let key = |k: &str| format!("message_dims[{i}].{k}");
-            if m.step.0 <= 0 {
+            if m.values.is_empty() && m.step.0 <= 0 {
                 return Err(invalid(key("step"), "must be positive"));
+            }
+            if !m.segments.is_empty() {
+                return Err(invalid(
+                    key("segments"),
+                    "must be turned into values first (read the config with DatasetConfig::load)",
+                ));
             }
             if m.size == 0 {
                 return Err(invalid(key("size"), "must be at least 1"));
@@ -884,6 +1035,67 @@ mod tests {
         [store]
         path = "data/ukv"
     "#;
+
+    fn with_lead_times(lines: &str) -> Result<DatasetConfig, ConfigError> {
+        let text = UKV.replace("step = \"1h\"\n        size = 13", lines);
+        assert_ne!(text, UKV, "the lead-time lines were replaced");
+        DatasetConfig::from_toml(&text)
+    }
+
+    #[test]
+    fn lead_times_as_published_by_segments_lists_and_later_starts() {
+        // UKV T+120 runs: hourly to T+54, then 3-hourly.
+        let ukv = with_lead_times(
+            r#"segments = [{ step = "1h", until = "54h" }, { step = "3h", until = "120h" }]"#,
+        )
+        .expect("segments");
+        let fp = &ukv.message_dims[0];
+        assert_eq!(fp.size, 55 + 22);
+        assert_eq!(
+            (fp.value_at(54), fp.value_at(55), fp.value_at(76)),
+            (54 * 3600, 57 * 3600, 120 * 3600)
+        );
+        assert_eq!(fp.index_of(57 * 3600), Some(55));
+        assert_eq!(fp.index_of(55 * 3600), None);
+        // Rate fields every 15 minutes: 217 lead times to T+54.
+        let rates =
+            with_lead_times(r#"segments = [{ step = "15m", until = "54h" }]"#).expect("15 minutes");
+        assert_eq!(rates.message_dims[0].size, 217);
+        // Hourly maxima start at PT1H.
+        let maxima = with_lead_times(
+            r#"start = "1h"
+        segments = [{ step = "1h", until = "54h" }]"#,
+        )
+        .expect("from PT1H");
+        assert_eq!(maxima.message_dims[0].size, 54);
+        assert_eq!(maxima.message_dims[0].index_of(0), None);
+        assert_eq!(maxima.message_dims[0].index_of(3600), Some(0));
+        // An explicit list.
+        let list = with_lead_times(r#"values = ["0h", "1h", "3h", "6h"]"#).expect("list");
+        assert_eq!(
+            list.message_dims[0].all_values(),
+            vec![0, 3600, 10_800, 21_600]
+        );
+        // Written back and read again, the config is the same.
+        let text = toml::to_string(&ukv).expect("toml");
+        assert_eq!(DatasetConfig::from_toml(&text).expect("again"), ukv);
+        // Mistakes name the key.
+        for (lines, key) in [
+            (r#"values = ["1h", "0h"]"#, "message_dims[0].values"),
+            (
+                r#"step = "1h"
+        segments = [{ step = "1h", until = "5h" }]"#,
+                "message_dims[0].step",
+            ),
+            (
+                r#"segments = [{ step = "1h", until = "5h" }, { step = "1h", until = "2h" }]"#,
+                "message_dims[0].segments[1]",
+            ),
+        ] {
+            let e = with_lead_times(lines).expect_err(lines);
+            assert!(e.to_string().contains(key), "{lines}: {e}");
+        }
+    }
 
     #[test]
     fn parses_with_defaults() {

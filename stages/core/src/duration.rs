@@ -61,9 +61,63 @@ impl Serialize for Seconds {
     }
 }
 
+/// An ISO 8601 duration of days, hours, minutes and seconds (`PT54H`, `P5DT6H`, `PT15M`), as
+/// the Met Office writes `mosg__forecast_run_duration`, in seconds. Years, months and weeks
+/// (whose length varies) and fractions are refused. (Written here: one small function, where a
+/// crate would bring a general parser for forms the feed never uses.)
+pub fn iso8601_seconds(text: &str) -> Option<i64> {
+    let rest = text.trim().strip_prefix('P')?;
+    let (days, time) = match rest.split_once('T') {
+        Some((days, time)) => (days, Some(time)),
+        None => (rest, None),
+    };
+    let mut total: i64 = 0;
+    let mut any = false;
+    let mut add = |part: &str, units: &[(char, i64)]| -> Option<()> {
+        let mut number = String::new();
+        let mut allowed = units.iter();
+        for c in part.chars() {
+            if c.is_ascii_digit() {
+                number.push(c);
+                continue;
+            }
+            let (_, scale) = allowed.by_ref().find(|(u, _)| *u == c)?;
+            let n: i64 = number.parse().ok()?;
+            total = total.checked_add(n.checked_mul(*scale)?)?;
+            number.clear();
+            any = true;
+        }
+        number.is_empty().then_some(())
+    };
+    add(days, &[('D', 86_400)])?;
+    if let Some(time) = time {
+        if time.is_empty() {
+            return None;
+        }
+        add(time, &[('H', 3600), ('M', 60), ('S', 1)])?;
+    }
+    any.then_some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_iso8601_run_durations() {
+        assert_eq!(iso8601_seconds("PT54H"), Some(54 * 3600));
+        assert_eq!(iso8601_seconds("PT120H"), Some(120 * 3600));
+        assert_eq!(
+            iso8601_seconds("P5DT6H30M"),
+            Some(5 * 86_400 + 6 * 3600 + 1800)
+        );
+        assert_eq!(iso8601_seconds("PT15M"), Some(900));
+        for bad in [
+            "54H", "P", "PT", "P1Y", "PT1.5H", "PT1H2", "PT1M1H", "P1W", "",
+        ] {
+            assert_eq!(iso8601_seconds(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn parses_and_renders() {

@@ -25,19 +25,15 @@ pub enum PlacementError {
         /// Origin, RFC 3339.
         origin: String,
     },
-    /// A message-dim value is off its step or outside its range.
-    #[error("{dim} = {value} s does not fit the dataset: expected {start} + k * {step} s for k in 0..{size}")]
+    /// A message-dim value is not one of the dim's values.
+    #[error("{dim} = {value} s does not fit the dataset: expected {expected}")]
     OutOfRange {
         /// Message dim name.
         dim: String,
         /// The value in seconds.
         value: i64,
-        /// First value.
-        start: i64,
-        /// Step.
-        step: i64,
-        /// Number of indices.
-        size: u32,
+        /// The values accepted.
+        expected: String,
     },
 }
 
@@ -72,6 +68,9 @@ pub struct Layout {
     pub fill_value: FillValue,
     /// When an index counts as visible (readers enforce it too).
     pub visibility: Visibility,
+    /// A run's length (seconds of `forecast_period`) when its files do not give it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_length: Option<i64>,
 }
 
 impl Layout {
@@ -92,7 +91,35 @@ impl Layout {
             format: config.encoding.format,
             fill_value: config.encoding.fill_value.clone(),
             visibility: config.rolling.visibility,
+            run_length: config.rolling.run_length.map(|s| s.0),
         }
+    }
+
+    /// How many slots a run of `run_length` seconds fills: those whose `forecast_period` is at
+    /// most that long (all of them without a `forecast_period` dim or a known length).
+    pub fn slots_within(&self, run_length: Option<i64>) -> u32 {
+        let Some(length) = run_length.or(self.run_length) else {
+            return self.slots();
+        };
+        let Some(fp) = self
+            .message_dims
+            .iter()
+            .position(|m| m.name == "forecast_period")
+        else {
+            return self.slots();
+        };
+        self.message_dims
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                if i == fp {
+                    u32::try_from(m.all_values().iter().filter(|&&v| v <= length).count())
+                        .unwrap_or(u32::MAX)
+                } else {
+                    m.size
+                }
+            })
+            .product()
     }
 
     /// The abs index of a rolling-dim time.
@@ -128,22 +155,13 @@ impl Layout {
     pub fn slot_of(&self, values: &[i64]) -> Result<u32, PlacementError> {
         let mut slot: u32 = 0;
         for (dim, &value) in self.message_dims.iter().zip(values) {
-            let since = value - dim.start.0;
-            let index = since.div_euclid(dim.step.0);
-            let fits =
-                since.rem_euclid(dim.step.0) == 0 && (0..i64::from(dim.size)).contains(&index);
-            if !fits {
-                return Err(PlacementError::OutOfRange {
+            let index = dim
+                .index_of(value)
+                .ok_or_else(|| PlacementError::OutOfRange {
                     dim: dim.name.clone(),
                     value,
-                    start: dim.start.0,
-                    step: dim.step.0,
-                    size: dim.size,
-                });
-            }
-            // `index` is in 0..size, and size is a u32.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let index = index as u32;
+                    expected: dim.describe(),
+                })?;
             slot = slot * dim.size + index;
         }
         Ok(slot)
@@ -188,7 +206,7 @@ impl Layout {
         self.message_dims
             .iter()
             .zip(self.slot_indices(slot))
-            .map(|(m, i)| m.start.0 + i64::try_from(i).unwrap_or(i64::MAX) * m.step.0)
+            .map(|(m, i)| m.value_at(u32::try_from(i).unwrap_or(u32::MAX)))
             .collect()
     }
 
@@ -277,12 +295,13 @@ impl Layout {
         let mut a = self.clone();
         a.window = other.window;
         a.visibility = other.visibility;
+        a.run_length = other.run_length;
         if &a == other {
             Ok(())
         } else {
             Err(format!(
-                "the stored dataset was made with a different layout; only `rolling.window` and \
-                 `rolling.visibility` may change. Stored: {}; configured: {}",
+                "the stored dataset was made with a different layout; only `rolling.window`, \
+                 `rolling.visibility` and `rolling.run_length` may change. Stored: {}; configured: {}",
                 serde_json::to_string(other).unwrap_or_default(),
                 serde_json::to_string(self).unwrap_or_default()
             ))

@@ -160,13 +160,7 @@ impl View {
                 let abs = self.record.offset + i64::try_from(indices[0]).unwrap_or(i64::MAX);
                 self.derived(spec, &[layout.time_of(abs)])
             }
-            Role::Message(i) => {
-                let m = &layout.message_dims[i];
-                let values: Vec<i64> = (0..i64::from(m.size))
-                    .map(|j| m.start.0 + j * m.step.0)
-                    .collect();
-                self.derived(spec, &values)
-            }
+            Role::Message(i) => self.derived(spec, &layout.message_dims[i].all_values()),
             Role::FileCoord(_) | Role::GridMapping => stored(&indices),
         }
     }

@@ -91,7 +91,15 @@ pub struct CommitRecord {
     /// Snapshot records of replaced generations still to be removed.
     #[serde(default)]
     pub retired: Vec<Retired>,
+    /// Each visible run's own length (seconds of `forecast_period`), where its files give it
+    /// (`mosg__forecast_run_duration`): with `complete` visibility a short run is complete
+    /// once its own lead times are in.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub run_lengths: BTreeMap<i64, i64>,
 }
+
+/// The global attribute in which Met Office files give their run's length (`PT54H`).
+pub const RUN_DURATION_ATTR: &str = "mosg__forecast_run_duration";
 
 /// What folding a report did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +131,18 @@ impl CommitRecord {
             expiring: Vec::new(),
             grace: 0,
             retired: Vec::new(),
+            run_lengths: BTreeMap::new(),
         }
+    }
+
+    /// Whether every slot the run at `abs` fills (up to its own length) is committed.
+    fn index_complete(&self, abs: i64) -> bool {
+        let needed = self
+            .layout
+            .slots_within(self.run_lengths.get(&abs).copied());
+        self.present
+            .get(&abs)
+            .is_some_and(|s| s.len() as u32 >= needed)
     }
 
     /// Visible steps (the logical length of the rolling dim).
@@ -144,10 +163,7 @@ impl CommitRecord {
     pub fn is_visible(&self, abs: i64, slot: u32) -> bool {
         let index_ready = match self.layout.visibility {
             Visibility::Any => true,
-            Visibility::Complete => self
-                .present
-                .get(&abs)
-                .is_some_and(|s| s.len() as u32 >= self.layout.slots()),
+            Visibility::Complete => self.index_complete(abs),
         };
         index_ready
             && self.head.is_some_and(|h| abs >= self.offset && abs <= h)
@@ -172,6 +188,18 @@ impl CommitRecord {
                 self.schema = Some(schema.clone());
                 self.schema_from = Some(key);
                 changed = true;
+            }
+            let length = schema
+                .global_attrs
+                .iter()
+                .find(|(name, _)| name == RUN_DURATION_ATTR)
+                .and_then(|(_, value)| match value {
+                    roller_proto::AttrValue::Text(text) => crate::duration::iso8601_seconds(text),
+                    _ => None,
+                });
+            let in_window = self.head.is_none() || report.abs >= self.offset;
+            if let Some(length) = length.filter(|_| in_window) {
+                changed |= self.run_lengths.insert(report.abs, length) != Some(length);
             }
         }
         if self.head.is_some() && report.abs < self.offset {
@@ -219,8 +247,7 @@ impl CommitRecord {
                 slots.insert(at, report.slot);
             }
             changed = true;
-            let index_complete = slots.len() as u32 >= self.layout.slots();
-            if visibility == Visibility::Any || index_complete {
+            if visibility == Visibility::Any || self.index_complete(report.abs) {
                 self.advance_head(report.abs);
             }
         }
@@ -278,6 +305,7 @@ impl CommitRecord {
     /// Moves the offset up to `offset`, queueing everything below it for removal.
     fn move_offset(&mut self, offset: i64) {
         self.offset = offset;
+        self.run_lengths = self.run_lengths.split_off(&offset);
         let kept = self.present.split_off(&offset);
         for (abs, slots) in std::mem::replace(&mut self.present, kept) {
             let parts: Vec<u32> = (0..self.layout.parts()).collect();
@@ -463,6 +491,48 @@ mod tests {
         });
         assert_eq!(r.head, Some(9));
         assert!(r.is_visible(7, 0) && !r.is_visible(8, 0));
+    }
+
+    #[test]
+    fn a_short_run_is_complete_once_its_own_lead_times_are_in() {
+        // Lead times 0..3 h; complete visibility.
+        let mut l = layout(3, 4, &[(4, 4)]);
+        l.visibility = Visibility::Complete;
+        let mut r = CommitRecord::empty(l.clone());
+        let with_length = |abs: i64, slot: u32, length: &str| {
+            let mut rep = report(abs, slot, 0, 1);
+            rep.schema = Some(roller_proto::FileSchema {
+                variable_attrs: Vec::new(),
+                coords: Vec::new(),
+                grid_mapping: None,
+                global_attrs: vec![(
+                    RUN_DURATION_ATTR.into(),
+                    roller_proto::AttrValue::Text(length.into()),
+                )],
+            });
+            rep
+        };
+        // A run that reaches T+1 (its files say PT1H): two lead times make it complete.
+        r.fold_report(&with_length(5, 0, "PT1H"));
+        assert_eq!(r.head, None);
+        r.fold_report(&with_length(5, 1, "PT1H"));
+        assert_eq!(r.head, Some(5));
+        assert!(r.is_visible(5, 1));
+        // A full-length run next to it waits for all four.
+        for slot in 0..3 {
+            r.fold_report(&with_length(6, slot, "PT3H"));
+        }
+        assert_eq!(r.head, Some(5));
+        r.fold_report(&with_length(6, 3, "PT3H"));
+        assert_eq!(r.head, Some(6));
+        // Files that do not say: the config's run length, else every lead time.
+        let mut short = l;
+        short.run_length = Some(2 * 3600);
+        let mut r = CommitRecord::empty(short);
+        for slot in 0..3 {
+            r.fold_report(&report(7, slot, 0, 1));
+        }
+        assert_eq!(r.head, Some(7));
     }
 
     #[test]

@@ -1,0 +1,146 @@
+"""Write UKV files shaped as the Met Office publishes them today, with netCDF4-python, laid out
+as the bucket is, and announce each one as an S3 ObjectCreated event.
+
+usage: make_feed_files.py OUTDIR SPEC_JSON
+
+SPEC_JSON: {"ny": 200, "nx": 260, "runs": [{"run": "2024-01-01T00:00:00Z",
+            "leads": [0, 3600, ...], "duration": "PT54H"}, ...]}
+(`leads` in seconds; `duration` is the file's `mosg__forecast_run_duration`.)
+
+The header follows the real files (reduced grid): `air_temperature` float32 on
+(projection_y_coordinate, projection_x_coordinate), 2 km spacing from the real grid's
+corner, chunks of 128 x 128 (edge chunks padded), zlib level 1 without shuffle, values
+rounded with `least_significant_digit` = 2; each projection coordinate with a `*_bnds`
+(n, 2) variable and `bounds`, `axis`, `units`, `standard_name`; an int32 scalar
+`lambert_azimuthal_equal_area` grid mapping; scalar coordinates `forecast_period` (int32 s),
+`forecast_reference_time` and `time` (int64 s since the epoch), `height` (float32 m), named in
+the variable's `coordinates`; the real global attributes, `mosg__*` included.
+
+OUTDIR receives the files under
+`uk-deterministic-2km/<run>/<valid>-PT<hhhh>H<mm>M-temperature_at_screen_level.nc`
+and `notifications.jsonl` (one S3 event per file).
+"""
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+
+BUCKET = "met-office-atmospheric-model-data"
+MODEL = "uk-deterministic-2km"
+PARAMETER = "temperature_at_screen_level"
+EPOCH = "seconds since 1970-01-01 00:00:00"
+
+
+def stamp(seconds):
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y%m%dT%H%MZ")
+
+
+def epoch(text):
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+
+
+def field(ny, nx, run, lead):
+    """A smooth, realistic screen temperature (K) that differs per run and lead time."""
+    y, x = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    phase = (run / 3600.0) * 0.1 + lead / 3600.0 * 0.05
+    values = 283.0 + 6.0 * np.sin(x / 37.0 + phase) * np.cos(y / 29.0) - 0.01 * y
+    return values.astype(np.float32)
+
+
+def write(path, ny, nx, run, lead, duration):
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
+        ds.createDimension("projection_y_coordinate", ny)
+        ds.createDimension("projection_x_coordinate", nx)
+        ds.createDimension("bnds", 2)
+        gm = ds.createVariable("lambert_azimuthal_equal_area", "i4")
+        gm.grid_mapping_name = "lambert_azimuthal_equal_area"
+        gm.longitude_of_prime_meridian = 0.0
+        gm.semi_major_axis = 6378137.0
+        gm.semi_minor_axis = 6356752.314140356
+        gm.longitude_of_projection_origin = -2.5
+        gm.latitude_of_projection_origin = 54.9
+        gm.false_easting = 0.0
+        gm.false_northing = 0.0
+        for name, n, start, axis in (
+            ("projection_y_coordinate", ny, -1036000.0, "Y"),
+            ("projection_x_coordinate", nx, -1158000.0, "X"),
+        ):
+            v = ds.createVariable(name, "f4", (name,))
+            v.axis = axis
+            v.units = "m"
+            v.standard_name = name
+            v.bounds = f"{name}_bnds"
+            centres = (start + 2000.0 * np.arange(n)).astype(np.float32)
+            v[:] = centres
+            b = ds.createVariable(f"{name}_bnds", "f4", (name, "bnds"))
+            b[:] = np.stack([centres - 1000.0, centres + 1000.0], axis=1)
+        fp = ds.createVariable("forecast_period", "i4")
+        fp.units = "seconds"
+        fp.standard_name = "forecast_period"
+        fp[...] = lead
+        for name, value in (("forecast_reference_time", run), ("time", run + lead)):
+            v = ds.createVariable(name, "i8")
+            v.units = EPOCH
+            v.standard_name = name
+            v.calendar = "gregorian"
+            v[...] = value
+        h = ds.createVariable("height", "f4")
+        h.units = "m"
+        h.axis = "Z"
+        h.positive = "up"
+        h.standard_name = "height"
+        h[...] = 1.5
+        var = ds.createVariable(
+            "air_temperature", "f4", ("projection_y_coordinate", "projection_x_coordinate"),
+            zlib=True, complevel=1, shuffle=False, chunksizes=(128, 128),
+            least_significant_digit=2,
+        )
+        var.standard_name = "air_temperature"
+        var.units = "K"
+        var.grid_mapping = "lambert_azimuthal_equal_area"
+        var.coordinates = "forecast_period forecast_reference_time height time"
+        var[:] = field(ny, nx, run, lead)
+        ds.setncatts({
+            "history": "2024-01-01T03:00:00Z: StaGE Decoupler",
+            "institution": "Met Office",
+            "source": "Met Office Unified Model",
+            "title": "UKV Model Forecast on UK 2 km Standard Grid",
+            "um_version": "11.2",
+            "Conventions": "CF-1.7, UKMO-1.0",
+            "mosg__forecast_run_duration": duration,
+            "mosg__grid_domain": "uk_extended",
+            "mosg__grid_type": "standard",
+            "mosg__grid_version": "1.7.0",
+            "mosg__model_configuration": "uk_det",
+        })
+
+
+def main(argv):
+    if len(argv) != 3:
+        sys.exit(f"usage: {argv[0]} OUTDIR SPEC_JSON")
+    out = Path(argv[1])
+    spec = json.loads(argv[2])
+    lines = []
+    for entry in spec["runs"]:
+        run = epoch(entry["run"])
+        for lead in entry["leads"]:
+            key = (f"{MODEL}/{stamp(run)}/{stamp(run + lead)}-PT{lead // 3600:04d}H"
+                   f"{lead % 3600 // 60:02d}M-{PARAMETER}.nc")
+            path = out / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write(path, spec["ny"], spec["nx"], run, lead, entry["duration"])
+            lines.append(json.dumps({"Records": [{
+                "eventName": "ObjectCreated:Put",
+                "eventTime": "2024-01-01T03:00:00.000Z",
+                "s3": {"bucket": {"name": BUCKET},
+                       "object": {"key": key, "size": path.stat().st_size}},
+            }]}))
+    (out / "notifications.jsonl").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
