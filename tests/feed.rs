@@ -182,6 +182,10 @@ fsync = false
         summary.dead_letters
     );
     assert_eq!(summary.files, 14);
+    assert_eq!(
+        summary.direct_reads, 14,
+        "128 x 128 zlib-1 chunks without shuffle, padded at the edges, take the fast path"
+    );
 
     let store = roller_test_support::rolling_store(&config);
     let record = store.record();

@@ -421,10 +421,12 @@ pub(crate) fn print_summary(s: &RunSummary) {
         s.dead_letters.len()
     );
     println!(
-        "{} chunks, {:.1} MB stored from {:.1} MB decoded, {} commits",
+        "{} chunks, {:.1} MB stored from {:.1} MB decoded ({} of {} files on the fast read path), {} commits",
         s.chunks,
         s.stored_bytes as f64 / 1e6,
         s.decoded_bytes as f64 / 1e6,
+        s.direct_reads,
+        s.files,
         s.commits
     );
     for letter in &s.dead_letters {

@@ -90,6 +90,8 @@ pub enum Decoded {
         slot: u32,
         /// Parts emitted.
         parts: u32,
+        /// How the field was read.
+        read: ReadPath,
     },
     /// The file is older than the committed window; nothing to do.
     BelowWindow {
@@ -98,6 +100,16 @@ pub enum Decoded {
         /// The committed offset.
         offset: i64,
     },
+}
+
+/// How a file's field was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// Compressed chunks copied out of HDF5 under its lock and inflated outside it, on every
+    /// decode thread (chunked, deflate with or without shuffle, little-endian floats).
+    Direct,
+    /// Through the netCDF library, which inflates under HDF5's global lock (any other layout).
+    Library,
 }
 
 /// Decodes files for one dataset.
@@ -211,6 +223,11 @@ impl Decoder {
             abs: plan.abs,
             slot: plan.slot,
             parts,
+            read: if direct.is_some() {
+                ReadPath::Direct
+            } else {
+                ReadPath::Library
+            },
         }))
     }
 
@@ -397,6 +414,10 @@ impl Decoder {
         let mut coords = Vec::new();
         let mut names: Vec<&str> = vec![&layout.rolling_dim];
         names.extend(layout.message_dims.iter().map(|m| m.name.as_str()));
+        // The valid time's attributes (the dataset derives its values).
+        if !names.contains(&crate::metadata::VALID_TIME) {
+            names.push(crate::metadata::VALID_TIME);
+        }
         names.extend(layout.file_dims.iter().map(|d| d.name.as_str()));
         for name in names {
             let Some(coord) = file.variable(name) else {

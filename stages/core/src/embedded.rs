@@ -19,7 +19,7 @@ use crate::bus::{CollectedDeadLetters, DeadLetter, DeadLetterSink, Outbox, Stage
 use crate::clock::Clock;
 use crate::commit::{CommitError, Committed, Committer};
 use crate::config::DatasetConfig;
-use crate::decode::{Decoded, Decoder, Slab};
+use crate::decode::{Decoded, Decoder, ReadPath, Slab};
 use crate::expiry::{DeleteExpired, Expiry};
 use crate::fetch::{FetchError, Fetcher, ObjectSource};
 use crate::layout::Layout;
@@ -124,6 +124,8 @@ pub struct RunSummary {
     pub unmatched: u64,
     /// Feed events that announce no file (S3 test events, removals): counted and dropped.
     pub skipped: u64,
+    /// Files whose field was read on the fast path (chunks inflated outside HDF5's lock).
+    pub direct_reads: u64,
     /// Files decoded and written.
     pub files: u64,
     /// Files older than the window (skipped).
@@ -164,6 +166,7 @@ struct Counters {
     notifications: AtomicU64,
     unmatched: AtomicU64,
     skipped: AtomicU64,
+    direct: AtomicU64,
     files: AtomicU64,
     below_window: AtomicU64,
     decoded_bytes: AtomicU64,
@@ -238,6 +241,7 @@ pub fn run(
         notifications: load(&counters.notifications),
         unmatched: load(&counters.unmatched),
         skipped: load(&counters.skipped),
+        direct_reads: load(&counters.direct),
         files: load(&counters.files),
         below_window: load(&counters.below_window),
         decoded_bytes: load(&counters.decoded_bytes),
@@ -375,8 +379,11 @@ fn decode_worker(
             |e| !e.is_permanent(),
         );
         match result {
-            Ok(Ok(Decoded::Emitted { .. })) => {
+            Ok(Ok(Decoded::Emitted { read, .. })) => {
                 counters.files.fetch_add(1, Ordering::Relaxed);
+                if read == ReadPath::Direct {
+                    counters.direct.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Ok(Ok(Decoded::BelowWindow { abs, offset })) => {
                 counters.below_window.fetch_add(1, Ordering::Relaxed);

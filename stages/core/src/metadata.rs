@@ -24,6 +24,9 @@ pub enum Role {
     Rolling,
     /// A message-dim coordinate (index into `Layout::message_dims`): derived from the layout.
     Message(usize),
+    /// The valid time over (rolling dim, `forecast_period`): run plus lead time, derived; the
+    /// index is the `forecast_period` message dim's.
+    ValidTime(usize),
     /// A file-dim coordinate (index into `Layout::file_dims`): stored once, untranslated.
     FileCoord(usize),
     /// The grid mapping variable: stored once, untranslated.
@@ -160,6 +163,18 @@ pub fn array_specs(
         });
     }
 
+    let mut coordinates = Vec::new();
+    if let Some(spec) = valid_time_spec(layout, schema, rolling_len) {
+        coordinates.push(spec.name.clone());
+        specs.push(spec);
+    }
+    if !coordinates.is_empty() {
+        // Non-dimension coordinates: how xarray knows they belong to the data variable.
+        specs[0]
+            .attrs
+            .insert("coordinates".into(), coordinates.join(" ").into());
+    }
+
     if let Some(schema) = schema {
         for (i, d) in layout.file_dims.iter().enumerate() {
             if let Some(c) = schema.coords.iter().find(|c| c.name == d.name) {
@@ -188,7 +203,58 @@ pub fn array_specs(
             });
         }
     }
+    // A `bounds` attribute must name an array of the view; the files' bounds variables that
+    // the view does not carry are not referred to.
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    for spec in &mut specs {
+        let dangling = spec
+            .attrs
+            .get("bounds")
+            .is_some_and(|b| !b.as_str().is_some_and(|b| names.iter().any(|n| n == b)));
+        if dangling {
+            spec.attrs.remove("bounds");
+        }
+    }
     specs
+}
+
+/// Name of the valid-time coordinate.
+pub const VALID_TIME: &str = "time";
+
+/// The valid time `time(forecast_reference_time, forecast_period)` = run + lead time, when the
+/// rolling dim is the run and a message dim is the lead time, and no other array is called
+/// `time`.
+fn valid_time_spec(
+    layout: &Layout,
+    schema: Option<&FileSchema>,
+    rolling_len: u64,
+) -> Option<ArraySpec> {
+    let fp = layout
+        .message_dims
+        .iter()
+        .position(|m| m.name == "forecast_period")?;
+    let taken = layout.data_dims().iter().any(|d| d == VALID_TIME) || layout.variable == VALID_TIME;
+    if layout.rolling_dim != "forecast_reference_time" || taken {
+        return None;
+    }
+    let mut attrs = coord_attrs(schema, VALID_TIME);
+    attrs.insert("standard_name".into(), "time".into());
+    attrs.insert("units".into(), TIME_UNITS.into());
+    attrs.insert("calendar".into(), "proleptic_gregorian".into());
+    let size = u64::from(layout.message_dims[fp].size);
+    Some(ArraySpec {
+        name: VALID_TIME.into(),
+        role: Role::ValidTime(fp),
+        dims: vec![
+            layout.rolling_dim.clone(),
+            layout.message_dims[fp].name.clone(),
+        ],
+        shape: vec![rolling_len, size],
+        chunks: vec![1, size],
+        dtype: "int64".into(),
+        fill: Fill::Int(i64::MIN),
+        attrs,
+    })
 }
 
 /// The data variable's spec (length 0 along the rolling dim: enough for keys and codecs).

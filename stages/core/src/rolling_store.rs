@@ -66,10 +66,12 @@ impl View {
         let layout = &record.layout;
         let specs = array_specs(layout, record.schema.as_ref(), record.visible_len());
         let mut codecs = HashMap::new();
-        for spec in specs
-            .iter()
-            .filter(|s| matches!(s.role, Role::Rolling | Role::Message(_)))
-        {
+        for spec in specs.iter().filter(|s| {
+            matches!(
+                s.role,
+                Role::Rolling | Role::Message(_) | Role::ValidTime(_)
+            )
+        }) {
             codecs.insert(spec.name.clone(), ChunkCodec::new(spec, layout)?);
         }
         let mut attrs = group_attrs(record.schema.as_ref());
@@ -161,6 +163,16 @@ impl View {
                 self.derived(spec, &[layout.time_of(abs)])
             }
             Role::Message(i) => self.derived(spec, &layout.message_dims[i].all_values()),
+            Role::ValidTime(i) => {
+                let abs = self.record.offset + i64::try_from(indices[0]).unwrap_or(i64::MAX);
+                let run = layout.time_of(abs);
+                let valid: Vec<i64> = layout.message_dims[i]
+                    .all_values()
+                    .iter()
+                    .map(|lead| run + lead)
+                    .collect();
+                self.derived(spec, &valid)
+            }
             Role::FileCoord(_) | Role::GridMapping => stored(&indices),
         }
     }

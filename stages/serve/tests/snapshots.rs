@@ -16,57 +16,14 @@ use roller_core::embedded::{self, RunOptions};
 use roller_core::expiry::DeleteExpired;
 use roller_core::storage::Storage;
 use roller_serve::catalog::Catalog;
-use roller_serve::server::{serve, Served};
 use roller_test_support::http::request;
 use roller_test_support::{run_python, small_files, PythonSession, TestDataset};
 
+mod common;
+
+use common::InProcessServer;
+
 const GRACE: i64 = 3600;
-
-/// roller-serve running in this process (so it shares the test's clock), stopped on drop.
-struct InProcessServer {
-    port: u16,
-    runtime: tokio::runtime::Runtime,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl InProcessServer {
-    fn start(catalog: Catalog) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("listen");
-        let port = listener.local_addr().expect("address").port();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = Arc::new(Served::new(catalog, Duration::ZERO));
-        runtime.spawn(serve(listener, served, async {
-            let _ = stopped.await;
-        }));
-        Self {
-            port,
-            runtime,
-            stop: Some(stop),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for InProcessServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // Let the server finish its connections before the runtime goes.
-        self.runtime
-            .block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
-    }
-}
 
 /// Three 6-hourly runs of two lead times: each run's notification lines, oldest first.
 fn runs(src: &Path) -> Vec<Vec<String>> {

@@ -1,0 +1,102 @@
+//! Files shaped as the Met Office publishes them today (written by netCDF4-python with the real
+//! header: 128 x 128 zlib-1 chunks, `least_significant_digit`, bounds variables, scalar
+//! coordinates, `mosg__*` global attributes), announced as S3 events and read from a mounted
+//! bucket: xarray over roller-serve and through the reference file reads the values netCDF4
+//! reads, the valid time as datetimes, the attributes, and no `bounds` pointing at nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::InProcessServer;
+use roller_core::config::DatasetConfig;
+use roller_core::embedded;
+use roller_serve::catalog::Catalog;
+use roller_test_support::feed::{match_today, MODEL, PARAMETER};
+use roller_test_support::{ingest, run_python};
+
+#[test]
+fn xarray_reads_todays_files_with_valid_time_attributes_and_consistent_bounds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bucket = dir.path().join("bucket");
+    let hours: Vec<i64> = (0..4).map(|h| h * 3600).collect();
+    let spec = serde_json::json!({"ny": 200, "nx": 260, "runs": [
+        {"run": "2024-01-01T00:00:00Z", "leads": hours, "duration": "PT3H"},
+        {"run": "2024-01-01T01:00:00Z", "leads": hours, "duration": "PT3H"},
+    ]});
+    run_python(
+        "make_feed_files.py",
+        &[&bucket.display().to_string(), &spec.to_string()],
+    );
+    let notifications = bucket.join("notifications.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&notifications)
+        .expect("notices")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for format in [3, 2] {
+        let name = format!("ukv{format}");
+        let text = format!(
+            r#"name = "{name}"
+variable = "air_temperature"
+[match]
+model = "{MODEL}"
+name = "{PARAMETER}"
+[rolling]
+dim = "forecast_reference_time"
+step = "1h"
+window = 2
+[[message_dims]]
+name = "forecast_period"
+step = "1h"
+size = 4
+[[file_dims]]
+name = "projection_y_coordinate"
+size = 200
+chunk = 100
+[[file_dims]]
+name = "projection_x_coordinate"
+size = 260
+chunk = 130
+[encoding]
+format = {format}
+[store]
+path = "{}"
+fsync = false
+[reference]
+enabled = true
+{}"#,
+            dir.path().join(&name).display(),
+            match_today(&bucket)
+        );
+        let config = DatasetConfig::from_toml(&text).expect("config");
+        let summary = ingest(&config, &lines);
+        assert!(
+            summary.dead_letters.is_empty(),
+            "{:?}",
+            summary.dead_letters
+        );
+        let store = embedded::open_store(&config).expect("store");
+        let catalog =
+            Catalog::with_stores(vec![(config.clone(), store)], Duration::ZERO).expect("catalog");
+        let server = InProcessServer::start(catalog);
+        let reference = dir.path().join(&name).join("reference.json");
+        for target in [
+            server.url(&format!("/{name}")),
+            reference.display().to_string(),
+        ] {
+            let out = run_python(
+                "read_feed.py",
+                &[
+                    &target,
+                    &bucket.display().to_string(),
+                    &notifications.display().to_string(),
+                ],
+            );
+            assert!(
+                out.contains("\"checked\": 8") && out.contains("\"mosg\": \"uk_det\""),
+                "{target}: {out}"
+            );
+        }
+    }
+}
