@@ -89,6 +89,47 @@ fn round_trip_values_and_coordinates_are_exact() {
 }
 
 #[test]
+fn a_run_leaving_the_window_takes_its_per_run_members_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    let files = roller_core::synth::synth(&roller_core::synth::SynthOptions {
+        out: src.clone(),
+        ny: 9,
+        nx: 11,
+        realizations: Some(2),
+        runs: 3,
+        leads: 1,
+        run_step: 6 * 3600,
+        ..Default::default()
+    })
+    .expect("synth");
+    let cfg = TestDataset::new("members")
+        .window(1)
+        .file_dims(&[
+            ("realization", 2, 1),
+            ("projection_y_coordinate", 9, 9),
+            ("projection_x_coordinate", 11, 11),
+        ])
+        .extra("[expiry]\ngrace = \"0s\"\n")
+        .config(&dir.path().join("store"), &src);
+    let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
+    assert!(ingest(&cfg, &lines).dead_letters.is_empty());
+    let per_run = raw_store(&cfg)
+        .list_prefix("chunks/realization_per_run/")
+        .expect("list");
+    let record = rolling_store(&cfg).record();
+    assert_eq!(
+        per_run,
+        vec![roller_core::storage::Key::new(format!(
+            "chunks/realization_per_run/c/{}/0",
+            record.offset
+        ))
+        .expect("key")],
+        "only the run in the window keeps its members"
+    );
+}
+
+#[test]
 fn round_trip_with_realization_and_height_dims() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src");
@@ -142,8 +183,10 @@ fn round_trip_with_realization_and_height_dims() {
         .is_some());
     let (_, fp) = read_array::<i64>(&store, "forecast_period");
     assert_eq!(fp, vec![0]);
-    let (_, realization) = read_array::<i32>(&store, "realization");
-    assert_eq!(realization, vec![0, 1, 2]);
+    // Members belong to their run: one row per run.
+    let (shape, realization) = read_array::<i32>(&store, "realization_per_run");
+    assert_eq!(shape, vec![2, 3]);
+    assert_eq!(realization, vec![0, 1, 2, 0, 1, 2]);
     assert!(
         store.get_logical(".zmetadata").expect("get").is_some(),
         "v2 has consolidated metadata"

@@ -5,7 +5,10 @@ usage: make_feed_files.py OUTDIR SPEC_JSON
 
 SPEC_JSON: {"ny": 200, "nx": 260, "runs": [{"run": "2024-01-01T00:00:00Z",
             "leads": [0, 3600, ...], "duration": "PT54H"}, ...]}
-(`leads` in seconds; `duration` is the file's `mosg__forecast_run_duration`.)
+(`leads` in seconds; `duration` is the file's `mosg__forecast_run_duration`.) A run with
+`"members": [26, 27, 28]` is a MOGREPS-UK run instead: a leading int32 `realization` dim
+(chunks 1 x 128 x 128), `mosg__model_configuration` = `uk_ens`, in the ensemble bucket under
+the date-nested layout `uk-ensemble/YYYY/MM/DD/THHMMZ/...`.
 
 The header follows the real files (reduced grid): `air_temperature` float32 on
 (projection_y_coordinate, projection_x_coordinate), 2 km spacing from the real grid's
@@ -31,6 +34,8 @@ import numpy as np
 
 BUCKET = "met-office-atmospheric-model-data"
 MODEL = "uk-deterministic-2km"
+ENSEMBLE_BUCKET = "met-office-uk-ensemble-model-data"
+ENSEMBLE_MODEL = "uk-ensemble"
 PARAMETER = "temperature_at_screen_level"
 EPOCH = "seconds since 1970-01-01 00:00:00"
 
@@ -43,16 +48,23 @@ def epoch(text):
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
-def field(ny, nx, run, lead):
-    """A smooth, realistic screen temperature (K) that differs per run and lead time."""
+def field(ny, nx, run, lead, member=0):
+    """A smooth, realistic screen temperature (K) that differs per run, lead time and member."""
     y, x = np.mgrid[0:ny, 0:nx].astype(np.float64)
-    phase = (run / 3600.0) * 0.1 + lead / 3600.0 * 0.05
+    phase = (run / 3600.0) * 0.1 + lead / 3600.0 * 0.05 + member * 0.3
     values = 283.0 + 6.0 * np.sin(x / 37.0 + phase) * np.cos(y / 29.0) - 0.01 * y
     return values.astype(np.float32)
 
 
-def write(path, ny, nx, run, lead, duration):
+def write(path, ny, nx, run, lead, duration, members=None):
     with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
+        grid = ("projection_y_coordinate", "projection_x_coordinate")
+        if members is not None:
+            ds.createDimension("realization", len(members))
+            r = ds.createVariable("realization", "i4", ("realization",))
+            r.units = "1"
+            r.standard_name = "realization"
+            r[:] = np.asarray(members, dtype=np.int32)
         ds.createDimension("projection_y_coordinate", ny)
         ds.createDimension("projection_x_coordinate", nx)
         ds.createDimension("bnds", 2)
@@ -94,16 +106,21 @@ def write(path, ny, nx, run, lead, duration):
         h.positive = "up"
         h.standard_name = "height"
         h[...] = 1.5
+        dims = grid if members is None else ("realization",) + grid
+        chunks = (128, 128) if members is None else (1, 128, 128)
         var = ds.createVariable(
-            "air_temperature", "f4", ("projection_y_coordinate", "projection_x_coordinate"),
-            zlib=True, complevel=1, shuffle=False, chunksizes=(128, 128),
+            "air_temperature", "f4", dims,
+            zlib=True, complevel=1, shuffle=False, chunksizes=chunks,
             least_significant_digit=2,
         )
         var.standard_name = "air_temperature"
         var.units = "K"
         var.grid_mapping = "lambert_azimuthal_equal_area"
         var.coordinates = "forecast_period forecast_reference_time height time"
-        var[:] = field(ny, nx, run, lead)
+        if members is None:
+            var[:] = field(ny, nx, run, lead)
+        else:
+            var[:] = np.stack([field(ny, nx, run, lead, m) for m in members])
         ds.setncatts({
             "history": "2024-01-01T03:00:00Z: StaGE Decoupler",
             "institution": "Met Office",
@@ -115,7 +132,7 @@ def write(path, ny, nx, run, lead, duration):
             "mosg__grid_domain": "uk_extended",
             "mosg__grid_type": "standard",
             "mosg__grid_version": "1.7.0",
-            "mosg__model_configuration": "uk_det",
+            "mosg__model_configuration": "uk_det" if members is None else "uk_ens",
         })
 
 
@@ -127,16 +144,23 @@ def main(argv):
     lines = []
     for entry in spec["runs"]:
         run = epoch(entry["run"])
+        members = entry.get("members")
+        if members is None:
+            bucket, folder = BUCKET, f"{MODEL}/{stamp(run)}"
+        else:
+            day = datetime.fromtimestamp(run, timezone.utc)
+            bucket = ENSEMBLE_BUCKET
+            folder = f"{ENSEMBLE_MODEL}/{day:%Y/%m/%d}/T{day:%H%M}Z"
         for lead in entry["leads"]:
-            key = (f"{MODEL}/{stamp(run)}/{stamp(run + lead)}-PT{lead // 3600:04d}H"
+            key = (f"{folder}/{stamp(run + lead)}-PT{lead // 3600:04d}H"
                    f"{lead % 3600 // 60:02d}M-{PARAMETER}.nc")
             path = out / key
             path.parent.mkdir(parents=True, exist_ok=True)
-            write(path, spec["ny"], spec["nx"], run, lead, entry["duration"])
+            write(path, spec["ny"], spec["nx"], run, lead, entry["duration"], members)
             lines.append(json.dumps({"Records": [{
                 "eventName": "ObjectCreated:Put",
                 "eventTime": "2024-01-01T03:00:00.000Z",
-                "s3": {"bucket": {"name": BUCKET},
+                "s3": {"bucket": {"name": bucket},
                        "object": {"key": key, "size": path.stat().st_size}},
             }]}))
     (out / "notifications.jsonl").write_text("\n".join(lines) + "\n")

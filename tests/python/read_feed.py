@@ -48,6 +48,11 @@ def main():
             source = nc[VARIABLE]
             got = da.sel(forecast_reference_time=run, forecast_period=lead)
             np.testing.assert_array_equal(got.values, np.asarray(source[:]))
+            if "realization" in nc.variables:
+                # Each run shows its own members.
+                members = ds["realization_per_run"].sel(forecast_reference_time=run).values
+                np.testing.assert_array_equal(members, nc["realization"][:])
+                assert "realization_per_run" in da.coords, list(da.coords)
             assert got["time"].values == run + lead
             for attr in ("units", "standard_name", "least_significant_digit"):
                 assert np.all(da.attrs.get(attr) == source.getncattr(attr)), (attr, da.attrs.get(attr))
@@ -55,7 +60,12 @@ def main():
                 assert ds.attrs.get(attr) == nc.getncattr(attr), (attr, ds.attrs.get(attr))
         checked += 1
     assert checked > 0
-    print(json.dumps({"checked": checked, "mosg": ds.attrs.get("mosg__model_configuration")}))
+    members = ds["realization_per_run"].values.tolist() if "realization_per_run" in ds else None
+    print(json.dumps({
+        "checked": checked,
+        "mosg": ds.attrs.get("mosg__model_configuration"),
+        "members": members,
+    }))
 
 
 if __name__ == "__main__":

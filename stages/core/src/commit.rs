@@ -346,7 +346,16 @@ impl Committer {
             .iter()
             .map(|&part| part_keys(&self.record.layout, &self.data, abs, target.slot, part))
             .collect::<Result<Vec<_>, _>>()?;
-        let keys: Vec<_> = keys.into_iter().flatten().collect();
+        let mut keys: Vec<_> = keys.into_iter().flatten().collect();
+        // The run's per-run coordinates leave with it (removing them twice is harmless).
+        let layout = &self.record.layout;
+        for spec in crate::metadata::array_specs(layout, self.record.schema.as_ref(), 0) {
+            if matches!(spec.role, crate::metadata::Role::PerRun(_)) {
+                let mut indices = vec![0; spec.dims.len()];
+                indices[0] = abs;
+                keys.push(crate::physical_key::chunk_key(layout, &spec, &indices)?);
+            }
+        }
         self.expiry.expire(self.storage.as_ref(), &keys)
     }
 

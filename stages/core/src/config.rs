@@ -496,6 +496,18 @@ pub struct FileDimConfig {
     pub size: u64,
     /// Chunk length in the dataset.
     pub chunk: u64,
+    /// Whether the dim's coordinate belongs to each run rather than to the dataset (the
+    /// members of a time-lagged ensemble, which change from run to run): stored per run as
+    /// `<name>_per_run(<rolling dim>, <name>)`. Default: true for `realization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_run: Option<bool>,
+}
+
+impl FileDimConfig {
+    /// Whether the dim's coordinate is stored per run (see [`FileDimConfig::per_run`]).
+    pub fn is_per_run(&self) -> bool {
+        self.per_run.unwrap_or(self.name == "realization")
+    }
 }
 
 /// How chunks are encoded.

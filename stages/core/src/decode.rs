@@ -393,7 +393,7 @@ impl Decoder {
         }
 
         let schema = self.schema(file, &var).map_err(bad)?;
-        let statics = self.statics(file, &schema, path)?;
+        let statics = self.statics(file, &schema, abs, path)?;
         Ok(Plan {
             abs,
             slot,
@@ -472,31 +472,36 @@ impl Decoder {
         })
     }
 
-    /// Encodes the file's static coordinates (file-dim coordinates and the grid mapping), checks
-    /// them against what the dataset already stores, and returns those not stored yet.
+    /// Encodes the file's static coordinates (file-dim coordinates and the grid mapping) and
+    /// its run's per-run coordinates (at the run's abs index), checks them against what the
+    /// dataset already stores, and returns those not stored yet.
     fn statics(
         &self,
         file: &netcdf::File,
         schema: &FileSchema,
+        abs: i64,
         path: &str,
     ) -> Result<Vec<(Key, Bytes)>, DecodeError> {
         let layout = &self.layout;
         let bad = |reason: String| self.mismatch(path, reason);
         let mut out = Vec::new();
         for spec in array_specs(layout, Some(schema), 0) {
-            let raw = match spec.role {
-                Role::FileCoord(_) | Role::GridMapping => {
-                    let var = file
-                        .variable(&spec.name)
-                        .ok_or_else(|| bad(format!("`{}` vanished", spec.name)))?;
-                    read_raw(&var, &spec.dtype)
-                        .map_err(|e| bad(format!("reading `{}`: {e}", spec.name)))?
-                }
+            let (source, per_run) = match spec.role {
+                Role::FileCoord(_) | Role::GridMapping => (spec.name.clone(), false),
+                Role::PerRun(i) => (layout.file_dims[i].name.clone(), true),
                 _ => continue,
             };
+            let var = file
+                .variable(&source)
+                .ok_or_else(|| bad(format!("`{source}` vanished")))?;
+            let raw =
+                read_raw(&var, &spec.dtype).map_err(|e| bad(format!("reading `{source}`: {e}")))?;
             let codec = ChunkCodec::new(&spec, layout).map_err(|e| bad(e.to_string()))?;
             let encoded = codec.encode_always(&raw).map_err(|e| bad(e.to_string()))?;
-            let indices = vec![0; spec.dims.len()];
+            let mut indices = vec![0; spec.dims.len()];
+            if per_run {
+                indices[0] = u64::try_from(abs).unwrap_or_default();
+            }
             let key = chunk_key(layout, &spec, &indices).map_err(|e| bad(e.to_string()))?;
             let mut known = self
                 .stored_statics
@@ -509,6 +514,11 @@ impl Decoder {
             match stored {
                 Some(stored) if stored == encoded => {
                     known.insert(key, stored);
+                }
+                Some(_) if per_run => {
+                    return Err(bad(format!(
+                        "its `{source}` values differ from those of the run's other files; the files of one run must share them"
+                    )))
                 }
                 Some(_) => {
                     return Err(bad(format!(

@@ -31,6 +31,10 @@ pub enum Role {
     FileCoord(usize),
     /// The grid mapping variable: stored once, untranslated.
     GridMapping,
+    /// A per-run coordinate of a file dim (index into `Layout::file_dims`), e.g. each run's
+    /// ensemble members: one chunk per run, stored at the run's abs index and translated by
+    /// the offset like the data.
+    PerRun(usize),
 }
 
 /// The fill value of an array.
@@ -163,21 +167,25 @@ pub fn array_specs(
         });
     }
 
-    let mut coordinates = Vec::new();
-    if let Some(spec) = valid_time_spec(layout, schema, rolling_len) {
-        coordinates.push(spec.name.clone());
-        specs.push(spec);
-    }
-    if !coordinates.is_empty() {
-        // Non-dimension coordinates: how xarray knows they belong to the data variable.
-        specs[0]
-            .attrs
-            .insert("coordinates".into(), coordinates.join(" ").into());
-    }
+    specs.extend(valid_time_spec(layout, schema, rolling_len));
 
     if let Some(schema) = schema {
         for (i, d) in layout.file_dims.iter().enumerate() {
-            if let Some(c) = schema.coords.iter().find(|c| c.name == d.name) {
+            let Some(c) = schema.coords.iter().find(|c| c.name == d.name) else {
+                continue;
+            };
+            if d.is_per_run() {
+                specs.push(ArraySpec {
+                    name: per_run_name(&d.name),
+                    role: Role::PerRun(i),
+                    dims: vec![layout.rolling_dim.clone(), d.name.clone()],
+                    shape: vec![rolling_len, d.size],
+                    chunks: vec![1, d.size],
+                    dtype: c.dtype.clone(),
+                    fill: fill_for(&c.dtype),
+                    attrs: attrs_json(&c.attrs),
+                });
+            } else {
                 specs.push(ArraySpec {
                     name: d.name.clone(),
                     role: Role::FileCoord(i),
@@ -203,6 +211,17 @@ pub fn array_specs(
             });
         }
     }
+    // Non-dimension coordinates: how xarray knows they belong to the data variable.
+    let coordinates: Vec<String> = specs
+        .iter()
+        .filter(|s| matches!(s.role, Role::ValidTime(_) | Role::PerRun(_)))
+        .map(|s| s.name.clone())
+        .collect();
+    if !coordinates.is_empty() {
+        specs[0]
+            .attrs
+            .insert("coordinates".into(), coordinates.join(" ").into());
+    }
     // A `bounds` attribute must name an array of the view; the files' bounds variables that
     // the view does not carry are not referred to.
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
@@ -216,6 +235,12 @@ pub fn array_specs(
         }
     }
     specs
+}
+
+/// The name of a per-run coordinate of file dim `dim`: xarray refuses a two-dimensional
+/// coordinate named like one of its own dims, so `realization` becomes `realization_per_run`.
+pub fn per_run_name(dim: &str) -> String {
+    format!("{dim}_per_run")
 }
 
 /// Name of the valid-time coordinate.

@@ -174,6 +174,20 @@ impl View {
                 self.derived(spec, &valid)
             }
             Role::FileCoord(_) | Role::GridMapping => stored(&indices),
+            Role::PerRun(_) => {
+                let abs = self.record.offset + i64::try_from(indices[0]).unwrap_or(i64::MAX);
+                let shown = self
+                    .record
+                    .present
+                    .get(&abs)
+                    .is_some_and(|slots| slots.iter().any(|&s| self.record.is_visible(abs, s)));
+                if !shown {
+                    return Ok(Resolved::Missing);
+                }
+                let mut physical = indices.clone();
+                physical[0] = u64::try_from(abs).unwrap_or_default();
+                stored(&physical)
+            }
         }
     }
 

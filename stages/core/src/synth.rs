@@ -82,6 +82,7 @@ impl SynthOptions {
         store: &Path,
     ) -> DatasetConfig {
         let dim = |name: &str, size: usize, chunk: u64| FileDimConfig {
+            per_run: None,
             name: name.into(),
             size: size as u64,
             chunk: chunk.min(size as u64),

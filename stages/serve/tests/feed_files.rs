@@ -12,7 +12,7 @@ use common::InProcessServer;
 use roller_core::config::DatasetConfig;
 use roller_core::embedded;
 use roller_serve::catalog::Catalog;
-use roller_test_support::feed::{match_today, MODEL, PARAMETER};
+use roller_test_support::feed::{match_today, mounts, ENSEMBLE_BUCKET, MODEL, PARAMETER};
 use roller_test_support::{ingest, run_python};
 
 #[test]
@@ -98,5 +98,91 @@ enabled = true
                 "{target}: {out}"
             );
         }
+    }
+}
+
+#[test]
+fn mogreps_uk_runs_with_rotating_members_all_go_in_and_show_their_own_members() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bucket = dir.path().join("ensemble");
+    let leads = [0, 3600];
+    let spec = serde_json::json!({"ny": 130, "nx": 140, "runs": [
+        {"run": "2024-01-01T00:00:00Z", "leads": leads, "duration": "PT1H", "members": [26, 27, 28]},
+        {"run": "2024-01-01T01:00:00Z", "leads": leads, "duration": "PT1H", "members": [29, 30, 31]},
+        {"run": "2024-01-01T02:00:00Z", "leads": leads, "duration": "PT1H", "members": [32, 33, 34]},
+    ]});
+    run_python(
+        "make_feed_files.py",
+        &[&bucket.display().to_string(), &spec.to_string()],
+    );
+    let notifications = bucket.join("notifications.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&notifications)
+        .expect("notices")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let text = format!(
+        r#"name = "mogreps"
+variable = "air_temperature"
+[match]
+model = "uk-ensemble"
+name = "{PARAMETER}"
+[rolling]
+dim = "forecast_reference_time"
+step = "1h"
+window = 3
+[[message_dims]]
+name = "forecast_period"
+step = "1h"
+size = 2
+[[file_dims]]
+name = "realization"
+size = 3
+chunk = 1
+[[file_dims]]
+name = "projection_y_coordinate"
+size = 130
+chunk = 130
+[[file_dims]]
+name = "projection_x_coordinate"
+size = 140
+chunk = 140
+[store]
+path = "{}"
+fsync = false
+[reference]
+enabled = true
+{}"#,
+        dir.path().join("mogreps").display(),
+        mounts(&[(ENSEMBLE_BUCKET, &bucket)])
+    );
+    let config = DatasetConfig::from_toml(&text).expect("config");
+    let summary = ingest(&config, &lines);
+    assert!(
+        summary.dead_letters.is_empty(),
+        "{:?}",
+        summary.dead_letters
+    );
+    assert_eq!(summary.files, 6);
+    let store = embedded::open_store(&config).expect("store");
+    let catalog =
+        Catalog::with_stores(vec![(config.clone(), store)], Duration::ZERO).expect("catalog");
+    let server = InProcessServer::start(catalog);
+    let reference = dir.path().join("mogreps").join("reference.json");
+    for target in [server.url("/mogreps"), reference.display().to_string()] {
+        let out = run_python(
+            "read_feed.py",
+            &[
+                &target,
+                &bucket.display().to_string(),
+                &notifications.display().to_string(),
+            ],
+        );
+        assert!(
+            out.contains("\"checked\": 6")
+                && out.contains("\"mosg\": \"uk_ens\"")
+                && out.contains("[[26, 27, 28], [29, 30, 31], [32, 33, 34]]"),
+            "{target}: {out}"
+        );
     }
 }

@@ -99,7 +99,19 @@ pub fn todays_feed(files: &[SynthFile], mount: &Path) -> TodaysFeed {
     }
 }
 
-/// The dataset config lines that match today's UKV screen temperature through the mount.
+/// The bucket of today's UK ensemble (MOGREPS-UK).
+pub const ENSEMBLE_BUCKET: &str = "met-office-uk-ensemble-model-data";
+
+/// The dataset config lines that read today's deterministic bucket from `mount`.
 pub fn match_today(mount: &Path) -> String {
-    format!("[source.mounts]\n\"{BUCKET}\" = \"{}\"\n", mount.display())
+    mounts(&[(BUCKET, mount)])
+}
+
+/// The dataset config lines that read each bucket from its directory.
+pub fn mounts(buckets: &[(&str, &Path)]) -> String {
+    let mut lines = "[source.mounts]\n".to_owned();
+    for (bucket, dir) in buckets {
+        lines.push_str(&format!("\"{bucket}\" = \"{}\"\n", dir.display()));
+    }
+    lines
 }
