@@ -63,6 +63,15 @@ pub struct CoordSchema {
     pub dtype: String,
     /// CF attributes (units, standard_name, axis, ...).
     pub attrs: Attrs,
+    /// For a variable kept beside the coordinates (a bounds variable, an auxiliary
+    /// coordinate): its dims with their lengths, outermost first. Empty for the dataset's own
+    /// coordinates (the rolling, message and file dims').
+    #[serde(default)]
+    pub dims: Vec<(String, u64)>,
+    /// Whether it is an auxiliary coordinate of the data variable (named in its
+    /// `coordinates` attribute) rather than a bounds variable.
+    #[serde(default)]
+    pub auxiliary: bool,
 }
 
 /// What a source file says about the dataset's metadata: attributes of the data variable and its

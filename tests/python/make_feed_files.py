@@ -8,7 +8,11 @@ SPEC_JSON: {"ny": 200, "nx": 260, "runs": [{"run": "2024-01-01T00:00:00Z",
 (`leads` in seconds; `duration` is the file's `mosg__forecast_run_duration`.) A run with
 `"members": [26, 27, 28]` is a MOGREPS-UK run instead: a leading int32 `realization` dim
 (chunks 1 x 128 x 128), `mosg__model_configuration` = `uk_ens`, in the ensemble bucket under
-the date-nested layout `uk-ensemble/YYYY/MM/DD/THHMMZ/...`.
+the date-nested layout `uk-ensemble/YYYY/MM/DD/THHMMZ/...`. With `"model_levels": 3` the
+field is on model levels as an iris-saved UM file has it: a leading `model_level_number` dim
+and the auxiliary coordinates `level_height` and `sigma` (with bounds) and `surface_altitude`
+(y, x), named in the variable's `coordinates`; `"orography_offset": 1.0` raises that run's
+`surface_altitude` (a file that disagrees with the dataset's).
 
 The header follows the real files (reduced grid): `air_temperature` float32 on
 (projection_y_coordinate, projection_x_coordinate), 2 km spacing from the real grid's
@@ -56,9 +60,35 @@ def field(ny, nx, run, lead, member=0):
     return values.astype(np.float32)
 
 
-def write(path, ny, nx, run, lead, duration, members=None):
+def write(path, ny, nx, run, lead, duration, members=None, levels=None, orography_offset=0.0):
     with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
         grid = ("projection_y_coordinate", "projection_x_coordinate")
+        aux = ""
+        if levels is not None:
+            ds.createDimension("model_level_number", levels)
+            ds.createDimension("bnds", 2)
+            mln = ds.createVariable("model_level_number", "i4", ("model_level_number",))
+            mln.standard_name = "model_level_number"
+            mln.units = "1"
+            mln.positive = "up"
+            mln.axis = "Z"
+            mln[:] = np.arange(1, levels + 1, dtype=np.int32)
+            heights = np.array([5.0, 21.7, 45.0, 75.0, 111.7][:levels], dtype=np.float32)
+            sigmas = np.array([0.999, 0.997, 0.995, 0.991, 0.987][:levels], dtype=np.float64)
+            for name, values, units in (("level_height", heights, "m"), ("sigma", sigmas, "1")):
+                v = ds.createVariable(name, values.dtype, ("model_level_number",))
+                v.units = units
+                v.bounds = f"{name}_bnds"
+                if name == "level_height":
+                    v.standard_name = "atmosphere_hybrid_height_coordinate"
+                    v.positive = "up"
+                    v.axis = "Z"
+                else:
+                    v.long_name = "sigma"
+                v[:] = values
+                b = ds.createVariable(f"{name}_bnds", values.dtype, ("model_level_number", "bnds"))
+                b[:] = np.stack([values * 0.9, values * 1.1], axis=1)
+            aux = " level_height sigma surface_altitude"
         if members is not None:
             ds.createDimension("realization", len(members))
             r = ds.createVariable("realization", "i4", ("realization",))
@@ -67,7 +97,8 @@ def write(path, ny, nx, run, lead, duration, members=None):
             r[:] = np.asarray(members, dtype=np.int32)
         ds.createDimension("projection_y_coordinate", ny)
         ds.createDimension("projection_x_coordinate", nx)
-        ds.createDimension("bnds", 2)
+        if "bnds" not in ds.dimensions:
+            ds.createDimension("bnds", 2)
         gm = ds.createVariable("lambert_azimuthal_equal_area", "i4")
         gm.grid_mapping_name = "lambert_azimuthal_equal_area"
         gm.longitude_of_prime_meridian = 0.0
@@ -106,8 +137,16 @@ def write(path, ny, nx, run, lead, duration, members=None):
         h.positive = "up"
         h.standard_name = "height"
         h[...] = 1.5
+        if levels is not None:
+            orog = ds.createVariable("surface_altitude", "f4", grid, zlib=True)
+            orog.standard_name = "surface_altitude"
+            orog.units = "m"
+            y, x = np.mgrid[0:ny, 0:nx].astype(np.float32)
+            orog[:] = 100.0 + 3.0 * y + 2.0 * x + orography_offset
         dims = grid if members is None else ("realization",) + grid
         chunks = (128, 128) if members is None else (1, 128, 128)
+        if levels is not None:
+            dims, chunks = ("model_level_number",) + grid, (1, 128, 128)
         var = ds.createVariable(
             "air_temperature", "f4", dims,
             zlib=True, complevel=1, shuffle=False, chunksizes=chunks,
@@ -116,11 +155,13 @@ def write(path, ny, nx, run, lead, duration, members=None):
         var.standard_name = "air_temperature"
         var.units = "K"
         var.grid_mapping = "lambert_azimuthal_equal_area"
-        var.coordinates = "forecast_period forecast_reference_time height time"
-        if members is None:
-            var[:] = field(ny, nx, run, lead)
-        else:
+        var.coordinates = "forecast_period forecast_reference_time height time" + aux
+        if members is not None:
             var[:] = np.stack([field(ny, nx, run, lead, m) for m in members])
+        elif levels is not None:
+            var[:] = np.stack([field(ny, nx, run, lead, m) for m in range(levels)])
+        else:
+            var[:] = field(ny, nx, run, lead)
         ds.setncatts({
             "history": "2024-01-01T03:00:00Z: StaGE Decoupler",
             "institution": "Met Office",
@@ -156,7 +197,8 @@ def main(argv):
                    f"{lead % 3600 // 60:02d}M-{PARAMETER}.nc")
             path = out / key
             path.parent.mkdir(parents=True, exist_ok=True)
-            write(path, spec["ny"], spec["nx"], run, lead, entry["duration"], members)
+            write(path, spec["ny"], spec["nx"], run, lead, entry["duration"], members,
+                  entry.get("model_levels"), entry.get("orography_offset", 0.0))
             lines.append(json.dumps({"Records": [{
                 "eventName": "ObjectCreated:Put",
                 "eventTime": "2024-01-01T03:00:00.000Z",

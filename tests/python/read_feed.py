@@ -35,6 +35,7 @@ def main():
         assert bounds is None or bounds in ds.variables, (name, bounds)
 
     checked = 0
+    statics_checked = []
     visible = set(ds["forecast_reference_time"].values)
     for line in open(notifications):
         if not line.strip():
@@ -58,6 +59,17 @@ def main():
                 assert np.all(da.attrs.get(attr) == source.getncattr(attr)), (attr, da.attrs.get(attr))
             for attr in nc.ncattrs():
                 assert ds.attrs.get(attr) == nc.getncattr(attr), (attr, ds.attrs.get(attr))
+            # Bounds and auxiliary coordinates on the grid, kept once with the file's values.
+            for name in ("projection_y_coordinate_bnds", "projection_x_coordinate_bnds",
+                         "level_height", "level_height_bnds", "sigma", "sigma_bnds",
+                         "surface_altitude"):
+                if name in nc.variables:
+                    assert name in ds.variables, (name, list(ds.variables))
+                    np.testing.assert_array_equal(ds[name].values, np.asarray(nc[name][:]))
+                    if name in ("level_height", "sigma", "surface_altitude"):
+                        assert name in da.coords, (name, list(da.coords))
+                    if name not in statics_checked:
+                        statics_checked.append(name)
         checked += 1
     assert checked > 0
     members = ds["realization_per_run"].values.tolist() if "realization_per_run" in ds else None
@@ -65,6 +77,7 @@ def main():
         "checked": checked,
         "mosg": ds.attrs.get("mosg__model_configuration"),
         "members": members,
+        "statics": statics_checked,
     }))
 
 

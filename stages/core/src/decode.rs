@@ -443,8 +443,11 @@ impl Decoder {
                     })?
                     .into(),
                 attrs: attrs(coord.attributes())?,
+                dims: Vec::new(),
+                auxiliary: false,
             });
         }
+        coords.extend(self.kept_beside(file, var)?);
         let grid_mapping = match var.attribute_value("grid_mapping") {
             Some(Ok(AttributeValue::Str(gm)))
                 if gm.is_empty()
@@ -472,6 +475,101 @@ impl Decoder {
         })
     }
 
+    /// The variables kept beside the coordinates, stored once and checked against later files:
+    /// the bounds of the file-dim coordinates (`projection_y_coordinate_bnds`), and the
+    /// auxiliary coordinates the data variable names in `coordinates` that lie on file dims
+    /// (an iris-saved file's `level_height`, `sigma`, `surface_altitude`) with their bounds.
+    /// Per-run dims, scalars and unsupported types are left out.
+    fn kept_beside(
+        &self,
+        file: &netcdf::File,
+        var: &netcdf::Variable<'_>,
+    ) -> Result<Vec<CoordSchema>, String> {
+        let layout = &self.layout;
+        let static_dim = |name: &str| {
+            layout
+                .file_dims
+                .iter()
+                .any(|d| d.name == name && !d.is_per_run())
+        };
+        let mut taken: Vec<String> = layout.data_dims();
+        taken.push(layout.variable.clone());
+        taken.push(crate::metadata::VALID_TIME.into());
+        taken.extend(
+            layout
+                .file_dims
+                .iter()
+                .map(|d| crate::metadata::per_run_name(&d.name)),
+        );
+        if let Some(Ok(AttributeValue::Str(gm))) = var.attribute_value("grid_mapping") {
+            taken.push(gm);
+        }
+        let text_attr = |v: &netcdf::Variable<'_>, name: &str| match v.attribute_value(name) {
+            Some(Ok(AttributeValue::Str(s))) => Some(s),
+            _ => None,
+        };
+        // (name, auxiliary): file-dim coordinates' bounds, then auxiliary coordinates and theirs.
+        let mut wanted: Vec<(String, bool)> = Vec::new();
+        for d in layout.file_dims.iter().filter(|d| !d.is_per_run()) {
+            if let Some(b) = file.variable(&d.name).and_then(|c| text_attr(&c, "bounds")) {
+                wanted.push((b, false));
+            }
+        }
+        for name in text_attr(var, "coordinates")
+            .unwrap_or_default()
+            .split_whitespace()
+        {
+            if taken.iter().any(|t| t == name) {
+                continue;
+            }
+            let Some(aux) = file.variable(name) else {
+                continue;
+            };
+            let dims = aux.dimensions();
+            if dims.is_empty() || !dims.iter().all(|d| static_dim(&d.name())) {
+                continue;
+            }
+            wanted.push((name.to_owned(), true));
+            if let Some(b) = text_attr(&aux, "bounds") {
+                wanted.push((b, false));
+            }
+        }
+        let mut kept: Vec<CoordSchema> = Vec::new();
+        for (name, auxiliary) in wanted {
+            let usable = !name.is_empty() && !name.contains('/') && !name.starts_with('.');
+            if !usable || taken.contains(&name) || kept.iter().any(|k| k.name == name) {
+                continue;
+            }
+            let Some(v) = file.variable(&name) else {
+                continue;
+            };
+            let dims: Vec<(String, u64)> = v
+                .dimensions()
+                .iter()
+                .map(|d| (d.name(), d.len() as u64))
+                .collect();
+            // Bounds add one trailing dim (the vertices) to their coordinate's file dims.
+            let (own, vertices) = match (auxiliary, dims.split_last()) {
+                (false, Some((last, rest))) => (rest, Some(last)),
+                _ => (dims.as_slice(), None),
+            };
+            let fits = !own.is_empty()
+                && own.iter().all(|(d, _)| static_dim(d))
+                && vertices.is_none_or(|(d, _)| !layout.data_dims().contains(d));
+            let Some(dtype) = zarr_dtype(&v.vartype()).filter(|_| fits) else {
+                continue;
+            };
+            kept.push(CoordSchema {
+                name: name.clone(),
+                dtype: dtype.into(),
+                attrs: attrs(v.attributes())?,
+                dims,
+                auxiliary,
+            });
+        }
+        Ok(kept)
+    }
+
     /// Encodes the file's static coordinates (file-dim coordinates and the grid mapping) and
     /// its run's per-run coordinates (at the run's abs index), checks them against what the
     /// dataset already stores, and returns those not stored yet.
@@ -487,7 +585,7 @@ impl Decoder {
         let mut out = Vec::new();
         for spec in array_specs(layout, Some(schema), 0) {
             let (source, per_run) = match spec.role {
-                Role::FileCoord(_) | Role::GridMapping => (spec.name.clone(), false),
+                Role::FileCoord(_) | Role::GridMapping | Role::Static => (spec.name.clone(), false),
                 Role::PerRun(i) => (layout.file_dims[i].name.clone(), true),
                 _ => continue,
             };

@@ -31,6 +31,9 @@ pub enum Role {
     FileCoord(usize),
     /// The grid mapping variable: stored once, untranslated.
     GridMapping,
+    /// A variable kept beside the coordinates (bounds, auxiliary coordinates on file dims):
+    /// stored once, untranslated, checked against later files.
+    Static,
     /// A per-run coordinate of a file dim (index into `Layout::file_dims`), e.g. each run's
     /// ensemble members: one chunk per run, stored at the run's abs index and translated by
     /// the offset like the data.
@@ -198,6 +201,22 @@ pub fn array_specs(
                 });
             }
         }
+        for c in schema.coords.iter().filter(|c| !c.dims.is_empty()) {
+            if specs.iter().any(|s| s.name == c.name) {
+                continue;
+            }
+            let shape: Vec<u64> = c.dims.iter().map(|(_, n)| *n).collect();
+            specs.push(ArraySpec {
+                name: c.name.clone(),
+                role: Role::Static,
+                dims: c.dims.iter().map(|(d, _)| d.clone()).collect(),
+                chunks: shape.clone(),
+                shape,
+                dtype: c.dtype.clone(),
+                fill: fill_for(&c.dtype),
+                attrs: attrs_json(&c.attrs),
+            });
+        }
         if let Some((name, attrs)) = &schema.grid_mapping {
             specs.push(ArraySpec {
                 name: name.clone(),
@@ -212,9 +231,14 @@ pub fn array_specs(
         }
     }
     // Non-dimension coordinates: how xarray knows they belong to the data variable.
+    let auxiliary =
+        |name: &str| schema.is_some_and(|s| s.coords.iter().any(|c| c.auxiliary && c.name == name));
     let coordinates: Vec<String> = specs
         .iter()
-        .filter(|s| matches!(s.role, Role::ValidTime(_) | Role::PerRun(_)))
+        .filter(|s| {
+            matches!(s.role, Role::ValidTime(_) | Role::PerRun(_))
+                || (s.role == Role::Static && auxiliary(&s.name))
+        })
         .map(|s| s.name.clone())
         .collect();
     if !coordinates.is_empty() {

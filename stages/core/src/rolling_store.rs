@@ -173,7 +173,7 @@ impl View {
                     .collect();
                 self.derived(spec, &valid)
             }
-            Role::FileCoord(_) | Role::GridMapping => stored(&indices),
+            Role::FileCoord(_) | Role::GridMapping | Role::Static => stored(&indices),
             Role::PerRun(_) => {
                 let abs = self.record.offset + i64::try_from(indices[0]).unwrap_or(i64::MAX);
                 let shown = self

@@ -186,3 +186,106 @@ enabled = true
         );
     }
 }
+
+#[test]
+fn auxiliary_coordinates_of_an_iris_saved_file_are_kept_and_checked_against_later_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bucket = dir.path().join("bucket");
+    let spec = serde_json::json!({"ny": 130, "nx": 140, "runs": [
+        {"run": "2024-01-01T00:00:00Z", "leads": [0, 3600], "duration": "PT1H", "model_levels": 3},
+        {"run": "2024-01-01T01:00:00Z", "leads": [0], "duration": "PT1H", "model_levels": 3,
+         "orography_offset": 1.0},
+    ]});
+    run_python(
+        "make_feed_files.py",
+        &[&bucket.display().to_string(), &spec.to_string()],
+    );
+    let notifications = bucket.join("notifications.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&notifications)
+        .expect("notices")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let text = format!(
+        r#"name = "levels"
+variable = "air_temperature"
+[match]
+model = "{MODEL}"
+name = "{PARAMETER}"
+[rolling]
+dim = "forecast_reference_time"
+step = "1h"
+window = 2
+[[message_dims]]
+name = "forecast_period"
+step = "1h"
+size = 2
+[[file_dims]]
+name = "model_level_number"
+size = 3
+chunk = 1
+[[file_dims]]
+name = "projection_y_coordinate"
+size = 130
+chunk = 130
+[[file_dims]]
+name = "projection_x_coordinate"
+size = 140
+chunk = 140
+[store]
+path = "{}"
+fsync = false
+[reference]
+enabled = true
+{}"#,
+        dir.path().join("levels").display(),
+        match_today(&bucket)
+    );
+    let config = DatasetConfig::from_toml(&text).expect("config");
+    // The first files fix the dataset's static variables (decode runs files in parallel, so
+    // the later file goes in a run of its own).
+    let first = ingest(&config, &lines[..2]);
+    assert!(first.dead_letters.is_empty(), "{:?}", first.dead_letters);
+    assert_eq!(first.files, 2);
+    // The 01Z file's orography differs from the dataset's: refused, with the variable named.
+    let summary = ingest(&config, &lines[2..]);
+    assert_eq!(summary.files, 0);
+    assert_eq!(summary.dead_letters.len(), 1, "{:?}", summary.dead_letters);
+    assert!(
+        summary.dead_letters[0]
+            .reason
+            .contains("`surface_altitude` values differ"),
+        "{}",
+        summary.dead_letters[0].reason
+    );
+    let store = embedded::open_store(&config).expect("store");
+    let catalog =
+        Catalog::with_stores(vec![(config.clone(), store)], Duration::ZERO).expect("catalog");
+    let server = InProcessServer::start(catalog);
+    let reference = dir.path().join("levels").join("reference.json");
+    // Only the 00Z files went in: read against those.
+    let kept = dir.path().join("kept.jsonl");
+    std::fs::write(&kept, lines[..2].join("\n")).expect("kept notices");
+    for target in [server.url("/levels"), reference.display().to_string()] {
+        let out = run_python(
+            "read_feed.py",
+            &[
+                &target,
+                &bucket.display().to_string(),
+                &kept.display().to_string(),
+            ],
+        );
+        for name in [
+            "projection_y_coordinate_bnds",
+            "level_height",
+            "level_height_bnds",
+            "sigma_bnds",
+            "surface_altitude",
+        ] {
+            assert!(
+                out.contains(&format!("\"{name}\"")),
+                "{target}: {name}: {out}"
+            );
+        }
+    }
+}
