@@ -12,7 +12,10 @@ the date-nested layout `uk-ensemble/YYYY/MM/DD/THHMMZ/...`. With `"model_levels"
 field is on model levels as an iris-saved UM file has it: a leading `model_level_number` dim
 and the auxiliary coordinates `level_height` and `sigma` (with bounds) and `surface_altitude`
 (y, x), named in the variable's `coordinates`; `"orography_offset": 1.0` raises that run's
-`surface_altitude` (a file that disagrees with the dataset's).
+`surface_altitude` (a file that disagrees with the dataset's). With `"maximum": true` the
+field is an hourly maximum as published (`..._max-PT01H`, leads from PT1H): `cell_methods`
+`time: maximum`, and per-file bounds `time_bnds` (int64) and `forecast_period_bnds` (int32)
+named by the `bounds` attributes of `time` and `forecast_period`.
 
 The header follows the real files (reduced grid): `air_temperature` float32 on
 (projection_y_coordinate, projection_x_coordinate), 2 km spacing from the real grid's
@@ -60,7 +63,8 @@ def field(ny, nx, run, lead, member=0):
     return values.astype(np.float32)
 
 
-def write(path, ny, nx, run, lead, duration, members=None, levels=None, orography_offset=0.0):
+def write(path, ny, nx, run, lead, duration, members=None, levels=None, orography_offset=0.0,
+          maximum=False):
     with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
         grid = ("projection_y_coordinate", "projection_x_coordinate")
         aux = ""
@@ -131,6 +135,13 @@ def write(path, ny, nx, run, lead, duration, members=None, levels=None, orograph
             v.standard_name = name
             v.calendar = "gregorian"
             v[...] = value
+        if maximum:
+            fp.bounds = "forecast_period_bnds"
+            b = ds.createVariable("forecast_period_bnds", "i4", ("bnds",))
+            b[:] = np.array([lead - 3600, lead], dtype=np.int32)
+            ds["time"].bounds = "time_bnds"
+            b = ds.createVariable("time_bnds", "i8", ("bnds",))
+            b[:] = np.array([run + lead - 3600, run + lead], dtype=np.int64)
         h = ds.createVariable("height", "f4")
         h.units = "m"
         h.axis = "Z"
@@ -156,6 +167,8 @@ def write(path, ny, nx, run, lead, duration, members=None, levels=None, orograph
         var.units = "K"
         var.grid_mapping = "lambert_azimuthal_equal_area"
         var.coordinates = "forecast_period forecast_reference_time height time" + aux
+        if maximum:
+            var.cell_methods = "time: maximum"
         if members is not None:
             var[:] = np.stack([field(ny, nx, run, lead, m) for m in members])
         elif levels is not None:
@@ -192,13 +205,15 @@ def main(argv):
             day = datetime.fromtimestamp(run, timezone.utc)
             bucket = ENSEMBLE_BUCKET
             folder = f"{ENSEMBLE_MODEL}/{day:%Y/%m/%d}/T{day:%H%M}Z"
+        parameter = PARAMETER + ("_max-PT01H" if entry.get("maximum") else "")
         for lead in entry["leads"]:
             key = (f"{folder}/{stamp(run + lead)}-PT{lead // 3600:04d}H"
-                   f"{lead % 3600 // 60:02d}M-{PARAMETER}.nc")
+                   f"{lead % 3600 // 60:02d}M-{parameter}.nc")
             path = out / key
             path.parent.mkdir(parents=True, exist_ok=True)
             write(path, spec["ny"], spec["nx"], run, lead, entry["duration"], members,
-                  entry.get("model_levels"), entry.get("orography_offset", 0.0))
+                  entry.get("model_levels"), entry.get("orography_offset", 0.0),
+                  entry.get("maximum", False))
             lines.append(json.dumps({"Records": [{
                 "eventName": "ObjectCreated:Put",
                 "eventTime": "2024-01-01T03:00:00.000Z",

@@ -55,6 +55,16 @@ def main():
                 np.testing.assert_array_equal(members, nc["realization"][:])
                 assert "realization_per_run" in da.coords, list(da.coords)
             assert got["time"].values == run + lead
+            if "time_bnds" in nc.variables:
+                # Per-file bounds: the valid time's per target, the lead time's per lead time.
+                assert ds["time"].attrs.get("bounds", ds["time"].encoding.get("bounds")) == "time_bnds"
+                want = np.asarray(nc["time_bnds"][:]).astype("datetime64[s]").astype("datetime64[ns]")
+                np.testing.assert_array_equal(
+                    ds["time_bnds"].sel(forecast_reference_time=run, forecast_period=lead).values, want)
+                want = np.asarray(nc["forecast_period_bnds"][:]).astype("timedelta64[s]").astype("timedelta64[ns]")
+                np.testing.assert_array_equal(
+                    ds["forecast_period_bnds"].sel(forecast_period=lead).values, want)
+                assert da.attrs["cell_methods"] == nc[VARIABLE].cell_methods
             for attr in ("units", "standard_name", "least_significant_digit"):
                 assert np.all(da.attrs.get(attr) == source.getncattr(attr)), (attr, da.attrs.get(attr))
             for attr in nc.ncattrs():

@@ -347,14 +347,22 @@ impl Committer {
             .map(|&part| part_keys(&self.record.layout, &self.data, abs, target.slot, part))
             .collect::<Result<Vec<_>, _>>()?;
         let mut keys: Vec<_> = keys.into_iter().flatten().collect();
-        // The run's per-run coordinates leave with it (removing them twice is harmless).
+        // The run's per-run coordinates and the target's per-file bounds leave with it
+        // (removing them twice is harmless).
         let layout = &self.record.layout;
         for spec in crate::metadata::array_specs(layout, self.record.schema.as_ref(), 0) {
-            if matches!(spec.role, crate::metadata::Role::PerRun(_)) {
-                let mut indices = vec![0; spec.dims.len()];
-                indices[0] = abs;
-                keys.push(crate::physical_key::chunk_key(layout, &spec, &indices)?);
-            }
+            // (abs, then the file dims' chunk 0) or (abs, the slot's indices, vertices chunk 0).
+            let indices: Vec<u64> = match spec.role {
+                crate::metadata::Role::PerRun(_) => std::iter::once(abs)
+                    .chain(std::iter::repeat_n(0, spec.dims.len() - 1))
+                    .collect(),
+                crate::metadata::Role::TargetBounds => std::iter::once(abs)
+                    .chain(layout.slot_indices(target.slot))
+                    .chain([0])
+                    .collect(),
+                _ => continue,
+            };
+            keys.push(crate::physical_key::chunk_key(layout, &spec, &indices)?);
         }
         self.expiry.expire(self.storage.as_ref(), &keys)
     }

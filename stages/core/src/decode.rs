@@ -393,7 +393,7 @@ impl Decoder {
         }
 
         let schema = self.schema(file, &var).map_err(bad)?;
-        let statics = self.statics(file, &schema, abs, path)?;
+        let statics = self.statics(file, &schema, (abs, slot), path)?;
         Ok(Plan {
             abs,
             slot,
@@ -448,6 +448,7 @@ impl Decoder {
             });
         }
         coords.extend(self.kept_beside(file, var)?);
+        coords.extend(per_file_bounds(file, layout, &coords)?);
         let grid_mapping = match var.attribute_value("grid_mapping") {
             Some(Ok(AttributeValue::Str(gm)))
                 if gm.is_empty()
@@ -577,13 +578,31 @@ impl Decoder {
         &self,
         file: &netcdf::File,
         schema: &FileSchema,
-        abs: i64,
+        (abs, slot): (i64, u32),
         path: &str,
     ) -> Result<Vec<(Key, Bytes)>, DecodeError> {
         let layout = &self.layout;
         let bad = |reason: String| self.mismatch(path, reason);
         let mut out = Vec::new();
         for spec in array_specs(layout, Some(schema), 0) {
+            if matches!(spec.role, Role::TargetBounds | Role::SlotBounds(_)) {
+                // Per-file values: put with the file (the same bytes every replay), unchecked.
+                let values = bounds_seconds(file, schema, &spec.name).map_err(bad)?;
+                let raw: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+                let codec = ChunkCodec::new(&spec, layout).map_err(|e| bad(e.to_string()))?;
+                let encoded = codec.encode_always(&raw).map_err(|e| bad(e.to_string()))?;
+                let slot_indices = layout.slot_indices(slot);
+                let indices: Vec<u64> = match spec.role {
+                    Role::SlotBounds(i) => vec![slot_indices[i], 0],
+                    _ => std::iter::once(u64::try_from(abs).unwrap_or_default())
+                        .chain(slot_indices)
+                        .chain([0])
+                        .collect(),
+                };
+                let key = chunk_key(layout, &spec, &indices).map_err(|e| bad(e.to_string()))?;
+                out.push((key, encoded));
+                continue;
+            }
             let (source, per_run) = match spec.role {
                 Role::FileCoord(_) | Role::GridMapping | Role::Static => (spec.name.clone(), false),
                 Role::PerRun(i) => (layout.file_dims[i].name.clone(), true),
@@ -970,6 +989,92 @@ fn time_coordinate(file: &netcdf::File, name: &str) -> Result<i64, String> {
     to_whole_seconds(value, u.scale)
         .and_then(|s| s.checked_add(u.reference))
         .ok_or_else(|| format!("`{name}` = {value} {units} is not a whole number of seconds"))
+}
+
+/// The per-file bounds variables of the valid time and the message-dim coordinates: named by
+/// their `bounds` attribute, with one dim of two vertices.
+fn per_file_bounds(
+    file: &netcdf::File,
+    layout: &Layout,
+    coords: &[CoordSchema],
+) -> Result<Vec<CoordSchema>, String> {
+    let mut out = Vec::new();
+    let bounded = std::iter::once(crate::metadata::VALID_TIME)
+        .chain(layout.message_dims.iter().map(|m| m.name.as_str()));
+    for name in bounded {
+        let Some(Ok(AttributeValue::Str(b))) = file
+            .variable(name)
+            .and_then(|c| c.attribute_value("bounds"))
+        else {
+            continue;
+        };
+        if coords.iter().chain(&out).any(|c| c.name == b) || b.contains('/') || b.starts_with('.') {
+            continue;
+        }
+        let Some(v) = file.variable(&b) else {
+            continue;
+        };
+        let dims = v.dimensions();
+        if dims.len() != 1 || dims[0].len() != 2 || zarr_dtype(&v.vartype()).is_none() {
+            continue;
+        }
+        out.push(CoordSchema {
+            name: b.clone(),
+            dtype: "int64".into(),
+            attrs: attrs(v.attributes())?,
+            dims: vec![(dims[0].name(), 2)],
+            auxiliary: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The two values of per-file bounds variable `name`, in seconds: instants (since the epoch)
+/// for the valid time's, durations for a message dim's; in the bounds' own units, else their
+/// coordinate's.
+fn bounds_seconds(
+    file: &netcdf::File,
+    schema: &FileSchema,
+    name: &str,
+) -> Result<Vec<i64>, String> {
+    let var = file
+        .variable(name)
+        .ok_or_else(|| format!("bounds variable `{name}` vanished"))?;
+    let values = var
+        .get_values::<f64, _>(..)
+        .map_err(|e| format!("reading `{name}`: {e}"))?;
+    let owner = schema
+        .coords
+        .iter()
+        .find(|c| {
+            c.attrs
+                .iter()
+                .any(|(a, v)| a == "bounds" && *v == AttrValue::Text(name.to_owned()))
+        })
+        .ok_or_else(|| format!("no coordinate names `{name}` as its bounds"))?;
+    let units_of =
+        |v: Option<netcdf::Variable<'_>>| match v.and_then(|v| v.attribute_value("units")) {
+            Some(Ok(AttributeValue::Str(u))) => Some(u),
+            _ => None,
+        };
+    let units = units_of(Some(var))
+        .or_else(|| units_of(file.variable(&owner.name)))
+        .ok_or_else(|| format!("`{name}` and `{}` have no units", owner.name))?;
+    values
+        .iter()
+        .map(|&value| {
+            let seconds = if owner.name == crate::metadata::VALID_TIME {
+                parse_instant_units(&units).and_then(|u| {
+                    to_whole_seconds(value, u.scale).and_then(|s| s.checked_add(u.reference))
+                })
+            } else {
+                parse_duration_units(&units).and_then(|scale| to_whole_seconds(value, scale))
+            };
+            seconds.ok_or_else(|| {
+                format!("`{name}` = {value} {units} is not a whole number of seconds")
+            })
+        })
+        .collect()
 }
 
 /// A duration coordinate in whole seconds.

@@ -34,6 +34,12 @@ pub enum Role {
     /// A variable kept beside the coordinates (bounds, auxiliary coordinates on file dims):
     /// stored once, untranslated, checked against later files.
     Static,
+    /// The per-file bounds of the valid time (`time_bnds`): one chunk per target, stored at
+    /// the target's abs index and slot, translated and shown like the data.
+    TargetBounds,
+    /// The per-file bounds of a message-dim coordinate (index into `Layout::message_dims`,
+    /// e.g. `forecast_period_bnds`): one chunk per index of that dim, the same in every run.
+    SlotBounds(usize),
     /// A per-run coordinate of a file dim (index into `Layout::file_dims`), e.g. each run's
     /// ensemble members: one chunk per run, stored at the run's abs index and translated by
     /// the offset like the data.
@@ -205,6 +211,10 @@ pub fn array_specs(
             if specs.iter().any(|s| s.name == c.name) {
                 continue;
             }
+            if let Some(spec) = per_file_bounds_spec(layout, schema, c, rolling_len) {
+                specs.push(spec);
+                continue;
+            }
             let shape: Vec<u64> = c.dims.iter().map(|(_, n)| *n).collect();
             specs.push(ArraySpec {
                 name: c.name.clone(),
@@ -259,6 +269,70 @@ pub fn array_specs(
         }
     }
     specs
+}
+
+/// The spec of `c` if it is the per-file bounds of the valid time or of a message-dim
+/// coordinate (one vertex dim, named by that coordinate's `bounds`), stored as seconds.
+fn per_file_bounds_spec(
+    layout: &Layout,
+    schema: &FileSchema,
+    c: &roller_proto::CoordSchema,
+    rolling_len: u64,
+) -> Option<ArraySpec> {
+    let [(vertex, 2)] = c.dims.as_slice() else {
+        return None;
+    };
+    if layout.data_dims().contains(vertex) {
+        return None;
+    }
+    let bounded_by = |coord: &str| {
+        schema.coords.iter().any(|k| {
+            k.name == coord
+                && k.dims.is_empty()
+                && k.attrs.iter().any(|(a, v)| {
+                    a == "bounds" && *v == roller_proto::AttrValue::Text(c.name.clone())
+                })
+        })
+    };
+    let mut attrs = attrs_json(&c.attrs);
+    if bounded_by(VALID_TIME) && valid_time_spec(layout, Some(schema), 0).is_some() {
+        attrs.insert("units".into(), TIME_UNITS.into());
+        attrs.insert("calendar".into(), "proleptic_gregorian".into());
+        let mut dims = layout.data_dims();
+        dims.truncate(1 + layout.message_dims.len());
+        dims.push(vertex.clone());
+        let mut shape = vec![rolling_len];
+        shape.extend(layout.message_dims.iter().map(|m| u64::from(m.size)));
+        shape.push(2);
+        let mut chunks = vec![1; 1 + layout.message_dims.len()];
+        chunks.push(2);
+        return Some(ArraySpec {
+            name: c.name.clone(),
+            role: Role::TargetBounds,
+            dims,
+            shape,
+            chunks,
+            dtype: "int64".into(),
+            fill: Fill::Int(i64::MIN),
+            attrs,
+        });
+    }
+    let i = layout
+        .message_dims
+        .iter()
+        .position(|m| bounded_by(&m.name))?;
+    let m = &layout.message_dims[i];
+    attrs.insert("units".into(), "seconds".into());
+    Some(ArraySpec {
+        name: c.name.clone(),
+        role: Role::SlotBounds(i),
+        dims: vec![m.name.clone(), vertex.clone()],
+        shape: vec![u64::from(m.size), 2],
+        chunks: vec![1, 2],
+        dtype: "int64".into(),
+        fill: Fill::Int(i64::MIN),
+        attrs,
+    })
 }
 
 /// The name of a per-run coordinate of file dim `dim`: xarray refuses a two-dimensional

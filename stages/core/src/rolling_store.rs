@@ -173,7 +173,22 @@ impl View {
                     .collect();
                 self.derived(spec, &valid)
             }
-            Role::FileCoord(_) | Role::GridMapping | Role::Static => stored(&indices),
+            Role::FileCoord(_) | Role::GridMapping | Role::Static | Role::SlotBounds(_) => {
+                stored(&indices)
+            }
+            Role::TargetBounds => {
+                let abs = self.record.offset + i64::try_from(indices[0]).unwrap_or(i64::MAX);
+                let Some(slot) = layout.slot_from_indices(&indices[1..=layout.message_dims.len()])
+                else {
+                    return Ok(Resolved::Missing);
+                };
+                if !self.record.is_visible(abs, slot) {
+                    return Ok(Resolved::Missing);
+                }
+                let mut physical = indices.clone();
+                physical[0] = u64::try_from(abs).unwrap_or_default();
+                stored(&physical)
+            }
             Role::PerRun(_) => {
                 let abs = self.record.offset + i64::try_from(indices[0]).unwrap_or(i64::MAX);
                 let shown = self

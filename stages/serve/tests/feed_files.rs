@@ -289,3 +289,81 @@ enabled = true
         }
     }
 }
+
+#[test]
+fn an_hourly_maximum_keeps_its_per_file_time_and_lead_time_bounds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bucket = dir.path().join("bucket");
+    // Hourly maxima start at PT1H.
+    let leads = [3600, 7200, 10_800];
+    let spec = serde_json::json!({"ny": 130, "nx": 140, "runs": [
+        {"run": "2024-01-01T00:00:00Z", "leads": leads, "duration": "PT3H", "maximum": true},
+        {"run": "2024-01-01T01:00:00Z", "leads": leads, "duration": "PT3H", "maximum": true},
+    ]});
+    run_python(
+        "make_feed_files.py",
+        &[&bucket.display().to_string(), &spec.to_string()],
+    );
+    let notifications = bucket.join("notifications.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&notifications)
+        .expect("notices")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let text = format!(
+        r#"name = "tmax"
+variable = "air_temperature"
+[match]
+model = "{MODEL}"
+name = "{PARAMETER}_max-PT01H"
+[rolling]
+dim = "forecast_reference_time"
+step = "1h"
+window = 2
+[[message_dims]]
+name = "forecast_period"
+start = "1h"
+step = "1h"
+size = 3
+[[file_dims]]
+name = "projection_y_coordinate"
+size = 130
+chunk = 130
+[[file_dims]]
+name = "projection_x_coordinate"
+size = 140
+chunk = 140
+[store]
+path = "{}"
+fsync = false
+[reference]
+enabled = true
+{}"#,
+        dir.path().join("tmax").display(),
+        match_today(&bucket)
+    );
+    let config = DatasetConfig::from_toml(&text).expect("config");
+    let summary = ingest(&config, &lines);
+    assert!(
+        summary.dead_letters.is_empty(),
+        "{:?}",
+        summary.dead_letters
+    );
+    assert_eq!(summary.files, 6);
+    let store = embedded::open_store(&config).expect("store");
+    let catalog =
+        Catalog::with_stores(vec![(config.clone(), store)], Duration::ZERO).expect("catalog");
+    let server = InProcessServer::start(catalog);
+    let reference = dir.path().join("tmax").join("reference.json");
+    for target in [server.url("/tmax"), reference.display().to_string()] {
+        let out = run_python(
+            "read_feed.py",
+            &[
+                &target,
+                &bucket.display().to_string(),
+                &notifications.display().to_string(),
+            ],
+        );
+        assert!(out.contains("\"checked\": 6"), "{target}: {out}");
+    }
+}
