@@ -17,7 +17,19 @@ fn every_example_config_is_valid() {
             seen += 1;
         }
     }
-    assert!(seen >= 2, "expected the UKV and the height-level examples");
+    assert!(
+        seen >= 6,
+        "expected the UKV, height-level and today's-feed examples"
+    );
+    // Lead times as published.
+    let load = |name: &str| DatasetConfig::load(&dir.join(name)).expect("load");
+    let global = load("global-today-screen-temperature.toml");
+    assert_eq!(global.message_dims[0].size, 55 + 30 + 4);
+    let maxima = load("ukv-today-max-screen-temperature.toml");
+    assert_eq!(maxima.message_dims[0].size, 54);
+    assert_eq!(maxima.message_dims[0].value_at(0), 3600);
+    let members = load("mogreps-uk-today-screen-temperature.toml");
+    assert!(members.file_dims[0].is_per_run());
     let mogreps =
         DatasetConfig::load(&dir.join("mogreps-uk-air-temperature-height.toml")).expect("load");
     assert_eq!(Layout::from_config(&mogreps).parts(), 12 * 33 * 2);

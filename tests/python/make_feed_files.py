@@ -15,7 +15,11 @@ and the auxiliary coordinates `level_height` and `sigma` (with bounds) and `surf
 `surface_altitude` (a file that disagrees with the dataset's). With `"maximum": true` the
 field is an hourly maximum as published (`..._max-PT01H`, leads from PT1H): `cell_methods`
 `time: maximum`, and per-file bounds `time_bnds` (int64) and `forecast_period_bnds` (int32)
-named by the `bounds` attributes of `time` and `forecast_period`.
+named by the `bounds` attributes of `time` and `forecast_period`. With `"grid": "global"` the
+grid is the global model's (reduced): `latitude` x `longitude` (float64 degrees, with bounds)
+and a `latitude_longitude` grid mapping on a sphere of 6 371 229 m, under
+`global-deterministic-10km/`. With `"pressures": [100000, 85000]` the field is on pressure
+levels (`temperature_on_pressure_levels`): a leading float32 `pressure` dim in Pa.
 
 The header follows the real files (reduced grid): `air_temperature` float32 on
 (projection_y_coordinate, projection_x_coordinate), 2 km spacing from the real grid's
@@ -43,6 +47,7 @@ BUCKET = "met-office-atmospheric-model-data"
 MODEL = "uk-deterministic-2km"
 ENSEMBLE_BUCKET = "met-office-uk-ensemble-model-data"
 ENSEMBLE_MODEL = "uk-ensemble"
+GLOBAL_MODEL = "global-deterministic-10km"
 PARAMETER = "temperature_at_screen_level"
 EPOCH = "seconds since 1970-01-01 00:00:00"
 
@@ -63,35 +68,92 @@ def field(ny, nx, run, lead, member=0):
     return values.astype(np.float32)
 
 
-def write(path, ny, nx, run, lead, duration, members=None, levels=None, orography_offset=0.0,
-          maximum=False):
+def add_uk_grid(ds, ny, nx):
+    """The UK 2 km grid (from its real corner): Lambert azimuthal equal area, with bounds."""
+    gm = ds.createVariable("lambert_azimuthal_equal_area", "i4")
+    gm.grid_mapping_name = "lambert_azimuthal_equal_area"
+    gm.longitude_of_prime_meridian = 0.0
+    gm.semi_major_axis = 6378137.0
+    gm.semi_minor_axis = 6356752.314140356
+    gm.longitude_of_projection_origin = -2.5
+    gm.latitude_of_projection_origin = 54.9
+    gm.false_easting = 0.0
+    gm.false_northing = 0.0
+    axes = (("projection_y_coordinate", ny, -1036000.0, 2000.0, "Y", "m"),
+            ("projection_x_coordinate", nx, -1158000.0, 2000.0, "X", "m"))
+    return "lambert_azimuthal_equal_area", add_axes(ds, axes, "f4")
+
+
+def add_global_grid(ds, ny, nx):
+    """The global 10 km grid (reduced): latitude x longitude on a sphere, with bounds."""
+    gm = ds.createVariable("latitude_longitude", "i4")
+    gm.grid_mapping_name = "latitude_longitude"
+    gm.longitude_of_prime_meridian = 0.0
+    gm.earth_radius = 6371229.0
+    axes = (("latitude", ny, -89.953125, 0.09375, "Y", "degrees_north"),
+            ("longitude", nx, -179.929688, 0.140625, "X", "degrees_east"))
+    return "latitude_longitude", add_axes(ds, axes, "f8")
+
+
+def add_axes(ds, axes, dtype):
+    for name, n, start, step, axis, units in axes:
+        ds.createDimension(name, n)
+    if "bnds" not in ds.dimensions:
+        ds.createDimension("bnds", 2)
+    for name, n, start, step, axis, units in axes:
+        v = ds.createVariable(name, dtype, (name,))
+        v.axis = axis
+        v.units = units
+        v.standard_name = name
+        v.bounds = f"{name}_bnds"
+        centres = (start + step * np.arange(n)).astype(dtype)
+        v[:] = centres
+        b = ds.createVariable(f"{name}_bnds", dtype, (name, "bnds"))
+        b[:] = np.stack([centres - step / 2, centres + step / 2], axis=1)
+    return tuple(name for name, *_ in axes)
+
+
+def add_model_levels(ds, levels):
+    """An iris-saved UM file's model levels: `level_height` and `sigma` with bounds."""
+    ds.createDimension("model_level_number", levels)
+    if "bnds" not in ds.dimensions:
+        ds.createDimension("bnds", 2)
+    mln = ds.createVariable("model_level_number", "i4", ("model_level_number",))
+    mln.standard_name = "model_level_number"
+    mln.units = "1"
+    mln.positive = "up"
+    mln.axis = "Z"
+    mln[:] = np.arange(1, levels + 1, dtype=np.int32)
+    heights = np.array([5.0, 21.7, 45.0, 75.0, 111.7][:levels], dtype=np.float32)
+    sigmas = np.array([0.999, 0.997, 0.995, 0.991, 0.987][:levels], dtype=np.float64)
+    for name, values, units in (("level_height", heights, "m"), ("sigma", sigmas, "1")):
+        v = ds.createVariable(name, values.dtype, ("model_level_number",))
+        v.units = units
+        v.bounds = f"{name}_bnds"
+        if name == "level_height":
+            v.standard_name = "atmosphere_hybrid_height_coordinate"
+            v.positive = "up"
+            v.axis = "Z"
+        else:
+            v.long_name = "sigma"
+        v[:] = values
+        b = ds.createVariable(f"{name}_bnds", values.dtype, ("model_level_number", "bnds"))
+        b[:] = np.stack([values * 0.9, values * 1.1], axis=1)
+
+
+def write(path, ny, nx, run, lead, duration, entry):
+    """One file; `entry` says which kind (see the module's docstring)."""
+    members = entry.get("members")
+    levels = entry.get("model_levels")
+    pressures = entry.get("pressures")
+    maximum = entry.get("maximum", False)
+    is_global = entry.get("grid") == "global"
     with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
-        grid = ("projection_y_coordinate", "projection_x_coordinate")
         aux = ""
+        leading, leading_values = None, []
         if levels is not None:
-            ds.createDimension("model_level_number", levels)
-            ds.createDimension("bnds", 2)
-            mln = ds.createVariable("model_level_number", "i4", ("model_level_number",))
-            mln.standard_name = "model_level_number"
-            mln.units = "1"
-            mln.positive = "up"
-            mln.axis = "Z"
-            mln[:] = np.arange(1, levels + 1, dtype=np.int32)
-            heights = np.array([5.0, 21.7, 45.0, 75.0, 111.7][:levels], dtype=np.float32)
-            sigmas = np.array([0.999, 0.997, 0.995, 0.991, 0.987][:levels], dtype=np.float64)
-            for name, values, units in (("level_height", heights, "m"), ("sigma", sigmas, "1")):
-                v = ds.createVariable(name, values.dtype, ("model_level_number",))
-                v.units = units
-                v.bounds = f"{name}_bnds"
-                if name == "level_height":
-                    v.standard_name = "atmosphere_hybrid_height_coordinate"
-                    v.positive = "up"
-                    v.axis = "Z"
-                else:
-                    v.long_name = "sigma"
-                v[:] = values
-                b = ds.createVariable(f"{name}_bnds", values.dtype, ("model_level_number", "bnds"))
-                b[:] = np.stack([values * 0.9, values * 1.1], axis=1)
+            add_model_levels(ds, levels)
+            leading, leading_values = "model_level_number", list(range(levels))
             aux = " level_height sigma surface_altitude"
         if members is not None:
             ds.createDimension("realization", len(members))
@@ -99,32 +161,17 @@ def write(path, ny, nx, run, lead, duration, members=None, levels=None, orograph
             r.units = "1"
             r.standard_name = "realization"
             r[:] = np.asarray(members, dtype=np.int32)
-        ds.createDimension("projection_y_coordinate", ny)
-        ds.createDimension("projection_x_coordinate", nx)
-        if "bnds" not in ds.dimensions:
-            ds.createDimension("bnds", 2)
-        gm = ds.createVariable("lambert_azimuthal_equal_area", "i4")
-        gm.grid_mapping_name = "lambert_azimuthal_equal_area"
-        gm.longitude_of_prime_meridian = 0.0
-        gm.semi_major_axis = 6378137.0
-        gm.semi_minor_axis = 6356752.314140356
-        gm.longitude_of_projection_origin = -2.5
-        gm.latitude_of_projection_origin = 54.9
-        gm.false_easting = 0.0
-        gm.false_northing = 0.0
-        for name, n, start, axis in (
-            ("projection_y_coordinate", ny, -1036000.0, "Y"),
-            ("projection_x_coordinate", nx, -1158000.0, "X"),
-        ):
-            v = ds.createVariable(name, "f4", (name,))
-            v.axis = axis
-            v.units = "m"
-            v.standard_name = name
-            v.bounds = f"{name}_bnds"
-            centres = (start + 2000.0 * np.arange(n)).astype(np.float32)
-            v[:] = centres
-            b = ds.createVariable(f"{name}_bnds", "f4", (name, "bnds"))
-            b[:] = np.stack([centres - 1000.0, centres + 1000.0], axis=1)
+            leading, leading_values = "realization", members
+        if pressures is not None:
+            ds.createDimension("pressure", len(pressures))
+            p = ds.createVariable("pressure", "f4", ("pressure",))
+            p.units = "Pa"
+            p.standard_name = "air_pressure"
+            p.positive = "down"
+            p.axis = "Z"
+            p[:] = np.asarray(pressures, dtype=np.float32)
+            leading, leading_values = "pressure", range(len(pressures))
+        grid_mapping, grid = (add_global_grid if is_global else add_uk_grid)(ds, ny, nx)
         fp = ds.createVariable("forecast_period", "i4")
         fp.units = "seconds"
         fp.standard_name = "forecast_period"
@@ -142,22 +189,24 @@ def write(path, ny, nx, run, lead, duration, members=None, levels=None, orograph
             ds["time"].bounds = "time_bnds"
             b = ds.createVariable("time_bnds", "i8", ("bnds",))
             b[:] = np.array([run + lead - 3600, run + lead], dtype=np.int64)
-        h = ds.createVariable("height", "f4")
-        h.units = "m"
-        h.axis = "Z"
-        h.positive = "up"
-        h.standard_name = "height"
-        h[...] = 1.5
+        scalars = "forecast_period forecast_reference_time time"
+        if pressures is None:
+            h = ds.createVariable("height", "f4")
+            h.units = "m"
+            h.axis = "Z"
+            h.positive = "up"
+            h.standard_name = "height"
+            h[...] = 1.5
+            scalars = "forecast_period forecast_reference_time height time"
         if levels is not None:
             orog = ds.createVariable("surface_altitude", "f4", grid, zlib=True)
             orog.standard_name = "surface_altitude"
             orog.units = "m"
             y, x = np.mgrid[0:ny, 0:nx].astype(np.float32)
-            orog[:] = 100.0 + 3.0 * y + 2.0 * x + orography_offset
-        dims = grid if members is None else ("realization",) + grid
-        chunks = (128, 128) if members is None else (1, 128, 128)
-        if levels is not None:
-            dims, chunks = ("model_level_number",) + grid, (1, 128, 128)
+            orog[:] = 100.0 + 3.0 * y + 2.0 * x + entry.get("orography_offset", 0.0)
+        dims, chunks = grid, (128, 128)
+        if leading is not None:
+            dims, chunks = (leading,) + grid, (1, 128, 128)
         var = ds.createVariable(
             "air_temperature", "f4", dims,
             zlib=True, complevel=1, shuffle=False, chunksizes=chunks,
@@ -165,28 +214,28 @@ def write(path, ny, nx, run, lead, duration, members=None, levels=None, orograph
         )
         var.standard_name = "air_temperature"
         var.units = "K"
-        var.grid_mapping = "lambert_azimuthal_equal_area"
-        var.coordinates = "forecast_period forecast_reference_time height time" + aux
+        var.grid_mapping = grid_mapping
+        var.coordinates = scalars + aux
         if maximum:
             var.cell_methods = "time: maximum"
-        if members is not None:
-            var[:] = np.stack([field(ny, nx, run, lead, m) for m in members])
-        elif levels is not None:
-            var[:] = np.stack([field(ny, nx, run, lead, m) for m in range(levels)])
-        else:
+        if leading is None:
             var[:] = field(ny, nx, run, lead)
+        else:
+            var[:] = np.stack([field(ny, nx, run, lead, m) for m in leading_values])
+        configuration = "gl_det" if is_global else ("uk_ens" if members else "uk_det")
         ds.setncatts({
             "history": "2024-01-01T03:00:00Z: StaGE Decoupler",
             "institution": "Met Office",
             "source": "Met Office Unified Model",
-            "title": "UKV Model Forecast on UK 2 km Standard Grid",
+            "title": ("Global Model Forecast on Global 10 km Standard Grid" if is_global
+                      else "UKV Model Forecast on UK 2 km Standard Grid"),
             "um_version": "11.2",
             "Conventions": "CF-1.7, UKMO-1.0",
             "mosg__forecast_run_duration": duration,
-            "mosg__grid_domain": "uk_extended",
+            "mosg__grid_domain": "global" if is_global else "uk_extended",
             "mosg__grid_type": "standard",
             "mosg__grid_version": "1.7.0",
-            "mosg__model_configuration": "uk_det" if members is None else "uk_ens",
+            "mosg__model_configuration": configuration,
         })
 
 
@@ -198,22 +247,24 @@ def main(argv):
     lines = []
     for entry in spec["runs"]:
         run = epoch(entry["run"])
-        members = entry.get("members")
-        if members is None:
-            bucket, folder = BUCKET, f"{MODEL}/{stamp(run)}"
-        else:
+        if entry.get("members") is not None:
             day = datetime.fromtimestamp(run, timezone.utc)
             bucket = ENSEMBLE_BUCKET
             folder = f"{ENSEMBLE_MODEL}/{day:%Y/%m/%d}/T{day:%H%M}Z"
-        parameter = PARAMETER + ("_max-PT01H" if entry.get("maximum") else "")
+        elif entry.get("grid") == "global":
+            bucket, folder = BUCKET, f"{GLOBAL_MODEL}/{stamp(run)}"
+        else:
+            bucket, folder = BUCKET, f"{MODEL}/{stamp(run)}"
+        if entry.get("pressures") is not None:
+            parameter = "temperature_on_pressure_levels"
+        else:
+            parameter = PARAMETER + ("_max-PT01H" if entry.get("maximum") else "")
         for lead in entry["leads"]:
             key = (f"{folder}/{stamp(run + lead)}-PT{lead // 3600:04d}H"
                    f"{lead % 3600 // 60:02d}M-{parameter}.nc")
             path = out / key
             path.parent.mkdir(parents=True, exist_ok=True)
-            write(path, spec["ny"], spec["nx"], run, lead, entry["duration"], members,
-                  entry.get("model_levels"), entry.get("orography_offset", 0.0),
-                  entry.get("maximum", False))
+            write(path, spec["ny"], spec["nx"], run, lead, entry["duration"], entry)
             lines.append(json.dumps({"Records": [{
                 "eventName": "ObjectCreated:Put",
                 "eventTime": "2024-01-01T03:00:00.000Z",

@@ -70,7 +70,15 @@ def main():
             for attr in nc.ncattrs():
                 assert ds.attrs.get(attr) == nc.getncattr(attr), (attr, ds.attrs.get(attr))
             # Bounds and auxiliary coordinates on the grid, kept once with the file's values.
+            # The file's dim coordinates (grid, pressure levels) with their values.
+            for d in source.dimensions:
+                if d in nc.variables and d in ds.variables and ds[d].ndim == 1:
+                    np.testing.assert_array_equal(ds[d].values, np.asarray(nc[d][:]))
+                    assert ds[d].attrs.get("units") == nc[d].units, (d, ds[d].attrs)
+            gm = source.grid_mapping
+            assert ds[gm].attrs["grid_mapping_name"] == nc[gm].grid_mapping_name
             for name in ("projection_y_coordinate_bnds", "projection_x_coordinate_bnds",
+                         "latitude_bnds", "longitude_bnds",
                          "level_height", "level_height_bnds", "sigma", "sigma_bnds",
                          "surface_altitude"):
                 if name in nc.variables:

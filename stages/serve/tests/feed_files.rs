@@ -367,3 +367,89 @@ enabled = true
         assert!(out.contains("\"checked\": 6"), "{target}: {out}");
     }
 }
+
+#[test]
+fn a_global_pressure_level_field_ingests_with_its_grid_and_levels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bucket = dir.path().join("bucket");
+    let spec = serde_json::json!({"ny": 130, "nx": 140, "runs": [
+        {"run": "2024-01-01T00:00:00Z", "leads": [0, 3600], "duration": "PT1H",
+         "grid": "global", "pressures": [100_000, 85_000, 50_000]},
+        {"run": "2024-01-01T06:00:00Z", "leads": [0, 3600], "duration": "PT1H",
+         "grid": "global", "pressures": [100_000, 85_000, 50_000]},
+    ]});
+    run_python(
+        "make_feed_files.py",
+        &[&bucket.display().to_string(), &spec.to_string()],
+    );
+    let notifications = bucket.join("notifications.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&notifications)
+        .expect("notices")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let text = format!(
+        r#"name = "global"
+variable = "air_temperature"
+[match]
+model = "global-deterministic-10km"
+name = "temperature_on_pressure_levels"
+[rolling]
+dim = "forecast_reference_time"
+step = "6h"
+window = 2
+[[message_dims]]
+name = "forecast_period"
+step = "1h"
+size = 2
+[[file_dims]]
+name = "pressure"
+size = 3
+chunk = 1
+[[file_dims]]
+name = "latitude"
+size = 130
+chunk = 65
+[[file_dims]]
+name = "longitude"
+size = 140
+chunk = 70
+[store]
+path = "{}"
+fsync = false
+[reference]
+enabled = true
+{}"#,
+        dir.path().join("global").display(),
+        match_today(&bucket)
+    );
+    let config = DatasetConfig::from_toml(&text).expect("config");
+    let summary = ingest(&config, &lines);
+    assert!(
+        summary.dead_letters.is_empty(),
+        "{:?}",
+        summary.dead_letters
+    );
+    assert_eq!((summary.files, summary.direct_reads), (4, 4));
+    let store = embedded::open_store(&config).expect("store");
+    let catalog =
+        Catalog::with_stores(vec![(config.clone(), store)], Duration::ZERO).expect("catalog");
+    let server = InProcessServer::start(catalog);
+    let reference = dir.path().join("global").join("reference.json");
+    for target in [server.url("/global"), reference.display().to_string()] {
+        let out = run_python(
+            "read_feed.py",
+            &[
+                &target,
+                &bucket.display().to_string(),
+                &notifications.display().to_string(),
+            ],
+        );
+        assert!(
+            out.contains("\"checked\": 4")
+                && out.contains("\"mosg\": \"gl_det\"")
+                && out.contains("\"latitude_bnds\""),
+            "{target}: {out}"
+        );
+    }
+}
