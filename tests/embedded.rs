@@ -15,19 +15,10 @@ use roller_core::snapshot::SnapshotError;
 use roller_core::storage::{MemoryStore, MeteredStore, Storage, ZarrsStorage};
 use roller_proto::{Notification, WriteReport};
 use roller_test_support::{
-    ingest, raw_store, read_array, rolling_store, run_python, small_files, snapshot, TestDataset,
+    ingest, netcdf_values, raw_store, read_array, rolling_store, run_python, small_files, snapshot,
+    TestDataset,
 };
 use zarrs::array::Array;
-
-/// Reads a whole NetCDF variable as f32 (the oracle, independent of the decode stage).
-fn netcdf_values(path: &std::path::Path, name: &str) -> Vec<f32> {
-    roller_core::hdf5_quiet::silence_this_thread();
-    let file = netcdf::open(path).expect("open source");
-    file.variable(name)
-        .expect("variable")
-        .get_values::<f32, _>(..)
-        .expect("values")
-}
 
 #[test]
 fn round_trip_values_and_coordinates_are_exact() {

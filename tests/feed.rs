@@ -4,7 +4,7 @@
 //! byte-identical datasets; bad forms are dead-lettered with a specific reason.
 
 use roller_test_support::feed::{match_today, todays_feed, FORMS, MODEL, PARAMETER};
-use roller_test_support::{ingest, small_files, snapshot, TestDataset};
+use roller_test_support::{ingest, netcdf_values, small_files, snapshot, TestDataset};
 
 fn dataset(
     name: &str,
@@ -114,16 +114,6 @@ fn bad_forms_are_dead_lettered_with_a_specific_reason_and_test_events_are_skippe
     }
 }
 
-/// Reads a whole NetCDF variable as f32 (the oracle, independent of the decode stage).
-fn netcdf_values(path: &std::path::Path) -> Vec<f32> {
-    roller_core::hdf5_quiet::silence_this_thread();
-    let file = netcdf::open(path).expect("open source");
-    file.variable("air_temperature")
-        .expect("variable")
-        .get_values::<f32, _>(..)
-        .expect("values")
-}
-
 #[test]
 fn irregular_lead_times_land_at_their_index_and_a_short_run_is_complete_at_its_own_length() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -212,17 +202,29 @@ fsync = false
     let first = logical("2024-01-01T00:00:00Z");
     assert_eq!(
         at(first, 4),
-        netcdf_values(&file("20240101T0000Z", "20240101T0600Z-PT0006H00M")).as_slice()
+        netcdf_values(
+            &file("20240101T0000Z", "20240101T0600Z-PT0006H00M"),
+            "air_temperature"
+        )
+        .as_slice()
     );
     assert_eq!(
         at(first, 5),
-        netcdf_values(&file("20240101T0000Z", "20240101T0900Z-PT0009H00M")).as_slice()
+        netcdf_values(
+            &file("20240101T0000Z", "20240101T0900Z-PT0009H00M"),
+            "air_temperature"
+        )
+        .as_slice()
     );
     // The nowcast run reads its own lead times and fill where it stops.
     let nowcast = logical("2024-01-01T01:00:00Z");
     assert_eq!(
         at(nowcast, 2),
-        netcdf_values(&file("20240101T0100Z", "20240101T0300Z-PT0002H00M")).as_slice()
+        netcdf_values(
+            &file("20240101T0100Z", "20240101T0300Z-PT0002H00M"),
+            "air_temperature"
+        )
+        .as_slice()
     );
     for lead_index in 3..6 {
         assert!(

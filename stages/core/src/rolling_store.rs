@@ -145,7 +145,8 @@ impl View {
                 .map_err(|e| to_zarrs_error(e.into()))
         };
         match spec.role {
-            Role::Data => {
+            // Per target: shown when the target is visible, at its physical (abs) key.
+            Role::Data | Role::TargetBounds => {
                 let abs = self.record.offset + i64::try_from(indices[0]).unwrap_or(i64::MAX);
                 let Some(slot) = layout.slot_from_indices(&indices[1..=layout.message_dims.len()])
                 else {
@@ -175,19 +176,6 @@ impl View {
             }
             Role::FileCoord(_) | Role::GridMapping | Role::Static | Role::SlotBounds(_) => {
                 stored(&indices)
-            }
-            Role::TargetBounds => {
-                let abs = self.record.offset + i64::try_from(indices[0]).unwrap_or(i64::MAX);
-                let Some(slot) = layout.slot_from_indices(&indices[1..=layout.message_dims.len()])
-                else {
-                    return Ok(Resolved::Missing);
-                };
-                if !self.record.is_visible(abs, slot) {
-                    return Ok(Resolved::Missing);
-                }
-                let mut physical = indices.clone();
-                physical[0] = u64::try_from(abs).unwrap_or_default();
-                stored(&physical)
             }
             Role::PerRun(_) => {
                 let abs = self.record.offset + i64::try_from(indices[0]).unwrap_or(i64::MAX);

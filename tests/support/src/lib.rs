@@ -193,6 +193,17 @@ pub fn read_array<T: zarrs::array::ElementOwned>(
     (array.shape().to_vec(), values)
 }
 
+/// Reads a whole NetCDF variable as f32 with the netCDF library: the oracle, independent of the
+/// decode stage.
+pub fn netcdf_values(path: &Path, name: &str) -> Vec<f32> {
+    roller_core::hdf5_quiet::silence_this_thread();
+    let file = netcdf::open(path).expect("open source");
+    file.variable(name)
+        .expect("variable")
+        .get_values::<f32, _>(..)
+        .expect("values")
+}
+
 /// Every object under a directory, by relative path (temporary files of puts in progress are
 /// skipped, so it can be taken while stages write). What counts and times commits differs
 /// between runs that reach the same state by different paths, so it is left out: the snapshot
