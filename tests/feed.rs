@@ -78,6 +78,20 @@ fn bad_forms_are_dead_lettered_with_a_specific_reason_and_test_events_are_skippe
         serde_json::from_str(&feed.forms["aws-earth"][0]).expect("json");
     escaping["key"] = "../../../etc/passwd".into();
     let escaping = escaping.to_string();
+    // The same file copied under another run's folder: its key parses, its contents disagree.
+    let good_key = {
+        let event: serde_json::Value = serde_json::from_str(&good).expect("json");
+        let key = event["Records"][0]["s3"]["object"]["key"]
+            .as_str()
+            .expect("key")
+            .replace("%5F", "_");
+        key
+    };
+    let run = good_key.split('/').nth(1).expect("run folder").to_owned();
+    let misplaced = good_key.replace(&run, "20200101T0000Z");
+    let target = feed.mount.join(&misplaced);
+    std::fs::create_dir_all(target.parent().expect("folder")).expect("mkdir");
+    std::fs::copy(feed.mount.join(&good_key), &target).expect("copy");
     let lines = vec![
         r#"{"Type":"Notification","MessageId":"m","Message":"{not json"}"#.to_owned(),
         record("uk-deterministic-2km/latest/20240101T0000Z-PT0000H00M-temperature_at_screen_level.nc"),
@@ -85,6 +99,7 @@ fn bad_forms_are_dead_lettered_with_a_specific_reason_and_test_events_are_skippe
         escaping,
         record("uk-deterministic-2km/20240101T0000Z/20240101T0600Z-PT0000H00M-temperature_at_screen_level.nc"),
         r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#.to_owned(),
+        record(&misplaced),
         good,
     ];
     let summary = ingest(&config, &lines);
@@ -98,7 +113,7 @@ fn bad_forms_are_dead_lettered_with_a_specific_reason_and_test_events_are_skippe
         .iter()
         .map(|d| d.reason.clone())
         .collect();
-    assert_eq!(reasons.len(), 5, "{reasons:#?}");
+    assert_eq!(reasons.len(), 6, "{reasons:#?}");
     // Parse failures come from the ingest thread, fetch refusals from the workers: any order.
     for says in [
         "`Message` is not JSON",
@@ -106,6 +121,7 @@ fn bad_forms_are_dead_lettered_with_a_specific_reason_and_test_events_are_skippe
         "`object_size`",
         "plain relative path",
         "is not the valid time in the file name",
+        "the notification says forecast_reference_time 2020-01-01T00:00:00Z, the file says",
     ] {
         assert!(
             reasons.iter().any(|r| r.contains(says)),
