@@ -193,7 +193,7 @@ pub fn from_key(
     if parameter.is_empty() {
         return Err(bad("the parameter is empty".into()));
     }
-    if run + lead != valid {
+    if run.checked_add(lead) != Some(valid) {
         return Err(bad(format!(
             "the run folder ({}) plus the lead time ({lead} s) is not the valid time in the file name ({})",
             format_instant(run),

@@ -9,7 +9,7 @@ use crate::messages::FileSchema;
 use crate::notification::Notification;
 
 /// Version of the encoding; bumped on any incompatible change to these types.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// Why a message could not be decoded.
 #[derive(Debug, thiserror::Error)]

@@ -397,6 +397,19 @@ impl MessageDimConfig {
             .flatten()
     }
 
+    /// How many of the dim's values are at most `limit` (without listing them).
+    pub fn count_at_most(&self, limit: i64) -> u32 {
+        if !self.values.is_empty() {
+            let n = self.values.partition_point(|v| v.0 <= limit);
+            return u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if limit < self.start.0 || self.step.0 <= 0 {
+            return 0;
+        }
+        let n = (limit - self.start.0) / self.step.0 + 1;
+        u32::try_from(n).unwrap_or(u32::MAX).min(self.size)
+    }
+
     /// Every value, in index order.
     pub fn all_values(&self) -> Vec<i64> {
         (0..self.size).map(|i| self.value_at(i)).collect()
@@ -454,16 +467,35 @@ impl MessageDimConfig {
                         ),
                     ));
                 }
-                let mut next = last + segment.step.0;
-                while next <= segment.until.0 && values.len() <= 1_000_000 {
-                    values.push(Seconds(next));
+                if (segment.until.0 - last) % segment.step.0 != 0 {
+                    return Err(invalid(
+                        key(&format!("segments[{j}].until")),
+                        format!(
+                            "{} s is not {last} s plus a whole number of {} s steps",
+                            segment.until.0, segment.step.0
+                        ),
+                    ));
+                }
+                let count = (segment.until.0 - last) / segment.step.0;
+                if usize::try_from(count).map_or(true, |c| values.len() + c > 1_000_000) {
+                    return Err(invalid(key("segments"), "more than 1000000 values"));
+                }
+                let mut next = last;
+                for _ in 0..count {
                     next += segment.step.0;
+                    values.push(Seconds(next));
                 }
             }
             self.values = values;
             self.segments.clear();
         }
         if !self.values.is_empty() {
+            if self.start.0 != 0 && self.start != self.values[0] {
+                return Err(invalid(
+                    key("start"),
+                    "is the first of `values`; leave it out or make it equal",
+                ));
+            }
             if !self.values.windows(2).all(|w| w[0] < w[1]) {
                 return Err(invalid(key("values"), "must be strictly increasing"));
             }
@@ -840,6 +872,15 @@ impl DatasetConfig {
             }
             if m.size == 0 {
                 return Err(invalid(key("size"), "must be at least 1"));
+            }
+            let listed = u32::try_from(m.values.len()).unwrap_or(u32::MAX);
+            if !m.values.is_empty()
+                && (listed != m.size || !m.values.windows(2).all(|w| w[0] < w[1]))
+            {
+                return Err(invalid(
+                    key("values"),
+                    "must be strictly increasing, as many as `size`",
+                ));
             }
             names.push((key("name"), &m.name));
         }

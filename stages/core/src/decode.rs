@@ -554,9 +554,17 @@ impl Decoder {
                 (false, Some((last, rest))) => (rest, Some(last)),
                 _ => (dims.as_slice(), None),
             };
-            let fits = !own.is_empty()
+            // Every dim once (a variable on a dim twice could ask for a square of the grid),
+            // and a handful of vertices at most.
+            let distinct = dims
+                .iter()
+                .enumerate()
+                .all(|(i, (d, _))| dims[..i].iter().all(|(e, _)| e != d));
+            let fits = distinct
+                && !own.is_empty()
                 && own.iter().all(|(d, _)| static_dim(d))
-                && vertices.is_none_or(|(d, _)| !layout.data_dims().contains(d));
+                && vertices
+                    .is_none_or(|(d, n)| !layout.data_dims().contains(d) && *n <= MAX_VERTICES);
             let Some(dtype) = zarr_dtype(&v.vartype()).filter(|_| fits) else {
                 continue;
             };
@@ -649,6 +657,9 @@ impl Decoder {
         Ok(out)
     }
 }
+
+/// Most vertices a kept bounds variable may have per cell (CF bounds have 2, cell vertices 4).
+const MAX_VERTICES: u64 = 8;
 
 /// How far ahead of the clock a rolling-dim time may be (2 days).
 const MAX_AHEAD_SECONDS: i64 = 2 * 86_400;
@@ -999,7 +1010,11 @@ fn per_file_bounds(
     coords: &[CoordSchema],
 ) -> Result<Vec<CoordSchema>, String> {
     let mut out = Vec::new();
-    let bounded = std::iter::once(crate::metadata::VALID_TIME)
+    // The valid time's bounds only where the dataset derives the valid time.
+    let valid_time =
+        crate::metadata::derives_valid_time(layout).then_some(crate::metadata::VALID_TIME);
+    let bounded = valid_time
+        .into_iter()
         .chain(layout.message_dims.iter().map(|m| m.name.as_str()));
     for name in bounded {
         let Some(Ok(AttributeValue::Str(b))) = file
@@ -1156,6 +1171,50 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn variables_kept_beside_the_coordinates_are_bounded_in_size() {
+        crate::hdf5_quiet::silence_this_thread();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("aux.nc");
+        {
+            let mut file = netcdf::create(&path).expect("create");
+            file.add_dimension("d0", 9).expect("dim");
+            file.add_dimension("d1", 11).expect("dim");
+            file.add_dimension("many", 20).expect("dim");
+            file.add_dimension("bnds", 2).expect("dim");
+            let mut c = file.add_variable::<f32>("d0", &["d0"]).expect("coord");
+            // Bounds with 20 vertices per cell: not kept.
+            c.put_attribute("bounds", "d0_bnds").expect("attr");
+            file.add_variable::<f32>("d0_bnds", &["d0", "many"])
+                .expect("bounds");
+            let mut c = file.add_variable::<f32>("d1", &["d1"]).expect("coord");
+            c.put_attribute("bounds", "d1_bnds").expect("attr");
+            file.add_variable::<f32>("d1_bnds", &["d1", "bnds"])
+                .expect("bounds");
+            // On one dim twice (a square of the grid): not kept; on the grid once: kept.
+            file.add_variable::<f32>("square", &["d0", "d0"])
+                .expect("square");
+            file.add_variable::<f32>("orography", &["d0", "d1"])
+                .expect("aux");
+            let mut v = file
+                .add_variable::<f32>("air_temperature", &["d0", "d1"])
+                .expect("var");
+            v.put_attribute("coordinates", "square orography")
+                .expect("attr");
+        }
+        let file = netcdf::open(&path).expect("open");
+        let var = file.variable("air_temperature").expect("var");
+        let layout = crate::layout::tests::layout(2, 1, &[(9, 9), (11, 11)]);
+        let decoder = Decoder::new(layout, Arc::new(crate::storage::MemoryStore::new()));
+        let kept: Vec<String> = decoder
+            .kept_beside(&file, &var)
+            .expect("kept")
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(kept, vec!["d1_bnds", "orography"]);
     }
 
     #[test]

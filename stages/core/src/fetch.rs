@@ -400,10 +400,21 @@ impl Fetcher {
             key: key.to_owned(),
             reason,
         };
-        let found = path.canonicalize().map_err(|_| FetchError::Missing {
-            key: key.to_owned(),
-            path: path.to_path_buf(),
-        })?;
+        // Not found is the file's fault; anything else (a FUSE mount gone, EIO) may pass.
+        let io = |e: std::io::Error, at: &Path| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                FetchError::Missing {
+                    key: key.to_owned(),
+                    path: at.to_path_buf(),
+                }
+            } else {
+                FetchError::Unavailable {
+                    key: key.to_owned(),
+                    reason: format!("{}: {e}", at.display()),
+                }
+            }
+        };
+        let found = path.canonicalize().map_err(|e| io(e, path))?;
         if !dirs.iter().any(|r| found.starts_with(r)) {
             return Err(refuse(format!(
                 "{} is outside {setting} ({})",
@@ -414,10 +425,7 @@ impl Fetcher {
                     .join(", ")
             )));
         }
-        let meta = std::fs::metadata(&found).map_err(|_| FetchError::Missing {
-            key: key.to_owned(),
-            path: found.clone(),
-        })?;
+        let meta = std::fs::metadata(&found).map_err(|e| io(e, &found))?;
         if !meta.is_file() {
             return Err(refuse(format!("{} is not a regular file", found.display())));
         }

@@ -101,25 +101,33 @@ impl Layout {
         let Some(length) = run_length.or(self.run_length) else {
             return self.slots();
         };
-        let Some(fp) = self
-            .message_dims
-            .iter()
-            .position(|m| m.name == "forecast_period")
-        else {
-            return self.slots();
-        };
         self.message_dims
             .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                if i == fp {
-                    u32::try_from(m.all_values().iter().filter(|&&v| v <= length).count())
-                        .unwrap_or(u32::MAX)
+            .map(|m| {
+                if m.name == "forecast_period" {
+                    m.count_at_most(length)
                 } else {
                     m.size
                 }
             })
             .product()
+    }
+
+    /// Whether `slot` lies within a run of `run_length` seconds (its `forecast_period` is at
+    /// most that long); every slot does without a known length or a `forecast_period` dim.
+    pub fn slot_within(&self, slot: u32, run_length: Option<i64>) -> bool {
+        let Some(length) = run_length.or(self.run_length) else {
+            return true;
+        };
+        let mut rest = slot;
+        for dim in self.message_dims.iter().rev() {
+            let index = rest % dim.size.max(1);
+            rest /= dim.size.max(1);
+            if dim.name == "forecast_period" {
+                return dim.value_at(index) <= length;
+            }
+        }
+        true
     }
 
     /// The abs index of a rolling-dim time.
@@ -290,7 +298,8 @@ impl Layout {
     }
 
     /// Whether two layouts can share stored data (same shapes, chunks, encoding and steps).
-    /// Only the window and the visibility may differ between runs of one dataset.
+    /// Only the window, the visibility and the default run length may differ between runs of
+    /// one dataset.
     pub fn compatible_with(&self, other: &Self) -> Result<(), String> {
         let mut a = self.clone();
         a.window = other.window;

@@ -215,6 +215,14 @@ pub fn array_specs(
                 specs.push(spec);
                 continue;
             }
+            // Kept beside the coordinates only on the dataset's (static) file dims.
+            let on_file_dims = c
+                .dims
+                .iter()
+                .any(|(d, _)| layout.file_dims.iter().any(|f| &f.name == d));
+            if !on_file_dims {
+                continue;
+            }
             let shape: Vec<u64> = c.dims.iter().map(|(_, n)| *n).collect();
             specs.push(ArraySpec {
                 name: c.name.clone(),
@@ -341,6 +349,18 @@ pub fn per_run_name(dim: &str) -> String {
     format!("{dim}_per_run")
 }
 
+/// Whether the view derives the valid time: the rolling dim is the run, a message dim the lead
+/// time, and nothing else is called `time`.
+pub fn derives_valid_time(layout: &Layout) -> bool {
+    let taken = layout.data_dims().iter().any(|d| d == VALID_TIME) || layout.variable == VALID_TIME;
+    layout.rolling_dim == "forecast_reference_time"
+        && layout
+            .message_dims
+            .iter()
+            .any(|m| m.name == "forecast_period")
+        && !taken
+}
+
 /// Name of the valid-time coordinate.
 pub const VALID_TIME: &str = "time";
 
@@ -352,14 +372,13 @@ fn valid_time_spec(
     schema: Option<&FileSchema>,
     rolling_len: u64,
 ) -> Option<ArraySpec> {
+    if !derives_valid_time(layout) {
+        return None;
+    }
     let fp = layout
         .message_dims
         .iter()
         .position(|m| m.name == "forecast_period")?;
-    let taken = layout.data_dims().iter().any(|d| d == VALID_TIME) || layout.variable == VALID_TIME;
-    if layout.rolling_dim != "forecast_reference_time" || taken {
-        return None;
-    }
     let mut attrs = coord_attrs(schema, VALID_TIME);
     attrs.insert("standard_name".into(), "time".into());
     attrs.insert("units".into(), TIME_UNITS.into());

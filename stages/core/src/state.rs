@@ -135,14 +135,18 @@ impl CommitRecord {
         }
     }
 
-    /// Whether every slot the run at `abs` fills (up to its own length) is committed.
+    /// Whether every slot the run at `abs` fills (up to its own length) is committed: slots
+    /// beyond the run's length do not stand in for missing ones within it.
     fn index_complete(&self, abs: i64) -> bool {
-        let needed = self
-            .layout
-            .slots_within(self.run_lengths.get(&abs).copied());
-        self.present
-            .get(&abs)
-            .is_some_and(|s| s.len() as u32 >= needed)
+        let length = self.run_lengths.get(&abs).copied();
+        let needed = self.layout.slots_within(length);
+        self.present.get(&abs).is_some_and(|slots| {
+            let within = slots
+                .iter()
+                .filter(|&&s| self.layout.slot_within(s, length))
+                .count();
+            u32::try_from(within).unwrap_or(u32::MAX) >= needed
+        })
     }
 
     /// Visible steps (the logical length of the rolling dim).
@@ -529,9 +533,12 @@ mod tests {
         let mut short = l;
         short.run_length = Some(2 * 3600);
         let mut r = CommitRecord::empty(short);
-        for slot in 0..3 {
+        // A lead time beyond the run's length does not stand in for a missing one within it.
+        for slot in [0, 1, 3] {
             r.fold_report(&report(7, slot, 0, 1));
         }
+        assert_eq!(r.head, None);
+        r.fold_report(&report(7, 2, 0, 1));
         assert_eq!(r.head, Some(7));
     }
 
