@@ -20,8 +20,8 @@ use roller_proto::{RollEvent, WriteReport};
 use crate::clock::{self, Clock};
 use crate::expiry::Expiry;
 use crate::layout::Layout;
-use crate::metadata::{data_spec, ArraySpec};
-use crate::physical_key::{commit_key, part_keys, snapshot_key};
+use crate::metadata::{data_spec, ArraySpec, Role};
+use crate::physical_key::{commit_key, indexed_chunk_key, part_keys, snapshot_key};
 use crate::reference::ReferenceWriter;
 use crate::state::{CommitRecord, Folded, RECORD_FORMAT};
 use crate::storage::{KeyError, Storage, StorageError};
@@ -321,8 +321,17 @@ impl Committer {
                     .is_some_and(|at| self.record.is_released(at, now))
             });
         self.record.expiring = waiting;
+        // The arrays whose chunks leave with a target besides the data (worked out once).
+        let beside: Vec<ArraySpec> = if released.is_empty() {
+            Vec::new()
+        } else {
+            crate::metadata::array_specs(&self.record.layout, self.record.schema.as_ref(), 0)
+                .into_iter()
+                .filter(|s| matches!(s.role, Role::PerRun(_) | Role::TargetBounds))
+                .collect()
+        };
         for target in released {
-            match self.expire_target(&target) {
+            match self.expire_target(&target, &beside) {
                 Ok(()) => self.untidy = true,
                 Err(e) => {
                     tracing::warn!(
@@ -339,7 +348,13 @@ impl Committer {
         self.remove_released_snapshots(now, snapshot_budget);
     }
 
-    fn expire_target(&self, target: &crate::state::Expiring) -> Result<(), StorageError> {
+    /// Expires a target's data chunks and its chunks in the `beside` arrays (a run's per-run
+    /// coordinates, a file's valid-time bounds; removing them twice is harmless).
+    fn expire_target(
+        &self,
+        target: &crate::state::Expiring,
+        beside: &[ArraySpec],
+    ) -> Result<(), StorageError> {
         let abs = u64::try_from(target.abs).unwrap_or(0);
         let keys = target
             .parts
@@ -347,22 +362,13 @@ impl Committer {
             .map(|&part| part_keys(&self.record.layout, &self.data, abs, target.slot, part))
             .collect::<Result<Vec<_>, _>>()?;
         let mut keys: Vec<_> = keys.into_iter().flatten().collect();
-        // The run's per-run coordinates and the target's per-file bounds leave with it
-        // (removing them twice is harmless).
-        let layout = &self.record.layout;
-        for spec in crate::metadata::array_specs(layout, self.record.schema.as_ref(), 0) {
-            // (abs, then the file dims' chunk 0) or (abs, the slot's indices, vertices chunk 0).
-            let indices: Vec<u64> = match spec.role {
-                crate::metadata::Role::PerRun(_) => std::iter::once(abs)
-                    .chain(std::iter::repeat_n(0, spec.dims.len() - 1))
-                    .collect(),
-                crate::metadata::Role::TargetBounds => std::iter::once(abs)
-                    .chain(layout.slot_indices(target.slot))
-                    .chain([0])
-                    .collect(),
-                _ => continue,
-            };
-            keys.push(crate::physical_key::chunk_key(layout, &spec, &indices)?);
+        for spec in beside {
+            keys.push(indexed_chunk_key(
+                &self.record.layout,
+                spec,
+                abs,
+                target.slot,
+            )?);
         }
         self.expiry.expire(self.storage.as_ref(), &keys)
     }

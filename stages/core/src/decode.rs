@@ -20,7 +20,7 @@ use crate::config::DType;
 use crate::hdf5_direct::DirectReader;
 use crate::layout::{Layout, PlacementError};
 use crate::metadata::{array_specs, Role};
-use crate::physical_key::chunk_key;
+use crate::physical_key::indexed_chunk_key;
 use crate::storage::{Key, Storage, StorageError};
 
 /// Why a file was rejected. Every message says what was expected and what was found.
@@ -591,6 +591,7 @@ impl Decoder {
     ) -> Result<Vec<(Key, Bytes)>, DecodeError> {
         let layout = &self.layout;
         let bad = |reason: String| self.mismatch(path, reason);
+        let abs_index = u64::try_from(abs).unwrap_or_default();
         let mut out = Vec::new();
         for spec in array_specs(layout, Some(schema), 0) {
             if matches!(spec.role, Role::TargetBounds | Role::SlotBounds(_)) {
@@ -599,15 +600,8 @@ impl Decoder {
                 let raw: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
                 let codec = ChunkCodec::new(&spec, layout).map_err(|e| bad(e.to_string()))?;
                 let encoded = codec.encode_always(&raw).map_err(|e| bad(e.to_string()))?;
-                let slot_indices = layout.slot_indices(slot);
-                let indices: Vec<u64> = match spec.role {
-                    Role::SlotBounds(i) => vec![slot_indices[i], 0],
-                    _ => std::iter::once(u64::try_from(abs).unwrap_or_default())
-                        .chain(slot_indices)
-                        .chain([0])
-                        .collect(),
-                };
-                let key = chunk_key(layout, &spec, &indices).map_err(|e| bad(e.to_string()))?;
+                let key = indexed_chunk_key(layout, &spec, abs_index, slot)
+                    .map_err(|e| bad(e.to_string()))?;
                 out.push((key, encoded));
                 continue;
             }
@@ -623,11 +617,8 @@ impl Decoder {
                 read_raw(&var, &spec.dtype).map_err(|e| bad(format!("reading `{source}`: {e}")))?;
             let codec = ChunkCodec::new(&spec, layout).map_err(|e| bad(e.to_string()))?;
             let encoded = codec.encode_always(&raw).map_err(|e| bad(e.to_string()))?;
-            let mut indices = vec![0; spec.dims.len()];
-            if per_run {
-                indices[0] = u64::try_from(abs).unwrap_or_default();
-            }
-            let key = chunk_key(layout, &spec, &indices).map_err(|e| bad(e.to_string()))?;
+            let key = indexed_chunk_key(layout, &spec, abs_index, slot)
+                .map_err(|e| bad(e.to_string()))?;
             let mut known = self
                 .stored_statics
                 .lock()

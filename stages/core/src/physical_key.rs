@@ -62,6 +62,33 @@ pub fn part_keys(
         .collect()
 }
 
+/// The physical key of the one chunk that the target (`abs`, `slot`) has in an array stored
+/// beside the data in chunks of one index each: a run's per-run coordinate (at the run's abs
+/// index), a file's valid-time bounds (at the target's abs index and slot) or a lead time's
+/// bounds (at the slot's index of that dim). Static arrays have one chunk at index 0; the data
+/// has [`part_keys`].
+pub fn indexed_chunk_key(
+    layout: &Layout,
+    spec: &ArraySpec,
+    abs: u64,
+    slot: u32,
+) -> Result<Key, KeyError> {
+    use crate::metadata::Role;
+    let slot_indices = layout.slot_indices(slot);
+    let indices: Vec<u64> = match spec.role {
+        Role::PerRun(_) => std::iter::once(abs)
+            .chain(std::iter::repeat_n(0, spec.dims.len().saturating_sub(1)))
+            .collect(),
+        Role::TargetBounds => std::iter::once(abs)
+            .chain(slot_indices)
+            .chain([0])
+            .collect(),
+        Role::SlotBounds(i) => vec![slot_indices.get(i).copied().unwrap_or_default(), 0],
+        _ => vec![0; spec.dims.len()],
+    };
+    chunk_key(layout, spec, &indices)
+}
+
 /// The key of generation `generation`'s commit record (what its snapshot presents).
 pub fn snapshot_key(generation: u64) -> Key {
     // Digits under a fixed prefix satisfy every key rule.
