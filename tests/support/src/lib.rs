@@ -254,8 +254,17 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 pub fn snapshot_store(store: &dyn Storage) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for key in store.list_prefix("").expect("list the store") {
+        // A server just back from an outage may answer 5xx for a moment: read again.
+        let mut read = store.get(&key);
+        for _ in 0..10 {
+            if read.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            read = store.get(&key);
+        }
         // Removed since the listing: not part of the store's state.
-        let Some(bytes) = store.get(&key).expect("read an object") else {
+        let Some(bytes) = read.expect("read an object") else {
             continue;
         };
         let name = key.as_str().to_owned();
