@@ -35,6 +35,7 @@ OUTDIR receives the files under
 and `notifications.jsonl` (one S3 event per file).
 """
 
+import functools
 import json
 import sys
 from datetime import datetime, timezone
@@ -60,11 +61,31 @@ def epoch(text):
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
+@functools.lru_cache(maxsize=4)
+def terrain(ny, nx):
+    """A fixed, fractal orography (m, 0 to about 1000) like a real land surface: a seeded
+    random field whose amplitude falls with wavenumber as k^-1.8, so it has structure at every
+    scale from the grid spacing up, as real fields do."""
+    rng = np.random.default_rng(20231)
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.rfftfreq(nx)[None, :]
+    k = np.hypot(ky, kx)
+    k[0, 0] = 1.0
+    spectrum = np.fft.rfft2(rng.standard_normal((ny, nx))) * k ** -1.8
+    spectrum[0, 0] = 0.0
+    surface = np.fft.irfft2(spectrum, s=(ny, nx))
+    surface -= surface.min()
+    return 1000.0 * surface / max(surface.max(), 1e-9)
+
+
 def field(ny, nx, run, lead, member=0):
-    """A smooth, realistic screen temperature (K) that differs per run, lead time and member."""
+    """A realistic screen temperature (K) that differs per run, lead time and member: a
+    north-south gradient and synoptic waves that move with time, cooled by 6.5 K per km of the
+    fixed orography (small-scale structure, as real fields have, rather than noise)."""
     y, x = np.mgrid[0:ny, 0:nx].astype(np.float64)
     phase = (run / 3600.0) * 0.1 + lead / 3600.0 * 0.05 + member * 0.3
     values = 283.0 + 6.0 * np.sin(x / 37.0 + phase) * np.cos(y / 29.0) - 0.01 * y
+    values -= 0.0065 * terrain(ny, nx)
     return values.astype(np.float32)
 
 

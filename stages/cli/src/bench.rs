@@ -1,13 +1,16 @@
-//! `roller bench`: embedded ingestion against the usual Python route (xarray reading,
-//! zarr-python writing the same chunks with the same codec), on the same files, in the same run,
-//! alternating the two routes; plus one MOGREPS-UK-sized file. Each route runs as its own
-//! process so that its peak memory is its own.
+//! `roller bench`: embedded ingestion of UKV files shaped as published against the Python routes
+//! a user would write (xarray reading, zarr-python writing the same chunks with the same codec,
+//! straight into Zarr or into Icechunk with a commit per file) and the floor (inflate + encode,
+//! no I/O), on the same files, in the same run, alternating the routes; plus one
+//! MOGREPS-UK-sized file. Each route runs as its own process so that its peak memory is its own.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use roller_core::synth::{synth, write_config, SynthOptions};
+
+use crate::bench_floor;
 use serde_json::Value;
 
 /// Arguments of `roller bench`.
@@ -15,9 +18,12 @@ use serde_json::Value;
 pub(crate) struct BenchArgs {
     #[command(flatten)]
     files: crate::bench::BenchFiles,
-    /// zstd level for both routes.
-    #[arg(long, default_value_t = 1)]
-    level: i32,
+    /// zstd levels, a table each (every route uses the same level).
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    levels: Vec<i32>,
+    /// Skip the Icechunk route (it needs Python 3.12+: `./dev bench` makes .venv-icechunk).
+    #[arg(long)]
+    skip_icechunk: bool,
     /// Skip the MOGREPS-UK-sized file (12 x 33 x 970 x 1042).
     #[arg(long)]
     skip_mogreps: bool,
@@ -94,12 +100,23 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The test environment's Python (netCDF4-python, xarray, zarr-python).
 fn python() -> Result<PathBuf> {
-    let python = std::env::var_os("ROLLER_PYTHON")
-        .map_or_else(|| workspace().join(".venv/bin/python"), PathBuf::from);
+    python_at("ROLLER_PYTHON", ".venv", "./dev test")
+}
+
+/// The Icechunk route's Python (3.12+, icechunk 2.x).
+fn icechunk_python() -> Result<PathBuf> {
+    python_at("ROLLER_ICECHUNK_PYTHON", ".venv-icechunk", "./dev bench")
+}
+
+/// The Python named by `variable`, else the one in the workspace's `venv`.
+fn python_at(variable: &str, venv: &str, maker: &str) -> Result<PathBuf> {
+    let python = std::env::var_os(variable)
+        .map_or_else(|| workspace().join(venv).join("bin/python"), PathBuf::from);
     if !python.exists() {
         bail!(
-            "no Python environment at {}: run `./dev test` once (it creates .venv) or set ROLLER_PYTHON",
+            "no Python environment at {}: run `{maker}` once (it creates {venv}) or set {variable}",
             python.display()
         );
     }
@@ -165,117 +182,337 @@ fn field(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(f64::NAN)
 }
 
+/// The bucket, model and parameter of the benchmark's files (UKV screen temperature).
+const FEED_BUCKET: &str = "met-office-atmospheric-model-data";
+const FEED_MODEL: &str = "uk-deterministic-2km";
+const FEED_PARAMETER: &str = "temperature_at_screen_level";
+/// The store's chunk shape, the same for every route.
+const STORE_CHUNK: [usize; 2] = [485, 521];
+
+/// The benchmark's files as published, made by `tests/python/make_feed_files.py`.
+struct FeedFiles {
+    /// The bucket's directory (mounted as the bucket by the embedded route).
+    root: PathBuf,
+    /// Their S3 event notifications, as the feed sends them.
+    events: PathBuf,
+    /// The same notices with local paths, for the Python routes.
+    routes: PathBuf,
+    /// The files, in notification order.
+    paths: Vec<PathBuf>,
+}
+
+impl BenchFiles {
+    /// Writes `runs` x `leads` full-size UKV files with netCDF4-python unless an earlier run did,
+    /// and the lists the routes read.
+    fn prepare_feed(&self, python: &Path) -> Result<FeedFiles> {
+        std::fs::create_dir_all(&self.dir)?;
+        let root = self
+            .dir
+            .canonicalize()?
+            .join(format!("feed-{}x{}", self.runs, self.leads));
+        let events = root.join("notifications.jsonl");
+        if !events.exists() {
+            eprintln!(
+                "writing {} UKV files shaped as published in {} ...",
+                self.runs * self.leads,
+                root.display()
+            );
+            let runs: Vec<Value> = (0..self.runs)
+                .map(|run| {
+                    serde_json::json!({
+                        "run": format!("2026-12-03T{:02}:00:00Z", run % 24),
+                        "leads": (0..self.leads).map(|l| l * 3600).collect::<Vec<_>>(),
+                        "duration": "PT54H",
+                    })
+                })
+                .collect();
+            ensure!(
+                self.runs <= 24,
+                "--runs is at most 24 (one day of hourly runs)"
+            );
+            let spec = serde_json::json!({ "ny": 970, "nx": 1042, "runs": runs });
+            let status = Command::new(python)
+                .arg(workspace().join("tests/python/make_feed_files.py"))
+                .arg(&root)
+                .arg(spec.to_string())
+                .status()?;
+            ensure!(status.success(), "make_feed_files.py failed");
+        }
+        let (mut lines, mut paths) = (Vec::new(), Vec::new());
+        for line in std::fs::read_to_string(&events)?.lines() {
+            for notice in roller_proto::feed::parse(line)? {
+                let roller_proto::feed::Notice::File(n) = notice else {
+                    continue;
+                };
+                let path = root.join(&n.key);
+                lines.push(
+                    serde_json::json!({
+                        "key": path,
+                        "forecast_reference_time": n.forecast_reference_time,
+                        "forecast_period": n.forecast_period.unwrap_or_default(),
+                    })
+                    .to_string(),
+                );
+                paths.push(path);
+            }
+        }
+        let routes = root.join("routes.jsonl");
+        std::fs::write(&routes, lines.join("\n") + "\n")?;
+        Ok(FeedFiles {
+            root,
+            events,
+            routes,
+            paths,
+        })
+    }
+}
+
+/// Writes the embedded route's config: the bucket mounted from the files' directory, the store
+/// in `dir/ukv-rust`.
+fn feed_config(
+    dir: &Path,
+    files: &FeedFiles,
+    runs: usize,
+    leads: usize,
+    level: i32,
+) -> Result<PathBuf> {
+    let toml = format!(
+        r#"name = "ukv-bench"
+variable = "air_temperature"
+
+[match]
+model = "{FEED_MODEL}"
+name = "{FEED_PARAMETER}"
+
+[rolling]
+dim = "forecast_reference_time"
+step = "1h"
+window = {runs}
+
+[[message_dims]]
+name = "forecast_period"
+step = "1h"
+size = {leads}
+
+[[file_dims]]
+name = "projection_y_coordinate"
+size = 970
+chunk = {cy}
+
+[[file_dims]]
+name = "projection_x_coordinate"
+size = 1042
+chunk = {cx}
+
+[encoding]
+codec = "zstd"
+level = {level}
+
+[store]
+path = {store:?}
+
+[source.mounts]
+"{FEED_BUCKET}" = {root:?}
+"#,
+        cy = STORE_CHUNK[0],
+        cx = STORE_CHUNK[1],
+        store = dir.join("ukv-rust").display().to_string(),
+        root = files.root.display().to_string(),
+    );
+    let path = dir.join(format!("ukv-bench-{level}.toml"));
+    std::fs::write(&path, toml)?;
+    Ok(path)
+}
+
+/// One route's runs at one level.
+struct Route {
+    name: &'static str,
+    runs: Vec<Value>,
+}
+
 pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     let python = python()?;
-    let Prepared {
-        dir,
-        synth: ukv_files,
-        list,
-        ..
-    } = args.files.prepare()?;
+    let icechunk = if args.skip_icechunk {
+        None
+    } else {
+        Some(icechunk_python()?)
+    };
+    let files = args.files.prepare_feed(&python)?;
+    let dir = args.files.dir.canonicalize()?;
     let me = std::env::current_exe()?;
-    let ukv = config(&dir, "ukv", &ukv_files, args.files.runs, args.level)?;
     let script = workspace().join("bench/python_route.py");
+    let (runs, leads) = (args.files.runs, args.files.leads);
+    let raw = bench_floor::read_all(&files.paths, "air_temperature")?;
+    let decoded_mb = (files.paths.len() * 970 * 1042 * 4) as f64 / 1e6;
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
 
-    let (mut rust, mut py) = (Vec::new(), Vec::new());
-    for repeat in 0..args.files.repeats {
-        let _ = std::fs::remove_dir_all(dir.join("ukv-rust"));
-        let r = json_of(
-            Command::new(&me)
-                .args(["run", "--stats-json", "--config"])
-                .arg(&ukv)
-                .arg("--notifications")
-                .arg(&list),
-        )?;
-        let _ = std::fs::remove_dir_all(dir.join("ukv-python"));
-        let p = json_of(
-            Command::new(&python)
-                .arg(&script)
-                .args([
-                    "--variable",
-                    "air_temperature",
-                    "--chunk-y",
-                    "485",
-                    "--chunk-x",
-                    "521",
-                    "--fp-step",
-                    "3600",
-                    "--codec",
-                    "zstd",
-                ])
-                .arg("--level")
-                .arg(args.level.to_string())
-                .arg("--notifications")
-                .arg(&list)
-                .arg("--out")
-                .arg(dir.join("ukv-python"))
-                .arg("--window")
-                .arg(args.files.runs.to_string())
-                .arg("--fp-size")
-                .arg(args.files.leads.to_string()),
-        )?;
-        eprintln!(
-            "repeat {}: rust {:.2} s, python {:.2} s",
-            repeat + 1,
-            field(&r, "seconds"),
-            field(&p, "seconds")
+    for &level in &args.levels {
+        let config = feed_config(&dir, &files, runs, leads, level)?;
+        let python_route = |python: &Path, out: &str, extra: &[&str]| -> Result<Value> {
+            let _ = std::fs::remove_dir_all(dir.join(out));
+            json_of(
+                Command::new(python)
+                    .arg(&script)
+                    .args(["--variable", "air_temperature", "--chunk-y", "485"])
+                    .args(["--chunk-x", "521", "--fp-step", "3600", "--codec", "zstd"])
+                    .args(extra)
+                    .arg("--level")
+                    .arg(level.to_string())
+                    .arg("--notifications")
+                    .arg(&files.routes)
+                    .arg("--out")
+                    .arg(dir.join(out))
+                    .arg("--window")
+                    .arg(runs.to_string())
+                    .arg("--fp-size")
+                    .arg(leads.to_string()),
+            )
+        };
+        let mut routes = vec![
+            Route {
+                name: "zarr-roller embedded",
+                runs: Vec::new(),
+            },
+            Route {
+                name: "Python (xarray + zarr-python)",
+                runs: Vec::new(),
+            },
+        ];
+        if icechunk.is_some() {
+            routes.push(Route {
+                name: "xarray + Icechunk, a commit per file",
+                runs: Vec::new(),
+            });
+        }
+        let mut floor = Vec::new();
+        for repeat in 0..args.files.repeats {
+            let _ = std::fs::remove_dir_all(dir.join("ukv-rust"));
+            routes[0].runs.push(json_of(
+                Command::new(&me)
+                    .args(["run", "--stats-json", "--config"])
+                    .arg(&config)
+                    .arg("--notifications")
+                    .arg(&files.events),
+            )?);
+            routes[1]
+                .runs
+                .push(python_route(&python, "ukv-python", &[])?);
+            if let Some(icechunk) = &icechunk {
+                routes[2]
+                    .runs
+                    .push(python_route(icechunk, "ukv-icechunk", &["--icechunk"])?);
+            }
+            floor.push(bench_floor::run(&raw, STORE_CHUNK, level, threads)?);
+            eprintln!(
+                "level {level}, repeat {}: {}; floor {:.2} s",
+                repeat + 1,
+                routes
+                    .iter()
+                    .map(|r| format!(
+                        "{} {:.2} s",
+                        r.name,
+                        r.runs.last().map_or(f64::NAN, |v| field(v, "seconds"))
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                floor.last().copied().unwrap_or(f64::NAN),
+            );
+        }
+        report(
+            level,
+            &files,
+            &routes,
+            median(floor),
+            decoded_mb,
+            args.files.repeats,
         );
-        rust.push(r);
-        py.push(p);
     }
+
+    if !args.skip_mogreps {
+        mogreps(args, &dir, &me)?;
+    }
+    Ok(())
+}
+
+/// Prints one level's table: every route and the floor, and the ratios the targets are about.
+fn report(
+    level: i32,
+    files: &FeedFiles,
+    routes: &[Route],
+    floor: f64,
+    decoded_mb: f64,
+    repeats: usize,
+) {
     let med = |runs: &[Value], key: &str| median(runs.iter().map(|v| field(v, key)).collect());
-    let files = args.files.runs * args.files.leads;
-    println!("## Embedded ingestion vs the Python route ({files} files of 970 x 1042 float32, zstd level {}, medians of {})\n", args.level, args.files.repeats);
+    println!(
+        "## {} UKV files as published (970 x 1042 float32, 128 x 128 zlib-1 chunks), stored in 485 x 521 chunks, zstd level {level}, medians of {repeats}\n",
+        files.paths.len()
+    );
     println!("| route | seconds | files/s | decoded MB/s | peak RSS MB |");
     println!("|---|---|---|---|---|");
-    for (name, runs) in [
-        ("zarr-roller embedded", &rust),
-        ("python (xarray + zarr-python)", &py),
-    ] {
+    for route in routes {
         println!(
-            "| {name} | {:.2} | {:.1} | {:.0} | {:.0} |",
-            med(runs, "seconds"),
-            med(runs, "files_per_s"),
-            med(runs, "decoded_mb_per_s"),
-            med(runs, "peak_rss_mb")
+            "| {} | {:.2} | {:.1} | {:.0} | {:.0} |",
+            route.name,
+            med(&route.runs, "seconds"),
+            med(&route.runs, "files_per_s"),
+            med(&route.runs, "decoded_mb_per_s"),
+            med(&route.runs, "peak_rss_mb")
         );
     }
     println!(
-        "\nthroughput ratio (rust / python, median): {:.2}x",
-        med(&rust, "files_per_s") / med(&py, "files_per_s")
+        "| floor: inflate + zstd encode, all cores, no I/O | {floor:.2} | {:.1} | {:.0} | |",
+        files.paths.len() as f64 / floor,
+        decoded_mb / floor
     );
-
-    if !args.skip_mogreps {
-        let mog_files = SynthOptions {
-            out: dir.join("mogreps"),
-            realizations: Some(12),
-            heights: Some((0..33).map(|i| 5.0 + 10.0 * f64::from(i)).collect()),
-            runs: 1,
-            leads: 1,
-            ..SynthOptions::default()
-        };
-        let mog_list = ensure_files(&mog_files)?;
-        let mog = config(&dir, "mogreps", &mog_files, 1, args.level)?;
-        let mut runs = Vec::new();
-        for _ in 0..args.files.repeats {
-            let _ = std::fs::remove_dir_all(dir.join("mogreps-rust"));
-            runs.push(json_of(
-                Command::new(&me)
-                    .args(["run", "--stats-json", "--config"])
-                    .arg(&mog)
-                    .arg("--notifications")
-                    .arg(&mog_list),
-            )?);
-        }
-        println!("\n## One MOGREPS-UK-sized file (12 x 33 x 970 x 1042 float32, 1.6 GB decoded), medians of {}\n", args.files.repeats);
-        println!("| route | seconds | decoded MB/s | peak RSS MB |");
-        println!("|---|---|---|---|");
+    let ours = med(&routes[0].runs, "seconds");
+    println!();
+    for route in &routes[1..] {
         println!(
-            "| zarr-roller embedded | {:.2} | {:.0} | {:.0} |",
-            med(&runs, "seconds"),
-            med(&runs, "decoded_mb_per_s"),
-            med(&runs, "peak_rss_mb")
+            "- zarr-roller is {:.2}x the {} route",
+            med(&route.runs, "seconds") / ours,
+            route.name
         );
     }
+    println!(
+        "- zarr-roller runs at {:.0}% of the floor\n",
+        100.0 * floor / ours
+    );
+}
+
+/// One MOGREPS-UK-sized file through the embedded route (peak memory whatever the file size).
+fn mogreps(args: &BenchArgs, dir: &Path, me: &Path) -> Result<()> {
+    let level = args.levels.first().copied().unwrap_or(1);
+    let mog_files = SynthOptions {
+        out: dir.join("mogreps"),
+        realizations: Some(12),
+        heights: Some((0..33).map(|i| 5.0 + 10.0 * f64::from(i)).collect()),
+        runs: 1,
+        leads: 1,
+        ..SynthOptions::default()
+    };
+    let mog_list = ensure_files(&mog_files)?;
+    let mog = config(dir, "mogreps", &mog_files, 1, level)?;
+    let mut runs = Vec::new();
+    for _ in 0..args.files.repeats {
+        let _ = std::fs::remove_dir_all(dir.join("mogreps-rust"));
+        runs.push(json_of(
+            Command::new(me)
+                .args(["run", "--stats-json", "--config"])
+                .arg(&mog)
+                .arg("--notifications")
+                .arg(&mog_list),
+        )?);
+    }
+    let med = |key: &str| median(runs.iter().map(|v| field(v, key)).collect());
+    println!("## One MOGREPS-UK-sized file (12 x 33 x 970 x 1042 float32, 1.6 GB decoded), zstd level {level}, medians of {}\n", args.files.repeats);
+    println!("| route | seconds | decoded MB/s | peak RSS MB |");
+    println!("|---|---|---|---|");
+    println!(
+        "| zarr-roller embedded | {:.2} | {:.0} | {:.0} |",
+        med("seconds"),
+        med("decoded_mb_per_s"),
+        med("peak_rss_mb")
+    );
     Ok(())
 }

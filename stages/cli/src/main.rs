@@ -1,6 +1,7 @@
 //! `roller`: the zarr-roller command line. Parses arguments and calls the library.
 
 mod bench;
+mod bench_floor;
 mod bench_nats;
 mod bench_s3;
 mod bench_serve;

@@ -872,14 +872,28 @@ fn apply_mask(data: &mut [u8], dtype: DType, mask: &[f64], fill: f64) {
     }
     match dtype {
         DType::Float32 => {
+            // Compared as bits (this runs over every decoded element): a float equal to a mask
+            // value has its bits, but for zero's two signs; NaN equals nothing.
             #[allow(clippy::cast_possible_truncation)]
-            let (mask, fill): (Vec<f32>, f32) =
-                (mask.iter().map(|&m| m as f32).collect(), fill as f32);
-            for v in data.chunks_exact_mut(4) {
-                let value = f32::from_ne_bytes([v[0], v[1], v[2], v[3]]);
-                if mask.contains(&value) {
-                    v.copy_from_slice(&fill.to_ne_bytes());
-                }
+            let mut bits: Vec<u32> = mask
+                .iter()
+                .map(|&m| m as f32)
+                .filter(|m| !m.is_nan())
+                .flat_map(|m| {
+                    if m == 0.0 {
+                        vec![0, 0x8000_0000]
+                    } else {
+                        vec![m.to_bits()]
+                    }
+                })
+                .collect();
+            bits.dedup();
+            #[allow(clippy::cast_possible_truncation)]
+            let fill = (fill as f32).to_ne_bytes();
+            match bits[..] {
+                [] => {}
+                [one] => replace_where(data, fill, |v| v == one),
+                _ => replace_where(data, fill, |v| bits.contains(&v)),
             }
         }
         DType::Float64 => {
@@ -890,6 +904,16 @@ fn apply_mask(data: &mut [u8], dtype: DType, mask: &[f64], fill: f64) {
                     v.copy_from_slice(&fill.to_ne_bytes());
                 }
             }
+        }
+    }
+}
+
+/// Sets every float32 of `data` whose bits satisfy `masked` to `fill` (generic, so that each
+/// test is inlined into its own loop).
+fn replace_where(data: &mut [u8], fill: [u8; 4], masked: impl Fn(u32) -> bool) {
+    for v in data.chunks_exact_mut(4) {
+        if masked(u32::from_ne_bytes([v[0], v[1], v[2], v[3]])) {
+            v.copy_from_slice(&fill);
         }
     }
 }
@@ -1096,6 +1120,25 @@ fn duration_coordinate(file: &netcdf::File, name: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mask_replaces_exactly_the_masked_float32_values() {
+        let floats = [1.5f32, 9.969_21e36, -0.0, 0.0, f32::NAN, 2.0, 9.969_21e36];
+        let mut data: Vec<u8> = floats.iter().flat_map(|f| f.to_ne_bytes()).collect();
+        apply_mask(
+            &mut data,
+            DType::Float32,
+            &[9.969_21e36, 0.0, f64::NAN],
+            -1.0,
+        );
+        let out: Vec<f32> = data
+            .chunks_exact(4)
+            .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(out[..4], [1.5, -1.0, -1.0, -1.0]);
+        assert!(out[4].is_nan(), "NaN is never a mask value");
+        assert_eq!(out[5..], [2.0, -1.0]);
+    }
 
     /// Writes a 3 x 9 x 11 float32 variable, chunked (2, 4, 3) with shuffle + deflate (or
     /// contiguous), with one chunk never written.

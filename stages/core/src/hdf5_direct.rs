@@ -9,6 +9,9 @@
 //! Only the common case is handled: a chunked, little-endian float variable whose filters are
 //! shuffle and deflate. Anything else returns `None` from [`DirectReader::open`] and the caller
 //! reads through the `netcdf` crate instead.
+//!
+//! Public so that `roller bench` can measure the floor (inflate + encode, no I/O) on exactly
+//! the bytes decode inflates.
 
 #![allow(unsafe_code)]
 
@@ -35,6 +38,12 @@ use hdf5_metno_sys::LOCK;
 /// Largest chunk (decompressed) read this way; bigger ones go through the `netcdf` crate.
 const MAX_CHUNK_BYTES: u64 = 256 << 20;
 
+thread_local! {
+    /// One inflater per decode thread, reused for every chunk.
+    static INFLATER: std::cell::RefCell<libdeflater::Decompressor> =
+        std::cell::RefCell::new(libdeflater::Decompressor::new());
+}
+
 /// A filter of the pipeline, in the order HDF5 applied them when writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Filter {
@@ -44,13 +53,13 @@ enum Filter {
 
 /// An open HDF5 dataset whose chunks can be read raw.
 #[derive(Debug)]
-pub(crate) struct DirectReader {
+pub struct DirectReader {
     file: hid_t,
     dataset: hid_t,
     /// Shape of the variable.
-    pub(crate) shape: Vec<u64>,
+    pub shape: Vec<u64>,
     /// Chunk shape of the variable.
-    pub(crate) chunk: Vec<u64>,
+    pub chunk: Vec<u64>,
     element: usize,
     /// Decoded bytes of one chunk.
     chunk_bytes: u64,
@@ -77,7 +86,7 @@ impl Drop for Ids {
 impl DirectReader {
     /// Opens `variable` in `path` for raw chunk reads, or `None` if the variable is not a
     /// chunked little-endian float with only shuffle/deflate filters.
-    pub(crate) fn open(path: &Path, variable: &str, element: usize) -> Option<Self> {
+    pub fn open(path: &Path, variable: &str, element: usize) -> Option<Self> {
         let path = CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
         let name = CString::new(format!("/{variable}")).ok()?;
         let _lock = LOCK.lock();
@@ -165,7 +174,7 @@ impl DirectReader {
 
     /// Reads the compressed bytes of the chunk starting at `offset` (element coordinates), with
     /// its filter mask, or `None` if the chunk was never written (it reads as fill).
-    pub(crate) fn read_raw(&self, offset: &[u64]) -> Result<Option<(u32, Vec<u8>)>, String> {
+    pub fn read_raw(&self, offset: &[u64]) -> Result<Option<(u32, Vec<u8>)>, String> {
         let _lock = LOCK.lock();
         let (mut mask, mut addr, mut size): (u32, haddr_t, hsize_t) = (0, 0, 0);
         // SAFETY: `offset` has the dataset's rank; outputs are plain integers.
@@ -212,7 +221,7 @@ impl DirectReader {
     }
 
     /// Undoes the filters of a raw chunk (no lock needed), giving the chunk's element bytes.
-    pub(crate) fn decode(&self, mask: u32, raw: Vec<u8>) -> Result<Vec<u8>, String> {
+    pub fn decode(&self, mask: u32, raw: Vec<u8>) -> Result<Vec<u8>, String> {
         let len = usize::try_from(self.chunk_bytes).map_err(|e| e.to_string())?;
         let mut data = raw;
         for (i, filter) in self.filters.iter().enumerate().rev() {
@@ -222,8 +231,8 @@ impl DirectReader {
             data = match filter {
                 Filter::Deflate => {
                     let mut out = vec![0u8; len];
-                    let n = libdeflater::Decompressor::new()
-                        .zlib_decompress(&data, &mut out)
+                    let n = INFLATER
+                        .with_borrow_mut(|inflater| inflater.zlib_decompress(&data, &mut out))
                         .map_err(|e| format!("inflating a chunk: {e}"))?;
                     out.truncate(n);
                     out

@@ -16,7 +16,7 @@ pub mod duration;
 pub mod embedded;
 pub mod expiry;
 pub mod fetch;
-mod hdf5_direct;
+pub mod hdf5_direct;
 pub mod hdf5_quiet;
 pub mod inspect;
 pub mod layout;
