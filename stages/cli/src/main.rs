@@ -45,7 +45,7 @@ enum Command {
         /// Notifications file, or `-` for standard input.
         #[arg(long)]
         notifications: String,
-        /// Threads encoding and storing chunks (default: all cores).
+        /// Threads encoding and storing chunks (default: twice the cores, as writers wait on fsync).
         #[arg(long)]
         write_workers: Option<usize>,
         /// Print one JSON line of throughput and peak memory instead of the summary.

@@ -76,7 +76,8 @@ pub type ProgressFn = Box<dyn Fn(Progress) + Send + Sync>;
 pub struct RunOptions {
     /// Threads fetching and decoding files (NetCDF/HDF5 is serialised; 2 overlaps I/O).
     pub decode_workers: usize,
-    /// Threads encoding and storing chunks (defaults to the number of cores).
+    /// Threads encoding and storing chunks (defaults to twice the number of cores: a writer
+    /// waits on every fsync, and the others keep the cores busy meanwhile).
     pub write_workers: usize,
     /// Slabs waiting between decode and write (bounds memory).
     pub queue_depth: usize,
@@ -95,7 +96,7 @@ impl Default for RunOptions {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         Self {
             decode_workers: 2,
-            write_workers: cores,
+            write_workers: 2 * cores,
             queue_depth: 2 * cores,
             on_progress: None,
             expiry: Arc::new(DeleteExpired),

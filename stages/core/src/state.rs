@@ -699,4 +699,126 @@ mod tests {
             Folded::Unchanged
         );
     }
+
+    /// Property tests of the fold: what the commit stage sees is redelivered and reordered by
+    /// the bus, and none of that may change what is published.
+    mod fold_properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// One event of the stream: a write report (abs, slot, part) or a roll to an abs index.
+        #[derive(Debug, Clone, Copy)]
+        enum Event {
+            Report(i64, u32, u32),
+            Roll(i64),
+        }
+
+        const PARTS: u32 = 2;
+
+        fn fold(record: &mut CommitRecord, event: Event) {
+            match event {
+                Event::Report(abs, slot, part) => {
+                    record.fold_report(&report(abs, slot, part, PARTS));
+                }
+                Event::Roll(abs) => {
+                    let until = record.layout.time_of(abs);
+                    record.fold_roll(&RollEvent {
+                        dataset: "t".into(),
+                        until,
+                    });
+                }
+            }
+        }
+
+        /// The record with its expiry queue in a canonical order (the queue is a set: the order
+        /// its entries were queued in means nothing).
+        fn canonical(mut record: CommitRecord) -> CommitRecord {
+            record.expiring.sort_by_key(|e| (e.abs, e.slot));
+            record
+        }
+
+        fn record_for(window: u32, complete: bool) -> CommitRecord {
+            // Two slots, two parts per target (a 2 x 1 grid of chunks).
+            let mut layout = layout(window, 2, &[(8, 4), (4, 4)]);
+            if complete {
+                layout.visibility = Visibility::Complete;
+            }
+            CommitRecord::empty(layout)
+        }
+
+        fn events() -> impl Strategy<Value = Vec<Event>> {
+            let event = prop_oneof![
+                4 => (0i64..10, 0u32..2, 0u32..PARTS).prop_map(|(a, s, p)| Event::Report(a, s, p)),
+                1 => (0i64..12).prop_map(Event::Roll),
+            ];
+            prop::collection::vec(event, 1..40)
+        }
+
+        /// The events, each delivered 1 to 3 times, in a shuffled order.
+        fn redelivered(events: Vec<Event>) -> impl Strategy<Value = (Vec<Event>, Vec<Event>)> {
+            let copies = prop::collection::vec(1usize..=3, events.len());
+            copies.prop_flat_map(move |copies| {
+                let stream: Vec<Event> = events
+                    .iter()
+                    .zip(copies)
+                    .flat_map(|(e, n)| std::iter::repeat_n(*e, n))
+                    .collect();
+                (Just(events.clone()), Just(stream).prop_shuffle())
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn any_order_and_any_redelivery_give_the_same_record(
+                (events, stream) in events().prop_flat_map(redelivered),
+                window in 1u32..4,
+                complete in any::<bool>(),
+            ) {
+                let mut once = record_for(window, complete);
+                for e in &events {
+                    fold(&mut once, *e);
+                }
+                let mut shuffled = record_for(window, complete);
+                for e in &stream {
+                    fold(&mut shuffled, *e);
+                }
+                prop_assert_eq!(canonical(once), canonical(shuffled));
+            }
+
+            #[test]
+            fn the_offset_never_moves_back_and_only_written_targets_are_visible(
+                events in events(),
+                window in 1u32..4,
+                complete in any::<bool>(),
+            ) {
+                let mut record = record_for(window, complete);
+                let mut written = std::collections::BTreeSet::new();
+                for e in events {
+                    let (offset, head) = (record.offset, record.head);
+                    fold(&mut record, e);
+                    if let Event::Report(abs, slot, part) = e {
+                        written.insert((abs, slot, part));
+                    }
+                    if head.is_some() {
+                        prop_assert!(record.offset >= offset, "offset {} -> {}", offset, record.offset);
+                        prop_assert!(record.head >= head);
+                    }
+                    for abs in record.offset..=record.head.unwrap_or(record.offset - 1) {
+                        for slot in 0..2 {
+                            if record.is_visible(abs, slot) {
+                                for part in 0..PARTS {
+                                    prop_assert!(
+                                        written.contains(&(abs, slot, part)),
+                                        "({}, {}) is visible but part {} was never written",
+                                        abs, slot, part
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

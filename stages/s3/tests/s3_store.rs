@@ -169,3 +169,13 @@ fn sources_are_sized_downloaded_capped_and_their_downloads_removed() {
     ));
     assert_eq!(std::fs::read_dir(&downloads).expect("list").count(), 0);
 }
+
+#[test]
+fn the_s3_store_passes_the_storage_conformance_suite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = S3Server::start(dir.path());
+    let client = client(&server);
+    client.create_bucket("conformance").expect("bucket");
+    let store = S3Store::new(client, "conformance", "datasets/suite");
+    roller_test_support::conformance::check_storage(&store);
+}

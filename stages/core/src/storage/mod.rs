@@ -2,10 +2,12 @@
 //! objects, with atomic replacement of a whole object.
 //!
 //! Backends: [`LocalStore`] (a directory on disk) and [`MemoryStore`] (tests). Decorators wrap any
-//! backend: [`MeteredStore`] counts operations and bytes (benchmarks, the O(1)-commit test).
+//! backend: [`MeteredStore`] counts operations and bytes (benchmarks, the O(1)-commit test);
+//! [`FaultyStore`] fails chosen operations (failure tests).
 //! [`ZarrsStorage`] adapts any of them to the zarrs storage traits, so zarrs encodes chunks
 //! straight into our storage.
 
+mod faulty;
 mod key;
 mod local;
 mod memory;
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+pub use faulty::{FaultyStore, Op};
 pub use key::{Key, KeyError};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
