@@ -772,3 +772,26 @@ fn the_helm_chart_with_keda_scales_fetch_decode_and_write_on_their_consumer_lag(
         .expect("service account");
     assert!(account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].is_string());
 }
+
+#[test]
+fn the_image_links_every_stage_name_to_the_one_roller_binary() {
+    let dockerfile =
+        std::fs::read_to_string(roller_test_support::workspace_root().join("Dockerfile"))
+            .expect("read the Dockerfile");
+    assert!(
+        dockerfile.contains("--bin roller")
+            && dockerfile.contains("cp target/release/roller /out/"),
+        "the image builds and ships the multi-call `roller`"
+    );
+    let links = dockerfile
+        .lines()
+        .find(|l| l.trim_start().starts_with("&& for stage in"))
+        .expect("the loop that links the stage names");
+    for name in LONG_RUNNING {
+        assert!(
+            links.contains(name),
+            "{name} is not linked to roller: {links}"
+        );
+    }
+    assert!(dockerfile.contains(r#"ln -s roller "/out/$stage""#));
+}

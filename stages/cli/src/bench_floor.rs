@@ -43,7 +43,6 @@ impl RawField {
                 let offset = [row as u64, col as u64];
                 let raw = reader
                     .read_raw(&offset)
-                    .map_err(anyhow::Error::msg)
                     .with_context(|| path.display().to_string())?;
                 if let Some((mask, bytes)) = raw {
                     ensure!(mask == 0, "{}: a chunk skips a filter", path.display());

@@ -5,12 +5,11 @@ mod bench_floor;
 mod bench_nats;
 mod bench_s3;
 mod bench_serve;
-mod demo;
 mod nats_cmd;
 mod sample;
 
 use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -109,12 +108,6 @@ enum Command {
     BenchS3(bench_s3::BenchS3Args),
     /// Benchmark: chunk throughput through roller-serve vs zarrs reading the store directly.
     BenchServe(bench_serve::BenchServeArgs),
-    /// Synthesise a small stream, ingest it, roll the window and show what is visible.
-    Demo {
-        /// Working directory for the demo's files and dataset (replaced).
-        #[arg(long, default_value = "demo-data")]
-        dir: PathBuf,
-    },
 }
 
 #[derive(clap::Args)]
@@ -171,7 +164,43 @@ const EXIT_DEAD_LETTERS: i32 = 3;
 #[error("{0} notice(s) were dead-lettered; the rest was ingested (see the dead letters above)")]
 struct DeadLettered(usize);
 
-fn main() {
+/// The image ships this one binary, linked under each stage's name: called as `roller-fetch`,
+/// ..., `roller-serve`, it is that stage (its arguments and exit codes). One binary instead of
+/// seven keeps the image's binaries small (each would carry the same libraries).
+fn multi_call() -> Option<std::process::ExitCode> {
+    use roller_nats::StageKind;
+    let called = std::env::args_os().next()?;
+    let name = Path::new(&called).file_name()?.to_str()?;
+    let kind = match name {
+        "roller-fetch" => StageKind::Fetch,
+        "roller-decode" => StageKind::Decode,
+        "roller-write" => StageKind::Write,
+        "roller-commit" => StageKind::Commit,
+        "roller-scheduler" => StageKind::Scheduler,
+        "roller-serve" => {
+            let cli = Cli::parse_from(
+                ["roller".into(), "serve".into()]
+                    .into_iter()
+                    .chain(std::env::args_os().skip(1)),
+            );
+            roller_nats::run::init_logging();
+            return Some(match run(cli) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            });
+        }
+        _ => return None,
+    };
+    Some(roller_nats::run::main(kind))
+}
+
+fn main() -> std::process::ExitCode {
+    if let Some(code) = multi_call() {
+        return code;
+    }
     roller_nats::run::init_logging();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
@@ -182,6 +211,7 @@ fn main() {
         };
         std::process::exit(code);
     }
+    std::process::ExitCode::SUCCESS
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -310,7 +340,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::BenchNats(args) => bench_nats::run(&args),
         Command::BenchS3(args) => bench_s3::run(&args),
         Command::BenchServe(args) => bench_serve::run(&args),
-        Command::Demo { dir } => demo::run(&dir),
         Command::Sample(args) => sample::run(&args),
     }
 }

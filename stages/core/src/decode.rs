@@ -17,7 +17,7 @@ use roller_proto::{AttrValue, Attrs, CoordSchema, FileSchema, Notification};
 use crate::cf_time::{parse_duration_units, parse_instant_units, to_whole_seconds};
 use crate::chunk_codec::ChunkCodec;
 use crate::config::DType;
-use crate::hdf5_direct::DirectReader;
+use crate::hdf5_direct::{ChunkError, DirectReader};
 use crate::layout::{Layout, PlacementError};
 use crate::metadata::{array_specs, Role};
 use crate::physical_key::indexed_chunk_key;
@@ -27,12 +27,13 @@ use crate::storage::{Key, Storage, StorageError};
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// The file cannot be opened or read as NetCDF (truncated, not NetCDF, unreadable).
-    #[error("cannot read {path} as NetCDF: {reason}")]
+    #[error("cannot read {path} as NetCDF: {source}")]
     Unreadable {
         /// The file.
         path: String,
-        /// The library's message.
-        reason: String,
+        /// What failed.
+        #[source]
+        source: ReadError,
     },
     /// The file does not fit the dataset.
     #[error("{path} does not fit dataset `{dataset}`: {reason}")]
@@ -47,6 +48,20 @@ pub enum DecodeError {
     /// Storage failed while checking static coordinates (transient).
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// Why a file's values could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The NetCDF library failed (not NetCDF, truncated, unreadable).
+    #[error(transparent)]
+    Netcdf(#[from] netcdf::Error),
+    /// A raw HDF5 chunk could not be read or inflated.
+    #[error(transparent)]
+    Chunk(#[from] crate::hdf5_direct::ChunkError),
+    /// The variable was found when the file was checked, then not when it was read.
+    #[error("the variable `{0}` vanished while the file was read")]
+    Vanished(String),
 }
 
 impl DecodeError {
@@ -148,7 +163,7 @@ impl Decoder {
         let plan = {
             let file = netcdf::open(path).map_err(|e| DecodeError::Unreadable {
                 path: shown.clone(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
             self.plan(&file, notification, &shown)?
         };
@@ -160,9 +175,9 @@ impl Decoder {
                 }));
             }
         }
-        let unreadable = |reason: String| DecodeError::Unreadable {
+        let unreadable = |source: ReadError| DecodeError::Unreadable {
             path: shown.clone(),
-            reason,
+            source,
         };
         let direct = DirectReader::open(path, &self.layout.variable, self.layout.dtype.size())
             .filter(|r| {
@@ -175,12 +190,12 @@ impl Decoder {
             });
         let file = match direct {
             Some(_) => None,
-            None => Some(netcdf::open(path).map_err(|e| unreadable(e.to_string()))?),
+            None => Some(netcdf::open(path).map_err(|e| unreadable(e.into()))?),
         };
         let var = match &file {
             Some(f) => Some(
                 f.variable(&self.layout.variable)
-                    .ok_or_else(|| unreadable("the variable vanished".into()))?,
+                    .ok_or_else(|| unreadable(ReadError::Vanished(self.layout.variable.clone())))?,
             ),
             None => None,
         };
@@ -198,10 +213,14 @@ impl Decoder {
                     &mut cache,
                     self.layout.fill_bytes(),
                 )
-                .map_err(unreadable)?,
+                .map_err(|e| unreadable(e.into()))?,
                 (None, Some(var)) => read_netcdf(var, &var_start, &var_count, self.layout.dtype)
-                    .map_err(unreadable)?,
-                (None, None) => return Err(unreadable("no reader".into())),
+                    .map_err(|e| unreadable(e.into()))?,
+                (None, None) => {
+                    return Err(unreadable(ReadError::Vanished(
+                        self.layout.variable.clone(),
+                    )))
+                }
             };
             apply_mask(&mut data, self.layout.dtype, &plan.mask, self.fill());
             let slab = Slab {
@@ -719,7 +738,7 @@ fn read_netcdf(
     start: &[u64],
     count: &[u64],
     dtype: DType,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, netcdf::Error> {
     let extents: Vec<Extent> = start
         .iter()
         .zip(count)
@@ -731,14 +750,8 @@ fn read_netcdf(
         .collect();
     let extents: netcdf::Extents = extents.into();
     Ok(match dtype {
-        DType::Float32 => zarrs::array::transmute_to_bytes_vec(
-            var.get_values::<f32, _>(extents)
-                .map_err(|e| e.to_string())?,
-        ),
-        DType::Float64 => zarrs::array::transmute_to_bytes_vec(
-            var.get_values::<f64, _>(extents)
-                .map_err(|e| e.to_string())?,
-        ),
+        DType::Float32 => zarrs::array::transmute_to_bytes_vec(var.get_values::<f32, _>(extents)?),
+        DType::Float64 => zarrs::array::transmute_to_bytes_vec(var.get_values::<f64, _>(extents)?),
     })
 }
 
@@ -754,7 +767,7 @@ const CACHED_CHUNKS: usize = 4;
 
 impl ChunkCache {
     /// The decoded chunk at `origin`, read and inflated on a miss.
-    fn get(&mut self, reader: &DirectReader, origin: &[u64]) -> Result<Option<&[u8]>, String> {
+    fn get(&mut self, reader: &DirectReader, origin: &[u64]) -> Result<Option<&[u8]>, ChunkError> {
         let at = match self.0.iter().position(|(o, _)| o == origin) {
             Some(at) => at,
             None => {
@@ -781,7 +794,7 @@ fn read_direct(
     count: &[u64],
     cache: &mut ChunkCache,
     fill: Vec<u8>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, ChunkError> {
     let element = fill.len();
     let rank = start.len();
     let total: u64 = count.iter().product();

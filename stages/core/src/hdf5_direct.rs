@@ -35,6 +35,45 @@ use hdf5_metno_sys::h5t::{
 use hdf5_metno_sys::h5z::{H5Z_FILTER_DEFLATE, H5Z_FILTER_SHUFFLE};
 use hdf5_metno_sys::LOCK;
 
+/// Why a raw chunk could not be read or decoded. The file is at fault in every case (truncated,
+/// corrupt or hostile), so none is worth retrying.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    /// HDF5 could not look the chunk up in the variable's chunk index.
+    #[error("HDF5 has no chunk index entry at {offset:?}")]
+    NoIndexEntry {
+        /// The chunk's first element.
+        offset: Vec<u64>,
+    },
+    /// The chunk claims more stored bytes than deflate could ever produce.
+    #[error("the chunk at {offset:?} claims {stored} stored bytes for {decoded} decoded; the file is corrupt")]
+    Oversized {
+        /// The chunk's first element.
+        offset: Vec<u64>,
+        /// Stored bytes claimed.
+        stored: u64,
+        /// Bytes of one decoded chunk.
+        decoded: u64,
+    },
+    /// HDF5 failed to copy the chunk's bytes out of the file.
+    #[error("reading the chunk at {offset:?} failed (truncated file?)")]
+    ReadFailed {
+        /// The chunk's first element.
+        offset: Vec<u64>,
+    },
+    /// The chunk's deflate stream is broken.
+    #[error("inflating a chunk failed: {0}")]
+    Inflate(#[source] libdeflater::DecompressionError),
+    /// The chunk decoded to the wrong size.
+    #[error("a chunk decoded to {got} bytes, expected {expected}")]
+    WrongLength {
+        /// Bytes decoded.
+        got: usize,
+        /// Bytes of one chunk.
+        expected: u64,
+    },
+}
+
 /// Largest chunk (decompressed) read this way; bigger ones go through the `netcdf` crate.
 const MAX_CHUNK_BYTES: u64 = 256 << 20;
 
@@ -174,7 +213,7 @@ impl DirectReader {
 
     /// Reads the compressed bytes of the chunk starting at `offset` (element coordinates), with
     /// its filter mask, or `None` if the chunk was never written (it reads as fill).
-    pub fn read_raw(&self, offset: &[u64]) -> Result<Option<(u32, Vec<u8>)>, String> {
+    pub fn read_raw(&self, offset: &[u64]) -> Result<Option<(u32, Vec<u8>)>, ChunkError> {
         let _lock = LOCK.lock();
         let (mut mask, mut addr, mut size): (u32, haddr_t, hsize_t) = (0, 0, 0);
         // SAFETY: `offset` has the dataset's rank; outputs are plain integers.
@@ -188,7 +227,9 @@ impl DirectReader {
             )
         };
         if found < 0 {
-            return Err(format!("HDF5 has no chunk index entry at {offset:?}"));
+            return Err(ChunkError::NoIndexEntry {
+                offset: offset.to_vec(),
+            });
         }
         if addr == haddr_t::MAX || size == 0 {
             return Ok(None);
@@ -196,12 +237,14 @@ impl DirectReader {
         // Deflate never grows data by more than a small fraction; anything larger is a corrupt
         // or hostile file, refused before allocating for it.
         if size > self.chunk_bytes + self.chunk_bytes / 8 + 4096 {
-            return Err(format!(
-                "the chunk at {offset:?} claims {size} stored bytes for {} decoded; the file is corrupt",
-                self.chunk_bytes
-            ));
+            return Err(ChunkError::Oversized {
+                offset: offset.to_vec(),
+                stored: size,
+                decoded: self.chunk_bytes,
+            });
         }
-        let mut buf = vec![0u8; usize::try_from(size).map_err(|e| e.to_string())?];
+        // `size` is bounded by the check above, which a chunk's decoded size (a usize) bounds.
+        let mut buf = vec![0u8; usize::try_from(size).unwrap_or(usize::MAX)];
         // SAFETY: `buf` holds exactly the chunk's stored size, as HDF5 reported it.
         let read = unsafe {
             H5Dread_chunk(
@@ -213,16 +256,20 @@ impl DirectReader {
             )
         };
         if read < 0 {
-            return Err(format!(
-                "reading the chunk at {offset:?} failed (truncated file?)"
-            ));
+            return Err(ChunkError::ReadFailed {
+                offset: offset.to_vec(),
+            });
         }
         Ok(Some((mask, buf)))
     }
 
     /// Undoes the filters of a raw chunk (no lock needed), giving the chunk's element bytes.
-    pub fn decode(&self, mask: u32, raw: Vec<u8>) -> Result<Vec<u8>, String> {
-        let len = usize::try_from(self.chunk_bytes).map_err(|e| e.to_string())?;
+    pub fn decode(&self, mask: u32, raw: Vec<u8>) -> Result<Vec<u8>, ChunkError> {
+        let wrong = |got| ChunkError::WrongLength {
+            got,
+            expected: self.chunk_bytes,
+        };
+        let len = usize::try_from(self.chunk_bytes).map_err(|_| wrong(0))?;
         let mut data = raw;
         for (i, filter) in self.filters.iter().enumerate().rev() {
             if mask & (1 << i) != 0 {
@@ -233,7 +280,7 @@ impl DirectReader {
                     let mut out = vec![0u8; len];
                     let n = INFLATER
                         .with_borrow_mut(|inflater| inflater.zlib_decompress(&data, &mut out))
-                        .map_err(|e| format!("inflating a chunk: {e}"))?;
+                        .map_err(ChunkError::Inflate)?;
                     out.truncate(n);
                     out
                 }
@@ -241,10 +288,7 @@ impl DirectReader {
             };
         }
         if data.len() != len {
-            return Err(format!(
-                "a chunk decoded to {} bytes, expected {len}",
-                data.len()
-            ));
+            return Err(wrong(data.len()));
         }
         Ok(data)
     }

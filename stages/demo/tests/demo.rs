@@ -1,15 +1,15 @@
-//! `roller demo` works on a clean checkout and shows the rolled window.
+//! `roller-demo` works on a clean checkout and shows the rolled window.
 
 use std::process::Command;
 
 #[test]
 fn demo_exits_zero_and_prints_the_visible_window() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_roller"))
-        .args(["demo", "--dir"])
+    let out = Command::new(env!("CARGO_BIN_EXE_roller-demo"))
+        .arg("--dir")
         .arg(dir.path().join("demo"))
         .output()
-        .expect("run roller demo");
+        .expect("run roller-demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -31,10 +31,10 @@ fn demo_exits_zero_and_prints_the_visible_window() {
         "HDF5 diagnostics leak to stderr"
     );
     // Running it again replaces its own directory.
-    let again = Command::new(env!("CARGO_BIN_EXE_roller"))
-        .args(["demo", "--dir"])
+    let again = Command::new(env!("CARGO_BIN_EXE_roller-demo"))
+        .arg("--dir")
         .arg(dir.path().join("demo"))
         .output()
-        .expect("run roller demo again");
+        .expect("run roller-demo again");
     assert!(again.status.success());
 }

@@ -1,4 +1,5 @@
-//! `roller demo`: a guided run on a small synthetic stream.
+//! The guided run: synthesise, ingest three runs, add two more, roll by the clock, and print the
+//! visible window after each step, read back through the logical view.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use roller_core::config::DatasetConfig;
 use roller_core::embedded::{self, RunOptions};
+use roller_core::expiry::DeleteExpired;
 use roller_core::rolling_store::RollingStore;
 use roller_core::state::CommitRecord;
 use roller_core::storage::{LocalStore, Storage};
@@ -69,8 +71,12 @@ pub(crate) fn run(dir: &Path) -> Result<()> {
         RUNS,
         format_instant(until)
     );
-    let backends = roller_s3::Backends::open(&config)?;
-    embedded::roll(&config, backends.store, backends.expiry, until)?;
+    embedded::roll(
+        &config,
+        embedded::open_store(&config)?,
+        Arc::new(DeleteExpired),
+        until,
+    )?;
     show(&store_dir)?;
 
     println!("How to look at it yourself:");
@@ -91,27 +97,23 @@ fn prepare(dir: &Path) -> Result<()> {
         let empty = std::fs::read_dir(dir)?.next().is_none();
         if !ours && !empty {
             bail!(
-                "{} exists and was not made by `roller demo`; choose another --dir",
+                "{} exists and was not made by `roller-demo`; choose another --dir",
                 dir.display()
             );
         }
         std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join(MARKER), "made by roller demo; safe to delete\n")?;
+    std::fs::write(dir.join(MARKER), "made by roller-demo; safe to delete\n")?;
     Ok(())
 }
 
 fn ingest(config: &DatasetConfig, lines: Vec<String>) -> Result<()> {
-    let backends = roller_s3::Backends::open(config)?;
     let summary = embedded::run(
         config,
-        backends.store,
+        embedded::open_store(config)?,
         lines.into_iter().map(Ok),
-        &RunOptions {
-            expiry: backends.expiry,
-            ..RunOptions::default()
-        },
+        &RunOptions::default(),
     )?;
     for letter in &summary.dead_letters {
         println!("   dead letter: {letter}");

@@ -1,0 +1,51 @@
+//! The image ships one `roller` binary linked under every stage's name: called by such a name
+//! it is that stage.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `roller` linked as `name` in `dir`.
+fn linked(dir: &Path, name: &str) -> PathBuf {
+    let link = dir.join(name);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_roller"), &link).expect("symlink");
+    link
+}
+
+#[test]
+fn called_by_a_stage_name_it_is_that_stage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for stage in ["fetch", "decode", "write", "commit", "scheduler"] {
+        let name = format!("roller-{stage}");
+        let out = Command::new(linked(dir.path(), &name))
+            .args(["--config", "/nonexistent/dataset.toml"])
+            .output()
+            .expect("run the linked binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{name}: bad config exits 2: {stderr}"
+        );
+        assert!(stderr.starts_with(&format!("{name}: ")), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn called_as_roller_serve_it_takes_the_servers_arguments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(linked(dir.path(), "roller-serve"))
+        .arg("--help")
+        .output()
+        .expect("run roller-serve");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("--listen"), "{stdout}");
+    let roller = Command::new(env!("CARGO_BIN_EXE_roller"))
+        .arg("--help")
+        .output()
+        .expect("run roller");
+    assert!(
+        String::from_utf8_lossy(&roller.stdout).contains("synth"),
+        "under its own name it is still the CLI"
+    );
+}
