@@ -66,7 +66,7 @@ fn round_trip_values_and_coordinates_are_exact() {
         let layout = &record.layout;
         assert_eq!(
             layout.abs_index(note.forecast_reference_time),
-            Ok(record.offset + logical as i64)
+            Ok(record.offset + i64::try_from(logical).expect("small index"))
         );
     }
     // The window ends at the newest run; the one step before the first run reads as fill.
@@ -266,7 +266,10 @@ fn replaying_everything_twice_shuffled_leaves_identical_bytes() {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        doubled.swap(i, (state % (i as u64 + 1)) as usize);
+        doubled.swap(
+            i,
+            usize::try_from(state % (i as u64 + 1)).expect("below i + 1"),
+        );
     }
     for pair in doubled.chunks(3) {
         let summary = ingest(&twice, pair);
@@ -658,7 +661,7 @@ fn files_written_by_netcdf4_python_round_trip_exactly() {
         let (shape, data) = read_array::<f32>(&store, "air_temperature");
         let (_, frt) = read_array::<i64>(&store, "forecast_reference_time");
         let (_, fp) = read_array::<i64>(&store, "forecast_period");
-        let field: usize = shape[2..].iter().product::<u64>() as usize;
+        let field = usize::try_from(shape[2..].iter().product::<u64>()).expect("field size");
         for entry in manifest.iter().filter(|e| e["dataset"] == dataset) {
             let expected_bytes =
                 std::fs::read(fixtures.join(entry["expected"].as_str().expect("name")))
@@ -691,7 +694,14 @@ fn files_written_by_netcdf4_python_round_trip_exactly() {
                 v.as_array()
                     .expect("list")
                     .iter()
-                    .map(|n| n.as_f64().expect("num") as f32)
+                    .map(|n| {
+                        #[expect(
+                            clippy::cast_possible_truncation,
+                            reason = "the manifest holds float32 values written as JSON numbers"
+                        )]
+                        let value = n.as_f64().expect("num") as f32;
+                        value
+                    })
                     .collect()
             };
             assert_eq!(y, as_f32(&entry["y"]));

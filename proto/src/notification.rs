@@ -179,7 +179,11 @@ pub(crate) fn whole_bytes(field: &'static str, value: &Value) -> Result<u64, Not
         return Err(invalid());
     }
     // Whole, non-negative and below 2^53: exact as an integer.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked above: a whole, non-negative number below 2^53"
+    )]
     Ok(float as u64)
 }
 
@@ -263,7 +267,10 @@ impl Fields<'_> {
             });
         }
         // The value is finite, integral and well inside i64's range (checked above).
-        #[allow(clippy::cast_possible_truncation)]
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "checked above: whole seconds within the range of i64"
+        )]
         Ok(Some(seconds as i64))
     }
 

@@ -210,10 +210,13 @@ async fn ingest(
 fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     let rank = ((values.len() as f64 - 1.0) * p).round();
-    values
-        .get(rank.clamp(0.0, f64::MAX) as usize)
-        .copied()
-        .unwrap_or(f64::NAN)
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a rank of a list in memory: clamped to be non-negative, far below usize::MAX"
+    )]
+    let rank = rank.clamp(0.0, f64::MAX) as usize;
+    values.get(rank).copied().unwrap_or(f64::NAN)
 }
 
 pub(crate) fn run(args: &BenchNatsArgs) -> Result<()> {

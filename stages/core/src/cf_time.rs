@@ -48,7 +48,10 @@ pub fn to_whole_seconds(value: f64, scale: f64) -> Option<i64> {
         return None;
     }
     // Finite, integral and well inside i64's range (checked above).
-    #[allow(clippy::cast_possible_truncation)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "checked above: a whole number within the range of i64"
+    )]
     Some(rounded as i64)
 }
 

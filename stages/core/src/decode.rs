@@ -887,7 +887,10 @@ fn apply_mask(data: &mut [u8], dtype: DType, mask: &[f64], fill: f64) {
         DType::Float32 => {
             // Compared as bits (this runs over every decoded element): a float equal to a mask
             // value has its bits, but for zero's two signs; NaN equals nothing.
-            #[allow(clippy::cast_possible_truncation)]
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "a float32 file's mask values are float32s, widened when read"
+            )]
             let mut bits: Vec<u32> = mask
                 .iter()
                 .map(|&m| m as f32)
@@ -901,7 +904,10 @@ fn apply_mask(data: &mut [u8], dtype: DType, mask: &[f64], fill: f64) {
                 })
                 .collect();
             bits.dedup();
-            #[allow(clippy::cast_possible_truncation)]
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "the fill value of a float32 array is a float32"
+            )]
             let fill = (fill as f32).to_ne_bytes();
             match bits[..] {
                 [] => {}
@@ -935,7 +941,6 @@ fn replace_where(data: &mut [u8], fill: [u8; 4], masked: impl Fn(u32) -> bool) {
 fn numbers(value: &AttributeValue) -> Vec<f64> {
     match convert(value) {
         AttrValue::Floats(v) => v,
-        #[allow(clippy::cast_precision_loss)]
         AttrValue::Ints(v) => v.into_iter().map(|i| i as f64).collect(),
         AttrValue::Text(_) => Vec::new(),
     }
@@ -1168,7 +1173,6 @@ mod tests {
             var.set_chunking(&[2, 4, 3]).expect("chunking");
             var.set_compression(4, true).expect("deflate");
         }
-        #[allow(clippy::cast_precision_loss)]
         let values: Vec<f32> = (0..3 * 9 * 11).map(|i| i as f32 * 0.25 - 7.0).collect();
         // Leave the chunk at (2, 8, 9) unwritten when chunked: write everything else.
         for a in 0..3 {

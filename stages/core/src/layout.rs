@@ -191,7 +191,10 @@ impl Layout {
     pub fn fill_bytes(&self) -> Vec<u8> {
         let fill = self.fill_value.as_f64().unwrap_or(f64::NAN);
         match self.dtype {
-            #[allow(clippy::cast_possible_truncation)]
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "the fill value of a float32 array is a float32"
+            )]
             DType::Float32 => (fill as f32).to_ne_bytes().to_vec(),
             DType::Float64 => fill.to_ne_bytes().to_vec(),
         }

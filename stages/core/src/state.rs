@@ -239,7 +239,8 @@ impl CommitRecord {
                 pending.done.insert(at, report.part);
                 changed = true;
             }
-            let complete = pending.done.len() as u32 >= pending.parts;
+            let complete =
+                pending.done.len() >= usize::try_from(pending.parts).unwrap_or(usize::MAX);
             if complete {
                 self.pending.retain(|p| (p.abs, p.slot) != key);
             }

@@ -259,16 +259,13 @@ fn noise(i: u64) -> f32 {
     x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x ^= x >> 32;
     // 6 bits of noise in 1/64 K steps: realistic compressibility.
-    #[allow(clippy::cast_precision_loss)]
     let n = (x & 63) as f32;
     n / 64.0
 }
 
 /// The value of the field at a point: smooth in space, shifting with run, lead and level.
 pub fn synth_value(frt: i64, fp: i64, level: usize, y: usize, x: usize, nx: usize) -> f32 {
-    #[allow(clippy::cast_precision_loss)]
     let (yf, xf, lf) = (y as f32, x as f32, level as f32);
-    #[allow(clippy::cast_precision_loss)]
     let shift = ((frt / 3600) % 1000) as f32 * 0.1 + (fp / 3600) as f32 * 0.05;
     let smooth = 270.0 + 8.0 * (yf / 90.0).sin() + 6.0 * (xf / 70.0).cos() - 0.5 * lf + shift;
     let index = (u64::try_from(frt).unwrap_or(0) << 20)
@@ -331,7 +328,10 @@ fn write_file(path: &Path, o: &SynthOptions, frt: i64, fp: i64) -> Result<(), St
             v.put_attribute("axis", axis).map_err(e)?;
             v.put_attribute("units", "m").map_err(e)?;
             v.put_attribute("standard_name", name).map_err(e)?;
-            #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "synthetic coordinates are stored as float32, as the real files store them"
+            )]
             let values: Vec<f32> = (0..n).map(|i| (start + DXY * i as f64) as f32).collect();
             v.put_values(&values, ..).map_err(e)?;
         }
@@ -353,7 +353,10 @@ fn write_file(path: &Path, o: &SynthOptions, frt: i64, fp: i64) -> Result<(), St
                 v.put_attribute("positive", "up").map_err(e)?;
                 v.put_attribute("units", "m").map_err(e)?;
                 v.put_attribute("standard_name", "height").map_err(e)?;
-                #[allow(clippy::cast_possible_truncation)]
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "heights are stored as float32, as the real files store them"
+                )]
                 let values: Vec<f32> = h.iter().map(|&x| x as f32).collect();
                 v.put_values(&values, ..).map_err(e)?;
             }

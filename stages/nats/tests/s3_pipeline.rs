@@ -61,7 +61,13 @@ fn sources_outside_the_allow_list_missing_or_too_large_are_dead_lettered_with_re
     let s3 = c.s3.as_ref().expect("on S3");
     let big = Key::new("bad/big.nc").expect("key");
     s3.sources
-        .put(&big, Bytes::from(vec![0u8; MAX_SOURCE_BYTES as usize + 1]))
+        .put(
+            &big,
+            Bytes::from(vec![
+                0u8;
+                usize::try_from(MAX_SOURCE_BYTES).expect("small") + 1
+            ]),
+        )
         .expect("upload a large object");
     s3.client
         .create_bucket("elsewhere")

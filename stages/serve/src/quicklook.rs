@@ -304,8 +304,18 @@ fn colour(t: f64) -> Rgb {
         0.0
     };
     let position = t * (STOPS.len() - 1) as f64;
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "t is clamped to 0..=1, so the position is a small non-negative number"
+    )]
     let i = (position.floor() as usize).min(STOPS.len() - 2);
     let f = position - i as f64;
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a blend of two bytes with 0 <= f <= 1 stays within 0..=255"
+    )]
     let mix = |a: u8, b: u8| (f64::from(a) + (f64::from(b) - f64::from(a)) * f).round() as u8;
     [
         mix(STOPS[i][0], STOPS[i + 1][0]),

@@ -125,7 +125,7 @@ pub(crate) fn kill(child: &mut Option<Child>) {
 /// file locked for its whole life, so a later open of the file fails with "HDF error".
 pub fn spawn_isolated(command: &mut Command) -> std::io::Result<Child> {
     use std::os::unix::process::CommandExt;
-    #[allow(unsafe_code)]
+    #[expect(unsafe_code, reason = "pre_exec runs code between fork and exec")]
     // SAFETY: close_range is a single async-signal-safe system call; it runs in the child
     // between fork and exec and touches no memory of the parent.
     unsafe {

@@ -113,6 +113,9 @@ fn slice_range(bytes: &Bytes, start: u64, len: Option<u64>) -> Bytes {
     let from = start.min(total);
     let to = len.map_or(total, |l| from.saturating_add(l).min(total));
     // Both bounds are clamped to the object's length, which fits in usize.
-    #[allow(clippy::cast_possible_truncation)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "both bounds are clamped to the object's length, a usize"
+    )]
     bytes.slice(from as usize..to as usize)
 }

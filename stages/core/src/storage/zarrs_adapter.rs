@@ -47,7 +47,10 @@ pub(crate) fn ranges_of<'a>(
             Err(InvalidByteRangeError::new(range, size).into())
         } else {
             // Both bounds are within the object, whose length fits in usize.
-            #[allow(clippy::cast_possible_truncation)]
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "both bounds are clamped to the object's length, a usize"
+            )]
             Ok(data.slice(start as usize..end as usize))
         }
     })))

@@ -2,7 +2,12 @@
 //! this crate), over a temporary dataset of synthetic files, plus what the tests inspect
 //! (streams, the store, an embedded run of the same files for comparison).
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    reason = "shared by several test binaries, each using part of it: `expect` would go unfulfilled in some"
+)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
