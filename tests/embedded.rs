@@ -713,3 +713,26 @@ fn files_written_by_netcdf4_python_round_trip_exactly() {
         }
     }
 }
+
+#[test]
+fn a_roll_more_than_two_days_ahead_of_the_clock_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = small_files(&dir.path().join("src"), 2, 1, 20, 30);
+    let cfg = TestDataset::new("ahead").config(&dir.path().join("store"), &dir.path().join("src"));
+    let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
+    let before = ingest(&cfg, &lines).record;
+    let far = roller_proto::time::now() + roller_core::commit::MAX_AHEAD_SECONDS + 3600;
+    let refused = embedded::roll(&cfg, raw_store(&cfg), Arc::new(DeleteExpired), far)
+        .expect_err("a roll three days ahead");
+    assert!(
+        refused
+            .to_string()
+            .contains("more than 2 days ahead of the clock"),
+        "{refused}"
+    );
+    let after = load_record(raw_store(&cfg).as_ref())
+        .expect("load")
+        .expect("record");
+    assert_eq!((after.offset, after.head), (before.offset, before.head));
+    assert_eq!(after.generation, before.generation, "nothing was committed");
+}

@@ -271,7 +271,8 @@ fn run(cli: Cli) -> Result<()> {
                     roller_nats::scheduler::roll_event(&config, roller_proto::time::now()).until
                 }
             };
-            if until > roller_proto::time::now() + 2 * 86_400 {
+            // Checked here too, so a roll sent over NATS is refused before it is published.
+            if until > roller_proto::time::now() + roller_core::commit::MAX_AHEAD_SECONDS {
                 bail!(
                     "--until is more than 2 days in the future; rolling there would move every \
                      run out of the window"

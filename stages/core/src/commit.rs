@@ -26,6 +26,14 @@ use crate::reference::ReferenceWriter;
 use crate::state::{CommitRecord, Folded, RECORD_FORMAT};
 use crate::storage::{KeyError, Storage, StorageError};
 
+/// Most write reports and roll events folded into one commit, in every mode (embedded and the
+/// NATS commit stage).
+pub const MAX_BATCH: usize = 512;
+
+/// How far ahead of the clock the rolling dim may be moved (2 days), by a file's run time or a
+/// roll event: further than that is a clock or file error that would roll the whole window away.
+pub const MAX_AHEAD_SECONDS: i64 = 2 * 86_400;
+
 /// Why a commit could not be made or a dataset not opened.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
@@ -51,6 +59,14 @@ pub enum CommitError {
     /// A key could not be formed (a dataset or array name the store refuses).
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A roll event is further ahead of the clock than [`MAX_AHEAD_SECONDS`].
+    #[error("a roll to {until} is more than 2 days ahead of the clock ({now}); it would move every run out of the window: roll to a nearer time, or check the clock")]
+    RollTooFarAhead {
+        /// Where the roll would move the window to.
+        until: String,
+        /// The committer's clock.
+        now: String,
+    },
 }
 
 /// Reads the commit record of a dataset (its newest generation), if it has one.
@@ -209,6 +225,19 @@ impl Committer {
         }
         self.dirty |= matches!(folded, Folded::Changed | Folded::OutOfWindow);
         folded
+    }
+
+    /// Refuses a roll event further ahead of the clock than [`MAX_AHEAD_SECONDS`]; both
+    /// modes check a roll with this before folding it.
+    pub fn check_roll(&self, roll: &RollEvent) -> Result<(), CommitError> {
+        let now = self.clock.now();
+        if roll.until > now.saturating_add(MAX_AHEAD_SECONDS) {
+            return Err(CommitError::RollTooFarAhead {
+                until: roller_proto::time::format_instant(roll.until),
+                now: roller_proto::time::format_instant(now),
+            });
+        }
+        Ok(())
     }
 
     /// Folds a roll event into the state.

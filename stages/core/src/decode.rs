@@ -356,13 +356,13 @@ impl Decoder {
         let abs = layout
             .abs_index(frt)
             .map_err(|e: PlacementError| bad(e.to_string()))?;
-        if frt > roller_proto::time::now() + MAX_AHEAD_SECONDS {
+        if frt > roller_proto::time::now() + crate::commit::MAX_AHEAD_SECONDS {
             return Err(bad(format!(
                 "{} {} is more than {} days in the future; a clock or file error would roll the \
                  whole window away",
                 layout.rolling_dim,
                 roller_proto::time::format_instant(frt),
-                MAX_AHEAD_SECONDS / 86_400
+                crate::commit::MAX_AHEAD_SECONDS / 86_400
             )));
         }
         if abs < 0 {
@@ -670,9 +670,6 @@ impl Decoder {
 
 /// Most vertices a kept bounds variable may have per cell (CF bounds have 2, cell vertices 4).
 const MAX_VERTICES: u64 = 8;
-
-/// How far ahead of the clock a rolling-dim time may be (2 days).
-const MAX_AHEAD_SECONDS: i64 = 2 * 86_400;
 
 /// netCDF's default fill value for floats, `NC_FILL_FLOAT` (9.96921e36), bit for bit.
 const NC_FILL_FLOAT: f32 = f32::from_bits(0x7cf0_0000);

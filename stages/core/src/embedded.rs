@@ -32,9 +32,6 @@ use crate::write::{WriteError, Writer};
 /// How many times a transient storage failure is retried before the message is dead-lettered.
 const RETRIES: u32 = 3;
 
-/// Most reports folded into one commit.
-const MAX_BATCH: usize = 512;
-
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -262,10 +259,12 @@ pub fn roll(
     until: i64,
 ) -> Result<CommitRecord, RunError> {
     let mut committer = committer(config, storage, expiry, crate::clock::system())?;
-    committer.fold_roll(&RollEvent {
+    let roll = RollEvent {
         dataset: config.name.clone(),
         until,
-    });
+    };
+    committer.check_roll(&roll)?;
+    committer.fold_roll(&roll);
     while committer.commit()?.is_some() {}
     committer.tidy()?;
     Ok(committer.record().clone())
@@ -454,7 +453,7 @@ fn commit_loop(
     };
     while let Ok(first) = reports.recv() {
         committer.fold_report(&first);
-        for _ in 1..MAX_BATCH {
+        for _ in 1..crate::commit::MAX_BATCH {
             match reports.try_recv() {
                 Ok(report) => {
                     committer.fold_report(&report);

@@ -25,14 +25,10 @@ use crate::publish::{publish, Outgoing};
 use crate::shutdown::Shutdown;
 use crate::topology::{Topology, TopologyError};
 
-/// Most messages folded into one commit.
-pub const MAX_BATCH: usize = 512;
+pub use roller_core::commit::MAX_BATCH;
 
 /// Longest wait for a pull's answer before pulling again.
 const PULL_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Roll events further ahead than this are refused (they would empty the window).
-const MAX_ROLL_AHEAD: i64 = 2 * 86_400;
 
 /// Why the commit stage stopped.
 #[derive(Debug, thiserror::Error)]
@@ -266,12 +262,7 @@ fn fold(
         Ok(Some(report.source))
     } else if message.subject.as_str() == subjects.roll(dataset) {
         let roll: RollEvent = wire::decode(&message.payload).map_err(|e| e.to_string())?;
-        if roll.until > roller_proto::time::now() + MAX_ROLL_AHEAD {
-            return Err(format!(
-                "roll event to {} is more than 2 days in the future; it would move every run out of the window",
-                roller_proto::time::format_instant(roll.until)
-            ));
-        }
+        committer.check_roll(&roll).map_err(|e| e.to_string())?;
         committer.fold_roll(&roll);
         Ok(None)
     } else {
