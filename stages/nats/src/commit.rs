@@ -20,6 +20,7 @@ use roller_core::storage::Storage;
 use roller_proto::{wire, CommitEvent, RollEvent, StreamKind, WriteReport};
 
 use crate::consume::dead_letter;
+use crate::health::{Health, Outcome};
 use crate::lease::Lease;
 use crate::publish::{publish, Outgoing};
 use crate::shutdown::Shutdown;
@@ -59,6 +60,8 @@ pub struct CommitStage {
     pub shutdown: Shutdown,
     /// Lease lifetime.
     pub lease_ttl: Duration,
+    /// Counts the messages this stage folds, like every stage's (`/metrics`).
+    pub health: Arc<Health>,
     /// Who this instance is (host and process), for the lease and commit events.
     pub holder: String,
 }
@@ -158,6 +161,7 @@ async fn commit_while_leading(
                         .is_ok()
                     {
                         let _ = message.ack_with(AckKind::Term).await;
+                        stage.health.count(Outcome::DeadLettered);
                     }
                 }
             }
@@ -165,13 +169,15 @@ async fn commit_while_leading(
         if !publish_commits(stage, committer, lease, sources).await? {
             for message in folded {
                 let _ = message.ack_with(AckKind::Nak(None)).await;
+                stage.health.count(Outcome::Retried);
             }
             return Ok(());
         }
         for message in folded {
-            if let Err(e) = message.double_ack().await {
+            match message.double_ack().await {
+                Ok(()) => stage.health.count(Outcome::Acked),
                 // Redelivered later and folded again: harmless.
-                tracing::warn!(error = %e, "ack after commit failed");
+                Err(e) => tracing::warn!(error = %e, "ack after commit failed"),
             }
         }
     }

@@ -195,6 +195,7 @@ pub async fn run_stage(
                 topology,
                 shutdown: shutdown.clone(),
                 lease_ttl: settings.lease_ttl,
+                health: health.clone(),
                 holder: holder_id(),
                 config,
             });

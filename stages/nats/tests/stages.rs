@@ -220,6 +220,34 @@ fn a_stage_answers_health_probes_and_counts_its_messages_for_prometheus() {
 }
 
 #[test]
+fn the_commit_stage_counts_the_reports_it_commits_like_every_stage() {
+    let mut c = Cluster::new("commit-metrics", 2, 1);
+    for kind in [Fetch, Decode, Write] {
+        c.spawn(kind);
+    }
+    // Only the commit process serves the health endpoints (one port per process).
+    let port = free_port();
+    c.env
+        .push(("ROLLER_HEALTH_LISTEN".into(), format!("127.0.0.1:{port}")));
+    c.spawn(Commit);
+    wait_for(port, "/readyz", "never ready", |s, _| s == 200, &c);
+    c.replay(&c.lines);
+    // Every part of every file is reported once, and acked once it is committed.
+    let reports =
+        c.lines.len() * roller_core::layout::Layout::from_config(&c.config).parts() as usize;
+    let expected = format!(
+        "roller_messages_total{{stage=\"roller-commit\",dataset=\"commit-metrics\",outcome=\"acked\"}} {reports}"
+    );
+    wait_for(
+        port,
+        "/metrics",
+        &format!("{reports} reports acked"),
+        |status, body| status == 200 && body.contains(&expected),
+        &c,
+    );
+}
+
+#[test]
 fn the_commit_stage_keeps_rolled_out_chunks_for_the_grace_then_removes_them_when_idle() {
     let mut c = Cluster::new("grace", 3, 1);
     c.env.push(("ROLLER__EXPIRY__GRACE".into(), "20s".into()));
