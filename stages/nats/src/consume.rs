@@ -70,6 +70,9 @@ pub struct Handled {
     pub consumed: Vec<Key>,
     /// The notification identity, for logs.
     pub source: Option<String>,
+    /// Nothing in the message was for this dataset: acked and counted as unmatched, not
+    /// dead-lettered (a feed carries parameters nobody configured).
+    pub unmatched: bool,
 }
 
 /// Outcome of a handler, with the notification identity when known (for dead-letter headers).
@@ -201,7 +204,11 @@ where
                 tracing::warn!(stage = %setup.stage, error = %e, "ack failed; the message will be redelivered");
                 return;
             }
-            setup.health.count(HealthOutcome::Acked);
+            setup.health.count(if handled.unmatched {
+                HealthOutcome::Unmatched
+            } else {
+                HealthOutcome::Acked
+            });
             tracing::debug!(stage = %setup.stage, source = ?handled.source, "done");
             if let Some(scratch) = &setup.scratch {
                 let (scratch, keys) = (scratch.clone(), handled.consumed);

@@ -58,6 +58,7 @@ pub async fn handle(stage: Arc<DecodeStage>, message: Incoming) -> Outcome {
         Ok(Ok(())) => Ok(Handled {
             consumed: vec![key],
             source: Some(source),
+            unmatched: false,
         }),
         Ok(Err(failure)) => fail(failure),
         Err(e) => fail(Failure::Transient(format!("decode task failed: {e}"))),

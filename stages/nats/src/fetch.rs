@@ -59,13 +59,21 @@ pub async fn handle(stage: Arc<FetchStage>, message: Incoming) -> Outcome {
         .partition(|note| matches(&config.matching, note));
     if mine.is_empty() {
         if let Some(note) = others.first() {
-            return permanent(
-                format!(
-                    "notification for model `{}`, field `{}` does not match dataset `{}` (match.model = `{}`, match.name = `{}`); publish it on the right dataset's subject",
-                    note.model, note.name, config.name, config.matching.model, config.matching.name
-                ),
-                Some(note.id()),
+            // Embedded mode does the same: counted (`/metrics`, outcome "unmatched") and
+            // dropped, since a feed carries parameters no dataset takes.
+            tracing::info!(
+                source = %note.id(),
+                model = %note.model,
+                name = %note.name,
+                "notice matches no dataset here (match.model = `{}`, match.name = `{}`); dropped",
+                config.matching.model,
+                config.matching.name
             );
+            return Ok(Handled {
+                consumed: Vec::new(),
+                source: Some(note.id()),
+                unmatched: true,
+            });
         }
     }
     let mut first = None;
@@ -76,6 +84,7 @@ pub async fn handle(stage: Arc<FetchStage>, message: Incoming) -> Outcome {
     Ok(Handled {
         consumed: Vec::new(),
         source: first,
+        unmatched: false,
     })
 }
 

@@ -28,6 +28,8 @@ pub enum Outcome {
     Retried,
     /// Sent to the dead-letter stream.
     DeadLettered,
+    /// Acked with nothing done: the message announced nothing this dataset takes.
+    Unmatched,
 }
 
 /// A stage process's health and counters, shared by its workers and the HTTP endpoint.
@@ -40,6 +42,7 @@ pub struct Health {
     acked: AtomicU64,
     retried: AtomicU64,
     dead_lettered: AtomicU64,
+    unmatched: AtomicU64,
     client: std::sync::OnceLock<async_nats::Client>,
 }
 
@@ -54,6 +57,7 @@ impl Health {
             acked: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
+            unmatched: AtomicU64::new(0),
             client: std::sync::OnceLock::new(),
         })
     }
@@ -75,6 +79,7 @@ impl Health {
             Outcome::Acked => &self.acked,
             Outcome::Retried => &self.retried,
             Outcome::DeadLettered => &self.dead_lettered,
+            Outcome::Unmatched => &self.unmatched,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -106,6 +111,7 @@ impl Health {
             ("acked", &self.acked),
             ("retried", &self.retried),
             ("dead_lettered", &self.dead_lettered),
+            ("unmatched", &self.unmatched),
         ] {
             text.push_str(&format!(
                 "roller_messages_total{{{labels},outcome=\"{outcome}\"}} {}\n",

@@ -75,5 +75,6 @@ pub async fn handle(stage: Arc<WriteStage>, message: Incoming) -> Outcome {
     Ok(Handled {
         consumed: vec![key],
         source: Some(source),
+        unmatched: false,
     })
 }

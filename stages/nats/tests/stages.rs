@@ -172,9 +172,14 @@ fn a_stage_answers_health_probes_and_counts_its_messages_for_prometheus() {
     wait_for(port, "/readyz", "never ready", |s, _| s == 200, &c);
     assert_eq!(request(port, "GET", "/healthz", &[]).status, 200);
 
-    // Two files fetched and acked, one message that is not JSON dead-lettered.
+    // Two files fetched and acked, one message that is not JSON dead-lettered, and a notice
+    // for a model this dataset does not take counted as unmatched and dropped (as embedded
+    // mode does).
     c.replay(&c.lines);
     c.nats_pub("not JSON");
+    let mut other: serde_json::Value = serde_json::from_str(&c.lines[0]).expect("notice JSON");
+    other["model"] = "another-model".into();
+    c.nats_pub(&other.to_string());
     let counted = |outcome: &'static str, n: u32| {
         move |status: u16, body: &str| {
             status == 200
@@ -191,6 +196,7 @@ fn a_stage_answers_health_probes_and_counts_its_messages_for_prometheus() {
         counted("dead_lettered", 1),
         &c,
     );
+    wait_for(port, "/metrics", "1 unmatched", counted("unmatched", 1), &c);
 
     // NATS away: alive but not ready; back: ready again.
     c.nats.stop();
