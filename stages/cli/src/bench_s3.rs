@@ -157,7 +157,7 @@ pub(crate) fn run(args: &BenchS3Args) -> Result<()> {
     config.source.buckets = vec![SOURCES.into()];
     let client = S3Client::with_static_credentials(&config.s3, ACCESS_KEY, SECRET_KEY)?;
     for bucket in [BUCKET, SOURCES] {
-        client.create_bucket(bucket).map_err(anyhow::Error::msg)?;
+        client.create_bucket(bucket)?;
     }
     // The same notifications naming the files uploaded to the source bucket.
     let sources = S3Store::new(client.clone(), SOURCES, "");

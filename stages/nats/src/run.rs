@@ -72,6 +72,9 @@ pub enum StageError {
     /// The commit stage cannot go on.
     #[error(transparent)]
     Commit(#[from] commit::CommitStageError),
+    /// The scheduler's cadence is unusable.
+    #[error(transparent)]
+    Scheduler(#[from] scheduler::SchedulerError),
 }
 
 fn scratch_of(config: &DatasetConfig, backends: &Backends) -> Result<Scratch, StageError> {
@@ -202,9 +205,7 @@ pub async fn run_stage(
             commit::run(stage).await?;
         }
         StageKind::Scheduler => {
-            scheduler::run(&config, &topology, scratch, &shutdown)
-                .await
-                .map_err(StageError::Config)?;
+            scheduler::run(&config, &topology, scratch, &shutdown).await?;
         }
     }
     tracing::info!(stage = kind.binary(), "stopped");
@@ -305,7 +306,7 @@ pub fn main(kind: StageKind) -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ StageError::Config(_)) => {
+        Err(e @ (StageError::Config(_) | StageError::Scheduler(_))) => {
             eprintln!("{name}: {e}");
             ExitCode::from(2)
         }

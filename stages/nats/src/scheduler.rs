@@ -10,6 +10,17 @@ use crate::publish::{publish, Abandoned, Outgoing};
 use crate::shutdown::Shutdown;
 use crate::topology::Topology;
 
+/// Why the scheduler cannot run: its cadence is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// `schedule.cron` does not parse.
+    #[error("schedule.cron: {0}")]
+    Cron(String),
+    /// `schedule.cron` parses but names no time that exists (e.g. 31 February).
+    #[error("schedule.cron `{0}` never fires")]
+    NeverFires(String),
+}
+
 /// The roll event the clock asks for at `now`: the window ends at the newest expected run.
 pub fn roll_event(config: &DatasetConfig, now: i64) -> RollEvent {
     RollEvent {
@@ -45,8 +56,8 @@ pub async fn run(
     topology: &Topology,
     scratch: Option<Scratch>,
     shutdown: &Shutdown,
-) -> Result<(), String> {
-    let cron = Cron::parse(&config.schedule.cron)?;
+) -> Result<(), SchedulerError> {
+    let cron = Cron::parse(&config.schedule.cron).map_err(SchedulerError::Cron)?;
     loop {
         if let Some(scratch) = &scratch {
             let scratch = scratch.clone();
@@ -58,10 +69,7 @@ pub async fn run(
         }
         let now = roller_proto::time::now();
         let Some(next) = cron.next_after(now) else {
-            return Err(format!(
-                "schedule.cron `{}` never fires",
-                config.schedule.cron
-            ));
+            return Err(SchedulerError::NeverFires(config.schedule.cron.clone()));
         };
         tracing::info!(
             next = %roller_proto::time::format_instant(next),

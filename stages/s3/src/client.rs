@@ -11,6 +11,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::create_bucket::CreateBucketError;
 use roller_core::config::S3Config;
 use tokio::sync::Semaphore;
 
@@ -159,19 +160,46 @@ impl S3Client {
     }
 }
 
+/// Why a bucket could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    /// The request could not be sent (the client is shutting down).
+    #[error("creating bucket `{bucket}`: {source}")]
+    Client {
+        /// The bucket.
+        bucket: String,
+        /// What stopped the client.
+        #[source]
+        source: ClientError,
+    },
+    /// S3 refused or failed the request.
+    #[error("creating bucket `{bucket}`: {}", DisplayErrorContext(.source.as_ref()))]
+    Refused {
+        /// The bucket.
+        bucket: String,
+        /// The SDK's error, with the service's code and message (boxed: it is large).
+        #[source]
+        source: Box<SdkError<CreateBucketError, aws_sdk_s3::config::http::HttpResponse>>,
+    },
+}
+
 impl S3Client {
     /// Creates `bucket` if it does not exist yet.
-    pub fn create_bucket(&self, bucket: &str) -> Result<(), String> {
+    pub fn create_bucket(&self, bucket: &str) -> Result<(), BucketError> {
         let request = self.sdk().create_bucket().bucket(bucket).send();
-        match self.run(request).map_err(|e| e.to_string())? {
+        let answer = self.run(request).map_err(|source| BucketError::Client {
+            bucket: bucket.to_owned(),
+            source,
+        })?;
+        match answer {
             Ok(_) => Ok(()),
-            Err(e) => {
-                let failure = Failure::of(&e);
-                match failure.code.as_deref() {
-                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists") => Ok(()),
-                    _ => Err(format!("creating bucket `{bucket}`: {}", failure.message)),
-                }
-            }
+            Err(e) => match Failure::of(&e).code.as_deref() {
+                Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists") => Ok(()),
+                _ => Err(BucketError::Refused {
+                    bucket: bucket.to_owned(),
+                    source: Box::new(e),
+                }),
+            },
         }
     }
 }

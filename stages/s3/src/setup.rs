@@ -11,8 +11,8 @@ use crate::open::Backends;
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// A bucket could not be created.
-    #[error("{0}")]
-    Bucket(String),
+    #[error(transparent)]
+    Bucket(#[from] crate::client::BucketError),
     /// The lifecycle rule could not be installed.
     #[error(transparent)]
     Lifecycle(#[from] lifecycle::LifecycleError),
@@ -34,7 +34,7 @@ pub fn setup_storage(
     for path in std::iter::once(&config.store.path).chain(config.scratch.iter().map(|s| &s.path)) {
         if let Ok(Location::S3 { bucket, .. }) = Location::parse(path) {
             if !buckets.contains(&bucket) {
-                client.create_bucket(&bucket).map_err(SetupError::Bucket)?;
+                client.create_bucket(&bucket)?;
                 done.push(format!("bucket {bucket}"));
                 buckets.push(bucket);
             }
