@@ -1,7 +1,7 @@
 //! Dependencies say what a crate is: read from `cargo metadata`, the libraries every stage
 //! shares stay free of the bus and cloud SDKs, the wire types stay free of NetCDF, and the demo
-//! links only the core library. A crate that gains one of these dependencies fails here, naming
-//! the path that pulled it in.
+//! links only the core library; the synthetic-file generator is in no stage. A crate that gains
+//! one of these dependencies fails here, naming the path that pulled it in.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::process::Command;
@@ -128,4 +128,11 @@ fn the_check_finds_a_dependency_that_is_there() {
         message.contains("roller-nats -> async-nats"),
         "the failure names the chain: {message}"
     );
+}
+
+#[test]
+fn the_synthetic_file_generator_stays_out_of_the_stages() {
+    for package in ["roller-core", "roller-s3", "roller-nats", "roller-serve"] {
+        assert_free_of(package, &["roller-synth"]);
+    }
 }

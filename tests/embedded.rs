@@ -83,7 +83,7 @@ fn round_trip_values_and_coordinates_are_exact() {
 fn a_run_leaving_the_window_takes_its_per_run_members_with_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src");
-    let files = roller_core::synth::synth(&roller_core::synth::SynthOptions {
+    let files = roller_synth::synth(&roller_synth::SynthOptions {
         out: src.clone(),
         ny: 9,
         nx: 11,
@@ -124,7 +124,7 @@ fn a_run_leaving_the_window_takes_its_per_run_members_with_it() {
 fn round_trip_with_realization_and_height_dims() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src");
-    let files = roller_core::synth::synth(&roller_core::synth::SynthOptions {
+    let files = roller_synth::synth(&roller_synth::SynthOptions {
         out: src.clone(),
         ny: 9,
         nx: 11,
@@ -560,7 +560,7 @@ fn bad_input_is_rejected_with_a_reason_and_the_rest_completes() {
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
     // A file with the wrong variable, and one with the wrong grid shape.
     let one_file = |dir: &str, variable: &str, ny: usize| {
-        roller_core::synth::synth(&roller_core::synth::SynthOptions {
+        roller_synth::synth(&roller_synth::SynthOptions {
             out: src.join(dir),
             variable: variable.into(),
             ny,

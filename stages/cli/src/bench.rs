@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
-use roller_core::synth::{synth, write_config, SynthOptions};
+use roller_synth::{synth, write_config, SynthOptions};
 
 use crate::bench_floor;
 use serde_json::Value;

@@ -236,11 +236,11 @@ pub(crate) fn run(args: &BenchNatsArgs) -> Result<()> {
         fsync: false,
     });
     let config_path = dir.join("ukv-nats.toml");
-    roller_core::synth::write_config(&config, &config_path)?;
+    roller_synth::write_config(&config, &config_path)?;
     let mut embedded_config = config.clone();
     embedded_config.store.path = dir.join("ukv-embedded-store");
     let embedded_path = dir.join("ukv-embedded.toml");
-    roller_core::synth::write_config(&embedded_config, &embedded_path)?;
+    roller_synth::write_config(&embedded_config, &embedded_path)?;
     let parts = 970_usize.div_ceil(485);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -19,7 +19,7 @@ use roller_core::embedded::{self, Progress, RunOptions, RunSummary};
 use roller_core::inspect::describe;
 use roller_core::rolling_store::RollingStore;
 use roller_core::storage::LocalStore;
-use roller_core::synth::{synth, SynthOptions};
+use roller_synth::{synth, SynthOptions};
 
 #[derive(Parser)]
 #[command(

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use roller_core::config::DatasetConfig;
 use roller_core::schedule::newest_expected_run;
-use roller_core::synth::{synth, SynthOptions};
+use roller_synth::{synth, SynthOptions};
 
 /// Arguments of `roller sample`.
 #[derive(clap::Args)]

@@ -39,7 +39,7 @@ fn setup_replay_and_roll_publish_on_the_dataset_subjects() {
         ))
         .config(&dir.path().join("store"), &src);
     let config_path = dir.path().join("cli.toml");
-    roller_core::synth::write_config(&config, &config_path).expect("config");
+    roller_synth::write_config(&config, &config_path).expect("config");
     let config_arg = config_path.to_str().expect("utf-8 path");
     let nats = NatsServer::start(&dir.path().join("nats"));
 

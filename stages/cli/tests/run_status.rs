@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use roller_core::synth::write_config;
+use roller_synth::write_config;
 use roller_test_support::feed::{match_today, todays_feed, MODEL, PARAMETER};
 use roller_test_support::{small_files, TestDataset};
 

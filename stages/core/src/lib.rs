@@ -30,5 +30,4 @@ pub mod scratch;
 pub mod snapshot;
 pub mod state;
 pub mod storage;
-pub mod synth;
 pub mod write;

@@ -11,8 +11,8 @@ use roller_core::expiry::DeleteExpired;
 use roller_core::rolling_store::RollingStore;
 use roller_core::state::CommitRecord;
 use roller_core::storage::{LocalStore, Storage};
-use roller_core::synth::{synth, write_config, SynthOptions};
 use roller_proto::time::format_instant;
+use roller_synth::{synth, write_config, SynthOptions};
 use zarrs::array::Array;
 
 /// Marks a directory the demo made, so it only ever replaces its own.

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use roller_core::synth::SynthFile;
 use roller_proto::time::format_instant;
 use roller_proto::Notification;
+use roller_synth::SynthFile;
 use serde_json::{json, Value};
 
 /// The bucket of today's deterministic models.

@@ -9,7 +9,7 @@ use roller_core::config::DatasetConfig;
 use roller_core::embedded::{self, RunOptions, RunSummary};
 use roller_core::rolling_store::RollingStore;
 use roller_core::storage::{LocalStore, Storage};
-use roller_core::synth::{synth, SynthFile, SynthOptions};
+use roller_synth::{synth, SynthFile, SynthOptions};
 use zarrs::array::Array;
 
 pub mod browser;

@@ -1,5 +1,6 @@
 //! Synthetic forecast files shaped like the Met Office's UKV / MOGREPS-UK NetCDF files, plus the
-//! JSON notifications announcing them. Used by the demo, the tests and the benchmark.
+//! JSON notifications announcing them. Used by the demo, the tests, the benchmarks and
+//! `roller sample`; no stage links it.
 //!
 //! Each file holds one field (`air_temperature` by default) on
 //! `[realization,] [height,] projection_y_coordinate, projection_x_coordinate`, zlib-compressed
@@ -12,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 use roller_proto::time::format_instant;
 
-use crate::config::{
+use roller_core::config::{
     DatasetConfig, EncodingConfig, FileDimConfig, Levels, MatchConfig, MessageDimConfig,
     RollingConfig, ScheduleConfig, SourceConfig, StoreConfig, Visibility,
 };
-use crate::duration::Seconds;
+use roller_core::duration::Seconds;
 
 /// What to synthesise.
 #[derive(Debug, Clone)]
@@ -133,9 +134,9 @@ impl SynthOptions {
             },
             scratch: None,
             schedule: ScheduleConfig::default(),
-            s3: crate::config::S3Config::default(),
-            expiry: crate::config::ExpiryConfig::default(),
-            reference: crate::config::ReferenceConfig::default(),
+            s3: roller_core::config::S3Config::default(),
+            expiry: roller_core::config::ExpiryConfig::default(),
+            reference: roller_core::config::ReferenceConfig::default(),
         }
     }
 }
@@ -180,7 +181,7 @@ pub fn write_config(config: &DatasetConfig, path: &Path) -> Result<(), SynthErro
 
 /// Writes `runs x leads` files and `notifications.jsonl` into `options.out`.
 pub fn synth(options: &SynthOptions) -> Result<Vec<SynthFile>, SynthError> {
-    crate::hdf5_quiet::silence_this_thread();
+    roller_core::hdf5_quiet::silence_this_thread();
     let fail = |path: &Path, reason: String| SynthError::Write {
         path: path.to_path_buf(),
         reason,
