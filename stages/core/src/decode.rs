@@ -64,13 +64,6 @@ pub enum ReadError {
     Vanished(String),
 }
 
-impl DecodeError {
-    /// Whether retrying cannot help (the file itself is wrong).
-    pub fn is_permanent(&self) -> bool {
-        !matches!(self, Self::Storage(_))
-    }
-}
-
 /// One part of one file, decoded, masked to the dataset's fill value, ready to be written.
 #[derive(Debug, Clone)]
 pub struct Slab {

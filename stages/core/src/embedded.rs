@@ -9,7 +9,6 @@
 use std::io;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, TryRecvError};
 use roller_proto::feed::{self, Notice};
@@ -25,12 +24,10 @@ use crate::fetch::{FetchError, Fetcher, ObjectSource};
 use crate::layout::Layout;
 use crate::matching::matches;
 use crate::reference::{ReferenceError, ReferenceWriter};
+use crate::retry::retry;
 use crate::state::CommitRecord;
 use crate::storage::{LocalStore, Storage, StorageError};
 use crate::write::{WriteError, Writer};
-
-/// How many times a transient storage failure is retried before the message is dead-lettered.
-const RETRIES: u32 = 3;
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -357,7 +354,7 @@ fn decode_worker(
                 reason,
             });
         };
-        let source = match retry(|| fetcher.fetch(&note), |e| !e.is_permanent()) {
+        let source = match retry(|| fetcher.fetch(&note)) {
             Ok(source) => source,
             Err(e) => {
                 fail(Stage::Fetch, e.to_string());
@@ -367,17 +364,14 @@ fn decode_worker(
         let path = source.path();
         let current = offset.load(Ordering::Relaxed);
         let known = (current != i64::MIN).then_some(current);
-        let result = retry(
-            || {
-                decoder.decode(path, &note, known, |slab| {
-                    counters
-                        .decoded_bytes
-                        .fetch_add(slab.data.len() as u64, Ordering::Relaxed);
-                    out.send(slab)
-                })
-            },
-            |e| !e.is_permanent(),
-        );
+        let result = retry(|| {
+            decoder.decode(path, &note, known, |slab| {
+                counters
+                    .decoded_bytes
+                    .fetch_add(slab.data.len() as u64, Ordering::Relaxed);
+                out.send(slab)
+            })
+        });
         match result {
             Ok(Ok(Decoded::Emitted { read, .. })) => {
                 counters.files.fetch_add(1, Ordering::Relaxed);
@@ -404,7 +398,7 @@ fn write_worker(
 ) {
     for slab in rx {
         let source = slab.source.clone();
-        match retry(|| writer.write(&slab), |e| !e.is_permanent()) {
+        match retry(|| writer.write(&slab)) {
             Ok(report) => {
                 counters
                     .chunks
@@ -438,10 +432,7 @@ fn commit_loop(
 ) -> Result<u64, CommitError> {
     let mut commits = 0;
     let mut publish = |committer: &mut Committer| -> Result<bool, CommitError> {
-        match retry(
-            || committer.commit(),
-            |e| matches!(e, CommitError::Storage(_)),
-        )? {
+        match retry(|| committer.commit())? {
             Some(Committed { generation, .. }) => {
                 offset.store(visible_offset(committer.record()), Ordering::Relaxed);
                 commits += 1;
@@ -465,27 +456,6 @@ fn commit_loop(
     }
     while publish(committer)? {}
     // Record what expiry removed after the last commit (the view does not change).
-    retry(
-        || committer.tidy(),
-        |e| matches!(e, CommitError::Storage(_)),
-    )?;
+    retry(|| committer.tidy())?;
     Ok(commits)
-}
-
-/// Runs `op`, retrying transient failures with a short backoff.
-fn retry<T, E: std::fmt::Display>(
-    mut op: impl FnMut() -> Result<T, E>,
-    transient: impl Fn(&E) -> bool,
-) -> Result<T, E> {
-    let mut attempt = 0;
-    loop {
-        match op() {
-            Err(e) if transient(&e) && attempt < RETRIES => {
-                attempt += 1;
-                tracing::warn!(attempt, error = %e, "transient failure; retrying");
-                std::thread::sleep(Duration::from_millis(100 << attempt));
-            }
-            other => return other,
-        }
-    }
 }

@@ -15,7 +15,7 @@ use roller_proto::Notification;
 use crate::config::SourceConfig;
 
 /// Why a source was refused: permanent for that notification, except
-/// [`FetchError::Unavailable`] (see [`FetchError::is_permanent`]).
+/// [`FetchError::Unavailable`] (see [`crate::retry::Retryable`]).
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// A configured root does not exist.
@@ -78,13 +78,6 @@ pub enum FetchError {
         /// Size announced.
         announced: u64,
     },
-}
-
-impl FetchError {
-    /// Whether retrying cannot help.
-    pub fn is_permanent(&self) -> bool {
-        !matches!(self, Self::Unavailable { .. })
-    }
 }
 
 /// Why an [`ObjectSource`] call failed.
@@ -562,7 +555,7 @@ mod tests {
         let refused = |result: Result<SourceFile, FetchError>, why: &str| match result {
             Err(e @ FetchError::NotAllowed { .. }) => {
                 assert!(e.to_string().contains(why), "{e}");
-                assert!(e.is_permanent());
+                assert!(!crate::retry::Retryable::is_transient(&e));
             }
             other => panic!("expected a refusal ({why}), got {other:?}"),
         };

@@ -24,6 +24,7 @@ pub mod matching;
 pub mod metadata;
 pub mod physical_key;
 pub mod reference;
+pub mod retry;
 pub mod rolling_store;
 pub mod schedule;
 pub mod scratch;

@@ -45,13 +45,6 @@ pub enum ScratchError {
     },
 }
 
-impl ScratchError {
-    /// Whether retrying cannot help.
-    pub fn is_permanent(&self) -> bool {
-        !matches!(self, Self::Storage(_))
-    }
-}
-
 /// A local copy of a scratch object, removed on drop when it was downloaded.
 #[derive(Debug)]
 pub struct LocalCopy {

@@ -38,13 +38,6 @@ pub enum WriteError {
     Key(#[from] KeyError),
 }
 
-impl WriteError {
-    /// Whether retrying cannot help.
-    pub fn is_permanent(&self) -> bool {
-        !matches!(self, Self::Storage(_))
-    }
-}
-
 /// Writes slabs of one dataset.
 #[derive(Debug)]
 pub struct Writer {

@@ -42,12 +42,13 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// A failure of an error that knows whether retrying can help.
-    pub fn classify(permanent: bool, error: impl std::fmt::Display) -> Self {
-        if permanent {
-            Self::Permanent(error.to_string())
-        } else {
+    /// The failure an error stands for: transient (redelivered later) or permanent
+    /// (dead-lettered), as the error itself says.
+    pub fn of(error: &impl roller_core::retry::Retryable) -> Self {
+        if error.is_transient() {
             Self::Transient(error.to_string())
+        } else {
+            Self::Permanent(error.to_string())
         }
     }
 }

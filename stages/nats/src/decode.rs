@@ -83,10 +83,7 @@ fn decode_file(
             )))
         }
     };
-    let copy = stage
-        .scratch
-        .local_copy(key)
-        .map_err(|e| Failure::classify(e.is_permanent(), &e))?;
+    let copy = stage.scratch.local_copy(key).map_err(|e| Failure::of(&e))?;
     let subjects = &stage.topology.subjects;
     let result = stage.decoder.decode(copy.path(), note, offset, |slab| {
         let ticket = stage
@@ -113,6 +110,6 @@ fn decode_file(
             "storing a slab in scratch: {reason}"
         ))),
         Ok(Err(EmitError::Abandoned)) => Err(Failure::Transient("shutting down".into())),
-        Err(e) => Err(Failure::classify(e.is_permanent(), &e)),
+        Err(e) => Err(Failure::of(&e)),
     }
 }

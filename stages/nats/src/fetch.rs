@@ -99,13 +99,7 @@ async fn fetch_one(
         let stage = stage.clone();
         let note = note.clone();
         tokio::task::spawn_blocking(move || {
-            let source = stage.fetcher.fetch(&note).map_err(|e| {
-                if e.is_permanent() {
-                    Failure::Permanent(e.to_string())
-                } else {
-                    Failure::Transient(e.to_string())
-                }
-            })?;
+            let source = stage.fetcher.fetch(&note).map_err(|e| Failure::of(&e))?;
             let key = Scratch::new_key(FETCHED, &stage.config.name)
                 .map_err(|e| Failure::Permanent(e.to_string()))?;
             let bytes = source.size();

@@ -46,11 +46,8 @@ pub async fn handle(stage: Arc<WriteStage>, message: Incoming) -> Outcome {
             let slab = stage
                 .scratch
                 .get_slab(&ticket)
-                .map_err(|e| Failure::classify(e.is_permanent(), &e))?;
-            stage
-                .writer
-                .write(&slab)
-                .map_err(|e| Failure::classify(e.is_permanent(), &e))
+                .map_err(|e| Failure::of(&e))?;
+            stage.writer.write(&slab).map_err(|e| Failure::of(&e))
         })
     };
     let report = match work.await {
