@@ -1,14 +1,12 @@
 //! The distributed stages end to end: a real nats-server, every stage a separate OS process.
 //! Each test compares the dataset with what the embedded runner makes of the same files.
 
-mod cluster;
-
 use std::time::Duration;
 
-use cluster::{header, Cluster, PARTS};
 use roller_nats::StageKind::{Commit, Decode, Fetch, Write};
 use roller_proto::subjects::headers;
 use roller_proto::Notification;
+use roller_test_support::cluster::{header, Cluster, PARTS};
 
 const CONVERGE: Duration = Duration::from_secs(180);
 

@@ -2,19 +2,17 @@
 //! S3-compatible server (SeaweedFS): the same dataset as the embedded run on local disk,
 //! sources refused with reasons, and an S3 outage in the middle of a run.
 
-mod cluster;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster::{header, Cluster, MAX_SOURCE_BYTES, PARTS, SOURCE_BUCKET};
 use roller_core::rolling_store::RollingStore;
 use roller_core::scratch::Scratch;
 use roller_core::storage::{Key, Storage};
 use roller_nats::StageKind::{Commit, Decode, Fetch, Write};
 use roller_proto::subjects::headers;
 use roller_proto::Notification;
+use roller_test_support::cluster::{header, Cluster, MAX_SOURCE_BYTES, PARTS, SOURCE_BUCKET};
 use roller_test_support::{read_array, rolling_store};
 
 const CONVERGE: Duration = Duration::from_secs(240);

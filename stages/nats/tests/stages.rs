@@ -1,17 +1,15 @@
 //! Each stage binary on its own: clear failures at start, graceful shutdown, health and
 //! metrics endpoints, and the commit stage moving the window on roll events alone.
 
-mod cluster;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster::{binary, Cluster};
 use roller_nats::scheduler::{publish_roll, roll_event};
 use roller_nats::shutdown::Shutdown;
 use roller_nats::topology::Topology;
 use roller_nats::StageKind::{self, Commit, Decode, Fetch, Scheduler, Write};
 use roller_proto::RollEvent;
+use roller_test_support::cluster::{binary, Cluster};
 use roller_test_support::http::request;
 use roller_test_support::nats::{free_port, spawn_isolated};
 

@@ -13,6 +13,7 @@ use roller_synth::{synth, SynthFile, SynthOptions};
 use zarrs::array::Array;
 
 pub mod browser;
+pub mod cluster;
 pub mod conformance;
 pub mod feed;
 pub mod http;

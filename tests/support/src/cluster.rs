@@ -1,19 +1,16 @@
-//! A test cluster: a real nats-server and each stage as a separate OS process (the binaries of
-//! this crate), over a temporary dataset of synthetic files, plus what the tests inspect
-//! (streams, the store, an embedded run of the same files for comparison).
-
-#![allow(
-    dead_code,
-    unreachable_pub,
-    missing_docs,
-    reason = "shared by several test binaries, each using part of it: `expect` would go unfulfilled in some"
-)]
+//! A test cluster: a real nats-server and each stage as a separate OS process (the stage
+//! binaries of `roller-nats`, which cargo builds before that crate's tests), over a temporary
+//! dataset of synthetic files, plus what the tests inspect (streams, the store, an embedded run
+//! of the same files for comparison).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::nats::{spawn_isolated, NatsServer};
+use crate::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use crate::{ingest, small_files, snapshot, snapshot_store, TestDataset};
 use async_nats::jetstream::{self, message::StreamMessage};
 use roller_core::config::{DatasetConfig, S3Config};
 use roller_core::storage::{Key, Storage};
@@ -22,29 +19,39 @@ use roller_nats::{NatsSettings, StageKind};
 use roller_proto::{wire, CommitEvent, StreamKind, Subjects, WriteReport};
 use roller_s3::{Backends, S3Client, S3Store};
 use roller_synth::write_config;
-use roller_test_support::nats::{spawn_isolated, NatsServer};
-use roller_test_support::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
-use roller_test_support::{ingest, small_files, snapshot, snapshot_store, TestDataset};
 
-pub fn binary(kind: StageKind) -> &'static str {
-    match kind {
-        StageKind::Fetch => env!("CARGO_BIN_EXE_roller-fetch"),
-        StageKind::Decode => env!("CARGO_BIN_EXE_roller-decode"),
-        StageKind::Write => env!("CARGO_BIN_EXE_roller-write"),
-        StageKind::Commit => env!("CARGO_BIN_EXE_roller-commit"),
-        StageKind::Scheduler => env!("CARGO_BIN_EXE_roller-scheduler"),
-    }
+/// The stage binary of `kind`, next to the running test's own directory (`target/<profile>/`),
+/// where cargo puts a package's binaries before running its integration tests.
+pub fn binary(kind: StageKind) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let path = profile_dir.join(kind.binary());
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests of roller-nats (cargo builds its binaries first)",
+        path.display()
+    );
+    path
 }
 
+/// One stage process of a cluster.
 pub struct Proc {
+    /// Which stage it runs.
     pub kind: StageKind,
+    /// The process.
     pub child: Child,
+    /// Its standard error, kept for failure messages.
     pub log: PathBuf,
 }
 
 /// The S3 side of a cluster whose dataset store, scratch and sources are all on S3.
 pub struct OnS3 {
+    /// The S3-compatible server (SeaweedFS).
     pub server: S3Server,
+    /// A client of it.
     pub client: S3Client,
     /// The dataset store.
     pub store: S3Store,
@@ -60,10 +67,15 @@ pub const MAX_SOURCE_BYTES: u64 = 1 << 20;
 /// The bucket S3 clusters read their sources from.
 pub const SOURCE_BUCKET: &str = "sources";
 
+/// A nats-server, stage processes and one dataset of synthetic files (see the module docs).
 pub struct Cluster {
+    /// Everything on disk: sources, store, scratch, logs.
     pub dir: tempfile::TempDir,
+    /// The NATS server (stop and restart it to test outages).
     pub nats: NatsServer,
+    /// The dataset config the stages read.
     pub config_path: PathBuf,
+    /// The same config, parsed.
     pub config: DatasetConfig,
     /// One notification per synthetic file (naming the object in S3 for an S3 cluster).
     pub lines: Vec<String>,
@@ -71,11 +83,17 @@ pub struct Cluster {
     pub local_lines: Vec<String>,
     /// Set for a cluster on S3.
     pub s3: Option<OnS3>,
+    /// Stage processes started so far (by [`Cluster::spawn`]).
     pub procs: Vec<Proc>,
+    /// The runtime the test's own NATS calls run on.
     pub rt: tokio::runtime::Runtime,
+    /// JetStream, for inspecting streams.
     pub js: jetstream::Context,
+    /// The test's NATS connection.
     pub client: async_nats::Client,
+    /// Subject and stream names.
     pub subjects: Subjects,
+    /// Environment given to stage processes spawned from now on.
     pub env: Vec<(String, String)>,
 }
 
@@ -115,12 +133,12 @@ impl Cluster {
         let src = dir.path().join("src");
         let files = small_files(&src, runs, leads, 64, 48);
         let feed = (sources == Sources::TodaysFeed)
-            .then(|| roller_test_support::feed::todays_feed(&files, &dir.path().join("bucket")));
+            .then(|| crate::feed::todays_feed(&files, &dir.path().join("bucket")));
         let (model, match_name, mount) = match &feed {
             Some(feed) => (
-                roller_test_support::feed::MODEL,
-                roller_test_support::feed::PARAMETER,
-                roller_test_support::feed::match_today(&feed.mount),
+                crate::feed::MODEL,
+                crate::feed::PARAMETER,
+                crate::feed::match_today(&feed.mount),
             ),
             None => ("mo-atmospheric-ukv-prd", "air_temperature", String::new()),
         };
@@ -141,7 +159,7 @@ impl Cluster {
         let local_lines: Vec<String> = match &feed {
             Some(feed) => (0..files.len())
                 .map(|i| {
-                    let form = roller_test_support::feed::FORMS[i % 4];
+                    let form = crate::feed::FORMS[i % 4];
                     feed.forms[form][i].clone()
                 })
                 .collect(),
@@ -209,6 +227,7 @@ impl Cluster {
         }
     }
 
+    /// A path inside the cluster's directory.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
