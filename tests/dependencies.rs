@@ -1,6 +1,8 @@
 //! Dependencies say what a crate is: read from `cargo metadata`, the libraries every stage
 //! shares stay free of the bus and cloud SDKs, the wire types stay free of NetCDF, and the demo
-//! links only the core library; the synthetic-file generator is in no stage. A crate that gains
+//! links only the core library; the synthetic-file generator is in no stage library (the `roller`
+//! CLI, which the image also runs as every stage, does carry it for `roller synth`, `sample` and
+//! the benchmarks). A crate that gains
 //! one of these dependencies fails here, naming the path that pulled it in.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

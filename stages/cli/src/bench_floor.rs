@@ -26,10 +26,15 @@ impl RawField {
     pub(crate) fn read(path: &Path, variable: &str) -> Result<Self> {
         let reader = DirectReader::open(path, variable, 4).with_context(|| {
             format!(
-                "{}: `{variable}` is not a chunked float32 with deflate only",
+                "{}: `{variable}` is not a chunked float32 compressed with deflate",
                 path.display()
             )
         })?;
+        ensure!(
+            !reader.is_shuffled(),
+            "{}: `{variable}` is shuffled; the floor inflates only (files as published are not shuffled)",
+            path.display()
+        );
         let two = |v: &[u64]| -> Result<[usize; 2]> {
             match v {
                 [a, b] => Ok([usize::try_from(*a)?, usize::try_from(*b)?]),

@@ -33,13 +33,23 @@ fn called_by_a_stage_name_it_is_that_stage() {
 #[test]
 fn called_as_roller_serve_it_takes_the_servers_arguments() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(linked(dir.path(), "roller-serve"))
+    let serve = linked(dir.path(), "roller-serve");
+    let out = Command::new(&serve)
         .arg("--help")
         .output()
         .expect("run roller-serve");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("--listen"), "{stdout}");
+    let version = Command::new(&serve)
+        .arg("--version")
+        .output()
+        .expect("run roller-serve --version");
+    assert!(
+        String::from_utf8_lossy(&version.stdout).starts_with("roller-serve "),
+        "{}",
+        String::from_utf8_lossy(&version.stdout)
+    );
     let roller = Command::new(env!("CARGO_BIN_EXE_roller"))
         .arg("--help")
         .output()

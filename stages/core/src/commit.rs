@@ -370,7 +370,7 @@ impl Committer {
                         error = %e,
                         "expiring rolled-off chunks failed; will retry"
                     );
-                    self.record.expiring.push(target);
+                    self.record.requeue(target);
                 }
             }
         }

@@ -214,6 +214,11 @@ impl DirectReader {
         }
     }
 
+    /// Whether the variable's chunks are shuffled before deflate (decode undoes it).
+    pub fn is_shuffled(&self) -> bool {
+        self.filters.contains(&Filter::Shuffle)
+    }
+
     /// Reads the compressed bytes of the chunk starting at `offset` (element coordinates), with
     /// its filter mask, or `None` if the chunk was never written (it reads as fill).
     pub fn read_raw(&self, offset: &[u64]) -> Result<Option<(u32, Vec<u8>)>, ChunkError> {

@@ -25,6 +25,7 @@ use crate::lease::Lease;
 use crate::publish::{publish, Outgoing};
 use crate::shutdown::Shutdown;
 use crate::topology::{Topology, TopologyError};
+use roller_core::retry::Retryable as _;
 
 pub use roller_core::commit::MAX_BATCH;
 
@@ -296,7 +297,7 @@ async fn publish_commits(
         let committed = match tokio::task::block_in_place(|| committer.commit()) {
             Ok(Some(committed)) => committed,
             Ok(None) => break,
-            Err(CommitError::Storage(e)) => {
+            Err(CommitError::Storage(e)) if e.is_transient() => {
                 tracing::warn!(error = %e, "commit failed; retrying");
                 if stage.shutdown.give_up.is_cancelled() {
                     return Ok(false);

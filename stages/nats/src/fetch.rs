@@ -61,7 +61,7 @@ pub async fn handle(stage: Arc<FetchStage>, message: Incoming) -> Outcome {
         if let Some(note) = others.first() {
             // Embedded mode does the same: counted (`/metrics`, outcome "unmatched") and
             // dropped, since a feed carries parameters no dataset takes.
-            tracing::info!(
+            tracing::warn!(
                 source = %note.id(),
                 model = %note.model,
                 name = %note.name,

@@ -14,7 +14,7 @@ use super::{Key, Storage, StorageError};
 /// A kind of storage operation a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    /// `get` and `get_range`.
+    /// `get`, `get_range` and `size`.
     Get,
     /// `put`, `put_parts` and `put_file`.
     Put,
@@ -74,8 +74,12 @@ impl FaultyStore {
         });
     }
 
-    /// Fails the next `times` operations of kind `op` on keys containing `text`.
+    /// Fails the next `times` operations of kind `op` on keys (for a listing: prefixes)
+    /// containing `text`; `times` = 0 plans nothing.
     pub fn fail_matching(&self, op: Op, text: &str, times: u32) {
+        if times == 0 {
+            return;
+        }
         self.plan(Fault {
             op,
             nth: None,
@@ -144,6 +148,7 @@ impl Storage for FaultyStore {
     }
 
     fn size(&self, key: &Key) -> Result<Option<u64>, StorageError> {
+        self.check(Op::Get, key.as_str())?;
         self.inner.size(key)
     }
 
@@ -172,6 +177,8 @@ impl Storage for FaultyStore {
         self.inner.list_prefix(prefix)
     }
 
+    /// Not faulted: a reader that opens the file in place bypasses the store (no fault can be
+    /// injected into its reads).
     fn local_path(&self, key: &Key) -> Option<std::path::PathBuf> {
         self.inner.local_path(key)
     }
