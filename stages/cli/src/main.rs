@@ -164,19 +164,6 @@ const EXIT_DEAD_LETTERS: i32 = 3;
 #[error("{0} notice(s) were dead-lettered; the rest was ingested (see the dead letters above)")]
 struct DeadLettered(usize);
 
-/// `roller-serve`'s own command line (name, version and help), when `roller` is called by that
-/// name.
-#[derive(Parser)]
-#[command(
-    name = "roller-serve",
-    version,
-    about = "Serve rolling Zarr datasets over HTTP, read-only"
-)]
-struct ServeCli {
-    #[command(flatten)]
-    args: roller_serve::run::ServeArgs,
-}
-
 /// The image ships this one binary, linked under each stage's name: called as `roller-fetch`,
 /// ..., `roller-serve`, it is that stage (its arguments and exit codes). One binary instead of
 /// seven keeps the image's binaries small (each would carry the same libraries).
@@ -191,7 +178,7 @@ fn multi_call() -> Option<std::process::ExitCode> {
         "roller-commit" => StageKind::Commit,
         "roller-scheduler" => StageKind::Scheduler,
         "roller-serve" => {
-            let cli = ServeCli::parse();
+            let cli = roller_serve::run::ServeCli::parse();
             roller_nats::run::init_logging();
             return Some(match roller_serve::run::run(&cli.args) {
                 Ok(()) => std::process::ExitCode::SUCCESS,

@@ -17,6 +17,20 @@ use crate::catalog::Catalog;
 use crate::dead_letters::DeadLetters;
 use crate::server::{serve, Served};
 
+/// `roller-serve`'s whole command line (name, version, help): its own binary and the multi-call
+/// `roller` called by that name parse the same.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "roller-serve",
+    version,
+    about = "Serve rolling Zarr datasets over HTTP, read-only"
+)]
+pub struct ServeCli {
+    /// The server's arguments.
+    #[command(flatten)]
+    pub args: ServeArgs,
+}
+
 /// Command-line arguments of `roller-serve` (and `roller serve`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
