@@ -327,6 +327,12 @@ pub(crate) mod tests {
     use crate::config::DatasetConfig;
 
     pub(crate) fn layout(window: u32, fp_size: u32, dims: &[(u64, u64)]) -> Layout {
+        Layout::from_config(&config(window, fp_size, dims))
+    }
+
+    /// A valid test dataset config: hourly runs, `fp_size` hourly lead times, file dims
+    /// `d0, d1, ...` of the given (size, chunk).
+    pub(crate) fn config(window: u32, fp_size: u32, dims: &[(u64, u64)]) -> DatasetConfig {
         let mut text = format!(
             r#"name = "t"
             variable = "air_temperature"
@@ -350,7 +356,7 @@ pub(crate) mod tests {
                 "[[file_dims]]\nname = \"d{i}\"\nsize = {size}\nchunk = {chunk}\n"
             ));
         }
-        Layout::from_config(&DatasetConfig::from_toml(&text).expect("valid config"))
+        DatasetConfig::from_toml(&text).expect("valid config")
     }
 
     #[test]

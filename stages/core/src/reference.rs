@@ -237,29 +237,7 @@ mod tests {
     /// A valid dataset config whose store path is then set to `store` unchecked (so an invalid
     /// bucket reaches `base_url`).
     fn config(store: &str, url: Option<&str>) -> DatasetConfig {
-        let mut config = DatasetConfig::from_toml(
-            r#"name = "d"
-            variable = "air_temperature"
-            [match]
-            model = "m"
-            name = "air_temperature"
-            [rolling]
-            dim = "forecast_reference_time"
-            step = "1h"
-            window = 4
-            [[message_dims]]
-            name = "forecast_period"
-            step = "1h"
-            size = 1
-            [[file_dims]]
-            name = "y"
-            size = 8
-            chunk = 8
-            [store]
-            path = "store"
-            "#,
-        )
-        .expect("valid config");
+        let mut config = crate::layout::tests::config(4, 1, &[(8, 8)]);
         config.store.path = store.into();
         config.reference.url = url.map(str::to_owned);
         config
