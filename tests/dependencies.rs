@@ -1,6 +1,6 @@
-//! Dependencies say what a crate is: read from `cargo metadata`, the libraries every stage
-//! shares stay free of the bus and cloud SDKs, the wire types stay free of NetCDF, and the demo
-//! links only the core library; the synthetic-file generator is in no stage library (the `roller`
+//! Dependencies say what a crate is: read from `cargo metadata`, the box crates and the layers
+//! they share stay free of the bus and cloud SDKs, only decode links NetCDF/HDF5, the wire types
+//! stay free of NetCDF, and the demo links no S3, NATS or HTTP server; the synthetic-file generator is in no stage library (the `roller`
 //! CLI, which the image also runs as every stage, does carry it for `roller synth`, `sample` and
 //! the benchmarks). A crate that gains
 //! one of these dependencies fails here, naming the path that pulled it in.
@@ -100,10 +100,38 @@ const BUS_AND_CLOUD: &[&str] = &["async-nats", "aws-sdk-", "aws-config"];
 const HTTP_SERVER: &[&str] = &["axum", "hyper"];
 const NETCDF: &[&str] = &["netcdf", "hdf5"];
 
+/// The box crates and the layers beneath them.
+const BOXES_AND_LAYERS: &[&str] = &[
+    "roller-storage",
+    "roller-model",
+    "roller-bus",
+    "roller-embedded",
+    "roller-fetch",
+    "roller-decode",
+    "roller-write",
+    "roller-commit",
+];
+
 #[test]
-fn the_core_library_depends_on_no_bus_cloud_sdk_or_http_server() {
-    assert_free_of("roller-core", BUS_AND_CLOUD);
-    assert_free_of("roller-core", HTTP_SERVER);
+fn boxes_and_their_layers_depend_on_no_bus_cloud_sdk_or_http_server() {
+    for package in BOXES_AND_LAYERS {
+        assert_free_of(package, BUS_AND_CLOUD);
+        assert_free_of(package, HTTP_SERVER);
+    }
+}
+
+#[test]
+fn only_decode_links_netcdf() {
+    for package in [
+        "roller-storage",
+        "roller-model",
+        "roller-bus",
+        "roller-fetch",
+        "roller-write",
+        "roller-commit",
+    ] {
+        assert_free_of(package, NETCDF);
+    }
 }
 
 #[test]
@@ -113,7 +141,7 @@ fn the_wire_types_depend_on_no_netcdf_bus_or_cloud_sdk() {
 }
 
 #[test]
-fn the_demo_links_only_the_core_library() {
+fn the_demo_links_no_bus_cloud_sdk_or_http_server() {
     assert_free_of("roller-demo", BUS_AND_CLOUD);
     assert_free_of("roller-demo", HTTP_SERVER);
 }
@@ -134,7 +162,10 @@ fn the_check_finds_a_dependency_that_is_there() {
 
 #[test]
 fn the_synthetic_file_generator_stays_out_of_the_stages() {
-    for package in ["roller-core", "roller-s3", "roller-nats", "roller-serve"] {
+    for package in BOXES_AND_LAYERS
+        .iter()
+        .chain(&["roller-s3", "roller-nats", "roller-serve"])
+    {
         assert_free_of(package, &["roller-synth"]);
     }
 }

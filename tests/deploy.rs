@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use roller_core::config::{DatasetConfig, Location};
+use roller_model::config::{DatasetConfig, Location};
 use roller_test_support::http::request;
 use roller_test_support::nats::{free_port, spawn_isolated, NatsServer};
 use roller_test_support::s3::S3Server;
@@ -175,7 +175,7 @@ fn the_compose_file_is_valid_and_runs_our_binaries_with_variables_they_read() {
 
         let mut overrides = Vec::new();
         for (key, value) in environment(service) {
-            if key.starts_with(roller_core::config::ENV_PREFIX) {
+            if key.starts_with(roller_model::config::ENV_PREFIX) {
                 overrides.push((key, value));
             } else {
                 assert!(
@@ -638,7 +638,7 @@ fn check_objects(
             for var in container.env.iter().flatten() {
                 assert!(
                     known.contains(&var.name)
-                        || var.name.starts_with(roller_core::config::ENV_PREFIX),
+                        || var.name.starts_with(roller_model::config::ENV_PREFIX),
                     "{} is set but no binary reads it",
                     var.name
                 );

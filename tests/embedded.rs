@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 
-use roller_core::bus::Stage;
-use roller_core::clock::ManualClock;
-use roller_core::commit::{load_record, Committer};
-use roller_core::embedded::{self, RunOptions};
-use roller_core::expiry::DeleteExpired;
-use roller_core::layout::Layout;
-use roller_core::physical_key::snapshot_key;
-use roller_core::rolling_store::{OpenError, RollingStore, GENERATION_ATTR};
-use roller_core::snapshot::SnapshotError;
-use roller_core::storage::{MemoryStore, MeteredStore, Storage, ZarrsStorage};
+use roller_bus::Stage;
+use roller_commit::Committer;
+use roller_embedded::{self as embedded, RunOptions};
+use roller_model::clock::ManualClock;
+use roller_model::layout::Layout;
+use roller_model::physical_key::snapshot_key;
+use roller_model::record::load_record;
+use roller_model::rolling_store::{OpenError, RollingStore, GENERATION_ATTR};
+use roller_model::snapshot::SnapshotError;
 use roller_proto::{Notification, WriteReport};
+use roller_storage::expiry::DeleteExpired;
+use roller_storage::{MemoryStore, MeteredStore, Storage, ZarrsStorage};
 use roller_test_support::{
     ingest, netcdf_values, raw_store, read_array, rolling_store, run_python, small_files, snapshot,
     TestDataset,
@@ -111,11 +112,10 @@ fn a_run_leaving_the_window_takes_its_per_run_members_with_it() {
     let record = rolling_store(&cfg).record();
     assert_eq!(
         per_run,
-        vec![roller_core::storage::Key::new(format!(
-            "chunks/realization_per_run/c/{}/0",
-            record.offset
-        ))
-        .expect("key")],
+        vec![
+            roller_storage::Key::new(format!("chunks/realization_per_run/c/{}/0", record.offset))
+                .expect("key")
+        ],
         "only the run in the window keeps its members"
     );
 }
@@ -333,7 +333,7 @@ fn replaying_everything_twice_shuffled_leaves_identical_bytes() {
 }
 
 /// Storage operations of one steady-state commit: one new run arrives, one rolls off.
-fn ops_of_one_commit(window: u32, grace: i64) -> roller_core::storage::OpCounts {
+fn ops_of_one_commit(window: u32, grace: i64) -> roller_storage::OpCounts {
     let dir = tempfile::tempdir().expect("tempdir");
     // One part per file (a whole chunk-row), two chunks per part.
     let cfg = TestDataset::new("o1")
@@ -529,7 +529,7 @@ fn a_plain_zarr_reader_cannot_misread_the_raw_store() {
 
 /// A group opened on the raw store (zarrs may treat a missing v3 group as implicit) must hold
 /// no arrays a reader could misread.
-fn true_group_is_empty(cfg: &roller_core::config::DatasetConfig) -> bool {
+fn true_group_is_empty(cfg: &roller_model::config::DatasetConfig) -> bool {
     raw_store(cfg)
         .list_prefix("")
         .expect("list")
@@ -721,7 +721,7 @@ fn a_roll_more_than_two_days_ahead_of_the_clock_is_refused_and_changes_nothing()
     let cfg = TestDataset::new("ahead").config(&dir.path().join("store"), &dir.path().join("src"));
     let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
     let before = ingest(&cfg, &lines).record;
-    let far = roller_proto::time::now() + roller_core::commit::MAX_AHEAD_SECONDS + 3600;
+    let far = roller_proto::time::now() + roller_model::state::MAX_AHEAD_SECONDS + 3600;
     let refused = embedded::roll(&cfg, raw_store(&cfg), Arc::new(DeleteExpired), far)
         .expect_err("a roll three days ahead");
     assert!(

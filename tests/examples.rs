@@ -1,7 +1,7 @@
 //! The example configs in `examples/` load and validate.
 
-use roller_core::config::DatasetConfig;
-use roller_core::layout::Layout;
+use roller_model::config::DatasetConfig;
+use roller_model::layout::Layout;
 use roller_test_support::workspace_root;
 
 #[test]
@@ -41,7 +41,7 @@ fn every_example_config_is_valid() {
     let Some(roller_proto::feed::Notice::File(note)) = notices.first() else {
         panic!("not a file notice: {notices:?}");
     };
-    assert!(roller_core::matching::matches(&today.matching, note));
+    assert!(roller_model::matching::matches(&today.matching, note));
     assert_eq!(
         today.source.mounts.keys().collect::<Vec<_>>(),
         ["met-office-atmospheric-model-data"]

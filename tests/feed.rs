@@ -10,7 +10,7 @@ fn dataset(
     name: &str,
     dir: &std::path::Path,
     mount: &std::path::Path,
-) -> roller_core::config::DatasetConfig {
+) -> roller_model::config::DatasetConfig {
     TestDataset::new(name)
         .model(MODEL)
         .match_name(PARAMETER)
@@ -175,7 +175,7 @@ fsync = false
         dir.path().join("store").display(),
         match_today(&bucket)
     );
-    let config = roller_core::config::DatasetConfig::from_toml(&text).expect("config");
+    let config = roller_model::config::DatasetConfig::from_toml(&text).expect("config");
     let lines: Vec<String> = std::fs::read_to_string(bucket.join("notifications.jsonl"))
         .expect("notices")
         .lines()

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use roller_core::embedded::{self, RunOptions};
-use roller_core::expiry::DeleteExpired;
-use roller_core::layout::Layout;
-use roller_core::metadata::data_spec;
-use roller_core::physical_key::part_keys;
-use roller_core::storage::{FaultyStore, LocalStore, MemoryStore, MeteredStore, Op, Storage};
+use roller_embedded::{self as embedded, RunOptions};
+use roller_model::layout::Layout;
+use roller_model::metadata::data_spec;
+use roller_model::physical_key::part_keys;
 use roller_proto::WriteReport;
+use roller_storage::expiry::DeleteExpired;
+use roller_storage::{FaultyStore, LocalStore, MemoryStore, MeteredStore, Op, Storage};
 use roller_test_support::conformance::check_storage;
 use roller_test_support::{ingest, raw_store, small_files, snapshot, TestDataset};
 
@@ -112,7 +112,7 @@ fn an_expiry_that_fails_is_retried_at_the_next_commit() {
         &cfg,
         faulty.clone(),
         Arc::new(DeleteExpired),
-        roller_core::clock::system(),
+        roller_model::clock::system(),
     )
     .expect("committer");
     let first = chunk(0);

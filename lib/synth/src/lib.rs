@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 use roller_proto::time::format_instant;
 
-use roller_core::config::{
+use roller_model::config::{
     DatasetConfig, EncodingConfig, FileDimConfig, Levels, MatchConfig, MessageDimConfig,
     RollingConfig, ScheduleConfig, SourceConfig, StoreConfig, Visibility,
 };
-use roller_core::duration::Seconds;
+use roller_model::duration::Seconds;
 
 /// What to synthesise.
 #[derive(Debug, Clone)]
@@ -134,9 +134,9 @@ impl SynthOptions {
             },
             scratch: None,
             schedule: ScheduleConfig::default(),
-            s3: roller_core::config::S3Config::default(),
-            expiry: roller_core::config::ExpiryConfig::default(),
-            reference: roller_core::config::ReferenceConfig::default(),
+            s3: roller_model::config::S3Config::default(),
+            expiry: roller_model::config::ExpiryConfig::default(),
+            reference: roller_model::config::ReferenceConfig::default(),
         }
     }
 }
@@ -181,7 +181,7 @@ pub fn write_config(config: &DatasetConfig, path: &Path) -> Result<(), SynthErro
 
 /// Writes `runs x leads` files and `notifications.jsonl` into `options.out`.
 pub fn synth(options: &SynthOptions) -> Result<Vec<SynthFile>, SynthError> {
-    roller_core::hdf5_quiet::silence_this_thread();
+    roller_decode::hdf5_quiet::silence_this_thread();
     let fail = |path: &Path, reason: String| SynthError::Write {
         path: path.to_path_buf(),
         reason,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
-use roller_core::hdf5_direct::DirectReader;
+use roller_decode::hdf5_direct::DirectReader;
 
 /// One file's variable as its raw, compressed chunks.
 pub(crate) struct RawField {

@@ -156,7 +156,7 @@ fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
 /// from the first publish, and per file the seconds from its publish to its last part visible.
 async fn ingest(
     url: &str,
-    config: &roller_core::config::DatasetConfig,
+    config: &roller_model::config::DatasetConfig,
     lines: &[String],
     parts: usize,
     one_at_a_time: bool,
@@ -230,9 +230,9 @@ pub(crate) fn run(args: &BenchNatsArgs) -> Result<()> {
     let window = u32::try_from(args.files.runs)?;
     let mut config =
         files.dataset_config("ukv-nats", window, (485, 521), &dir.join("ukv-nats-store"));
-    config.scratch = Some(roller_core::config::ScratchConfig {
+    config.scratch = Some(roller_model::config::ScratchConfig {
         path: dir.join("ukv-nats-scratch"),
-        max_age: roller_core::duration::Seconds(3600),
+        max_age: roller_model::duration::Seconds(3600),
         fsync: false,
     });
     let config_path = dir.join("ukv-nats.toml");

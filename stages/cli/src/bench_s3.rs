@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use roller_core::config::{DatasetConfig, S3Config};
-use roller_core::embedded::{self, RunOptions};
-use roller_core::storage::{Key, LocalStore, MeteredStore, OpCounts, Storage};
+use roller_embedded::{self as embedded, RunOptions};
+use roller_model::config::{DatasetConfig, S3Config};
 use roller_s3::{S3Client, S3Objects, S3Store};
+use roller_storage::{Key, LocalStore, MeteredStore, OpCounts, Storage};
 
 use crate::bench_nats::{free_port, tool};
 
@@ -105,7 +105,7 @@ fn ingest(
     config: &DatasetConfig,
     store: Arc<dyn Storage>,
     lines: &[String],
-    objects: Option<Arc<dyn roller_core::fetch::ObjectSource>>,
+    objects: Option<Arc<dyn roller_fetch::ObjectSource>>,
 ) -> Result<(f64, OpCounts)> {
     let metered = Arc::new(MeteredStore::new(store));
     std::thread::sleep(SETTLE);
@@ -175,8 +175,7 @@ pub(crate) fn run(args: &BenchS3Args) -> Result<()> {
         note["key"] = name.into();
         s3_lines.push(note.to_string());
     }
-    let objects: Arc<dyn roller_core::fetch::ObjectSource> =
-        Arc::new(S3Objects::new(client.clone()));
+    let objects: Arc<dyn roller_fetch::ObjectSource> = Arc::new(S3Objects::new(client.clone()));
     let local: Arc<dyn Storage> =
         Arc::new(LocalStore::new(&config.store.path, config.store.fsync)?);
     let s3: Arc<dyn Storage> = Arc::new(S3Store::new(client, BUCKET, "ukv-s3"));

@@ -19,12 +19,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use roller_core::embedded::{self, RunOptions};
-use roller_core::metadata::Role;
-use roller_core::rolling_store::{Resolved, RollingStore};
-use roller_core::storage::{LocalStore, Storage};
+use roller_embedded::{self as embedded, RunOptions};
+use roller_model::metadata::Role;
+use roller_model::rolling_store::{Resolved, RollingStore};
 use roller_serve::catalog::Catalog;
 use roller_serve::server::{serve, Served};
+use roller_storage::{LocalStore, Storage};
 use zarrs::array::Array;
 
 /// Arguments of `roller bench-serve`.

@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use roller_core::config::DatasetConfig;
-use roller_core::embedded::{self, Progress, RunOptions, RunSummary};
-use roller_core::inspect::describe;
-use roller_core::rolling_store::RollingStore;
-use roller_core::storage::LocalStore;
+use roller_embedded::{self as embedded, Progress, RunOptions, RunSummary};
+use roller_model::config::DatasetConfig;
+use roller_model::inspect::describe;
+use roller_model::rolling_store::RollingStore;
+use roller_storage::LocalStore;
 use roller_synth::{synth, SynthOptions};
 
 #[derive(Parser)]
@@ -268,7 +268,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             };
             // Checked here too, so a roll sent over NATS is refused before it is published.
-            if until > roller_proto::time::now() + roller_core::commit::MAX_AHEAD_SECONDS {
+            if until > roller_proto::time::now() + roller_model::state::MAX_AHEAD_SECONDS {
                 bail!(
                     "--until is more than 2 days in the future; rolling there would move every \
                      run out of the window"
@@ -343,7 +343,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn synth_options(args: &SynthArgs) -> Result<SynthOptions> {
     let step = |name: &str, text: &str| {
-        roller_core::duration::Seconds::parse(text)
+        roller_model::duration::Seconds::parse(text)
             .map(|s| s.0)
             .map_err(|e| anyhow::anyhow!("--{name}: {e}"))
     };

@@ -5,7 +5,7 @@
 use std::io::BufRead;
 
 use anyhow::{Context, Result};
-use roller_core::config::DatasetConfig;
+use roller_model::config::DatasetConfig;
 use roller_nats::replay::{replay, Replayed};
 use roller_nats::scheduler::publish_roll;
 use roller_nats::shutdown::Shutdown;

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use roller_core::config::DatasetConfig;
-use roller_core::schedule::newest_expected_run;
+use roller_model::config::DatasetConfig;
+use roller_model::schedule::newest_expected_run;
 use roller_synth::{synth, SynthOptions};
 
 /// Arguments of `roller sample`.

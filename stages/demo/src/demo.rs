@@ -5,13 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use roller_core::config::DatasetConfig;
-use roller_core::embedded::{self, RunOptions};
-use roller_core::expiry::DeleteExpired;
-use roller_core::rolling_store::RollingStore;
-use roller_core::state::CommitRecord;
-use roller_core::storage::{LocalStore, Storage};
+use roller_embedded::{self as embedded, RunOptions};
+use roller_model::config::DatasetConfig;
+use roller_model::rolling_store::RollingStore;
+use roller_model::state::CommitRecord;
 use roller_proto::time::format_instant;
+use roller_storage::expiry::DeleteExpired;
+use roller_storage::{LocalStore, Storage};
 use roller_synth::{synth, write_config, SynthOptions};
 use zarrs::array::Array;
 

@@ -1,5 +1,5 @@
 //! `roller-demo`: synthesises a small stream of forecast files, ingests it in embedded mode,
-//! rolls the window and shows what is visible at every step. It links only the core library,
+//! rolls the window and shows what is visible at every step. It links only the embedded runner,
 //! so `./dev demo` on a fresh clone builds far less than the whole workspace.
 
 mod demo;

@@ -10,14 +10,14 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::Message;
 use futures::StreamExt;
-use roller_core::bus::Stage;
-use roller_core::commit::{CommitError, Committer};
-use roller_core::config::DatasetConfig;
-use roller_core::expiry::Expiry;
-use roller_core::layout::Layout;
-use roller_core::reference::{ReferenceError, ReferenceWriter};
-use roller_core::storage::Storage;
+use roller_bus::Stage;
+use roller_commit::reference::{ReferenceError, ReferenceWriter};
+use roller_commit::{CommitError, Committer};
+use roller_model::config::DatasetConfig;
+use roller_model::layout::Layout;
 use roller_proto::{wire, CommitEvent, RollEvent, StreamKind, WriteReport};
+use roller_storage::expiry::Expiry;
+use roller_storage::Storage;
 
 use crate::consume::dead_letter;
 use crate::health::{Health, Outcome};
@@ -25,9 +25,9 @@ use crate::lease::Lease;
 use crate::publish::{publish, Outgoing};
 use crate::shutdown::Shutdown;
 use crate::topology::{Topology, TopologyError};
-use roller_core::retry::Retryable as _;
+use roller_storage::retry::Retryable as _;
 
-pub use roller_core::commit::MAX_BATCH;
+pub use roller_commit::MAX_BATCH;
 
 /// Longest wait for a pull's answer before pulling again.
 const PULL_DEADLINE: Duration = Duration::from_secs(5);

@@ -16,10 +16,10 @@ use async_nats::jetstream::message::AckKind;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
-use roller_core::bus::Stage;
-use roller_core::scratch::Scratch;
-use roller_core::storage::Key;
+use roller_bus::scratch::Scratch;
+use roller_bus::Stage;
 use roller_proto::subjects::headers;
+use roller_storage::Key;
 
 use crate::health::{Health, Outcome as HealthOutcome};
 use crate::publish::{publish, Outgoing};
@@ -44,7 +44,7 @@ pub enum Failure {
 impl Failure {
     /// The failure an error stands for: transient (redelivered later) or permanent
     /// (dead-lettered), as the error itself says.
-    pub fn of(error: &impl roller_core::retry::Retryable) -> Self {
+    pub fn of(error: &impl roller_storage::retry::Retryable) -> Self {
         if error.is_transient() {
             Self::Transient(error.to_string())
         } else {

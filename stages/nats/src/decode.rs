@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use roller_core::commit::load_record;
-use roller_core::decode::{Decoded, Decoder};
-use roller_core::scratch::Scratch;
-use roller_core::storage::{Key, Storage};
+use roller_bus::scratch::Scratch;
+use roller_decode::{Decoded, Decoder};
+use roller_model::record::load_record;
 use roller_proto::{wire, FetchedFile};
+use roller_storage::{Key, Storage};
 use tokio::runtime::Handle;
 
 use crate::consume::{Failure, Handled, Incoming, Outcome};

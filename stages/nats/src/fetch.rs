@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use roller_core::config::DatasetConfig;
-use roller_core::fetch::Fetcher;
-use roller_core::matching::matches;
-use roller_core::scratch::{Scratch, FETCHED};
+use roller_bus::scratch::{Scratch, FETCHED};
+use roller_fetch::Fetcher;
+use roller_model::config::DatasetConfig;
+use roller_model::matching::matches;
 use roller_proto::feed::{self, Notice};
 use roller_proto::{wire, FetchedFile, Notification};
 

@@ -1,14 +1,15 @@
 //! zarr-roller's distributed stages on NATS JetStream.
 //!
-//! The same stage code as the embedded runner (`roller_core`'s fetcher, decoder, writer and
-//! committer), driven by durable pull consumers instead of in-process channels:
+//! The same stage code as the embedded runner (the boxes' crates: `roller-fetch`,
+//! `roller-decode`, `roller-write`, `roller-commit`), driven by durable pull consumers instead of
+//! in-process channels:
 //!
 //! ```text
 //! {p}.ingest.D ─► fetch ─► {p}.work.fetched.D ─► decode ─► {p}.work.slab.D ─► write
 //!     ─► {p}.events.report.D ─► commit ◄─ {p}.events.roll.D ◄─ scheduler / `roller roll`
 //! ```
 //!
-//! Bulk bytes go through scratch storage ([`roller_core::scratch`]); messages carry keys.
+//! Bulk bytes go through scratch storage ([`roller_bus::scratch`]); messages carry keys.
 //! [`topology`] creates the streams and consumers, [`consume`] is the ack/nak/dead-letter loop
 //! every work stage shares, [`lease`] keeps one commit writer per dataset, and [`run`] is the
 //! `main` of each binary.

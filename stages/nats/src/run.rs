@@ -6,14 +6,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use roller_core::bus::Stage;
-use roller_core::config::DatasetConfig;
-use roller_core::decode::Decoder;
-use roller_core::layout::Layout;
-use roller_core::scratch::Scratch;
-use roller_core::write::Writer;
+use roller_bus::scratch::Scratch;
+use roller_bus::Stage;
+use roller_decode::Decoder;
+use roller_model::config::DatasetConfig;
+use roller_model::layout::Layout;
 use roller_proto::StreamKind;
 use roller_s3::Backends;
+use roller_write::Writer;
 
 use crate::consume::{run_workers, WorkerSetup};
 use crate::health::{self, Health};

@@ -1,9 +1,9 @@
 //! The scheduler: emits a roll event for the dataset on the cron cadence of `schedule.cron`, so
 //! the window follows the clock even when no data comes, and sweeps orphaned scratch objects.
 
-use roller_core::config::DatasetConfig;
-use roller_core::schedule::{newest_expected_run, Cron};
-use roller_core::scratch::Scratch;
+use roller_bus::scratch::Scratch;
+use roller_model::config::DatasetConfig;
+use roller_model::schedule::{newest_expected_run, Cron};
 use roller_proto::{wire, RollEvent};
 
 use crate::publish::{publish, Abandoned, Outgoing};

@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use roller_core::duration::Seconds;
+use roller_model::duration::Seconds;
 use roller_proto::Subjects;
 
 /// A setting in the environment that cannot be used.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv, stream};
-use roller_core::config::DatasetConfig;
+use roller_model::config::DatasetConfig;
 use roller_proto::subjects::SubjectError;
 use roller_proto::{StreamKind, Subjects};
 

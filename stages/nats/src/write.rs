@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use roller_core::scratch::Scratch;
-use roller_core::storage::Key;
-use roller_core::write::Writer;
+use roller_bus::scratch::Scratch;
 use roller_proto::{wire, SlabTicket};
+use roller_storage::Key;
+use roller_write::Writer;
 
 use crate::consume::{Failure, Handled, Incoming, Outcome};
 use crate::publish::{publish, Outgoing};

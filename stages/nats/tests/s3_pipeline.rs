@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use roller_core::rolling_store::RollingStore;
-use roller_core::scratch::Scratch;
-use roller_core::storage::{Key, Storage};
+use roller_bus::scratch::Scratch;
+use roller_model::rolling_store::RollingStore;
 use roller_nats::StageKind::{Commit, Decode, Fetch, Write};
 use roller_proto::subjects::headers;
 use roller_proto::Notification;
+use roller_storage::{Key, Storage};
 use roller_test_support::cluster::{header, Cluster, MAX_SOURCE_BYTES, PARTS, SOURCE_BUCKET};
 use roller_test_support::{read_array, rolling_store};
 

@@ -238,7 +238,7 @@ fn the_commit_stage_counts_the_reports_it_commits_like_every_stage() {
     c.replay(&c.lines);
     // Every part of every file is reported once, and acked once it is committed.
     let reports =
-        c.lines.len() * roller_core::layout::Layout::from_config(&c.config).parts() as usize;
+        c.lines.len() * roller_model::layout::Layout::from_config(&c.config).parts() as usize;
     let expected = format!(
         "roller_messages_total{{stage=\"roller-commit\",dataset=\"commit-metrics\",outcome=\"acked\"}} {reports}"
     );
@@ -267,9 +267,9 @@ fn the_commit_stage_keeps_rolled_out_chunks_for_the_grace_then_removes_them_when
         assert!(Instant::now() < deadline, "not ingested\n{}", c.logs());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let store = roller_core::storage::LocalStore::new(&c.config.store.path, false).expect("store");
+    let store = roller_storage::LocalStore::new(&c.config.store.path, false).expect("store");
     let chunks = || {
-        roller_core::storage::Storage::list_prefix(&store, "chunks/air_temperature/")
+        roller_storage::Storage::list_prefix(&store, "chunks/air_temperature/")
             .expect("list")
             .len()
     };
@@ -293,7 +293,7 @@ fn the_commit_stage_keeps_rolled_out_chunks_for_the_grace_then_removes_them_when
         assert!(Instant::now() < deadline, "no roll\n{}", c.logs());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let rolled = roller_core::commit::load_record(&store)
+    let rolled = roller_model::record::load_record(&store)
         .expect("load")
         .expect("record");
     let committed = roller_proto::time::parse_instant(&rolled.committed_at).expect("time");
@@ -311,7 +311,7 @@ fn the_commit_stage_keeps_rolled_out_chunks_for_the_grace_then_removes_them_when
     // Idle, the stage removes them once released and records it at the same generation.
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let record = roller_core::commit::load_record(&store)
+        let record = roller_model::record::load_record(&store)
             .expect("load")
             .expect("record");
         if record.expiring.is_empty() {

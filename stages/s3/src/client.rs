@@ -1,6 +1,6 @@
 //! One S3 client per process: the AWS SDK client (connection pool, credentials from the
 //! standard chain, retries with backoff), a limit on requests in flight, and a small runtime of
-//! its own so the synchronous [`Storage`](roller_core::storage::Storage) calls of the stages can
+//! its own so the synchronous [`Storage`](roller_storage::Storage) calls of the stages can
 //! wait on it from any thread, inside or outside another runtime.
 
 use std::future::Future;
@@ -12,7 +12,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::create_bucket::CreateBucketError;
-use roller_core::config::S3Config;
+use roller_model::config::S3Config;
 use tokio::sync::Semaphore;
 
 /// Why an S3 client could not be made or a request could not be run.

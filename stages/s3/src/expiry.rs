@@ -7,8 +7,8 @@
 //! ([`S3Store::tagging_puts_under`]) and the lifecycle rule deletes them by age:
 //! [`TaggedAtWrite`] makes no calls at all.
 
-use roller_core::expiry::Expiry;
-use roller_core::storage::{Key, Storage, StorageError};
+use roller_storage::expiry::Expiry;
+use roller_storage::{Key, Storage, StorageError};
 
 use crate::store::S3Store;
 

@@ -6,7 +6,7 @@ use aws_sdk_s3::types::{
     BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
     LifecycleRuleFilter, Tag,
 };
-use roller_core::config::{DatasetConfig, ExpiryConfig, ExpiryPolicy};
+use roller_model::config::{DatasetConfig, ExpiryConfig, ExpiryPolicy};
 
 use crate::client::{Failure, S3Client};
 

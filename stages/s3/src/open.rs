@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use roller_core::config::{DatasetConfig, ExpiryPolicy, Location, ScratchConfig, SourceConfig};
-use roller_core::expiry::{DeleteExpired, Expiry};
-use roller_core::fetch::{FetchError, Fetcher, ObjectSource};
-use roller_core::layout::Layout;
-use roller_core::physical_key::data_chunks_prefix;
-use roller_core::scratch::Scratch;
-use roller_core::storage::{LocalStore, Storage, StorageError};
+use roller_bus::scratch::Scratch;
+use roller_fetch::{FetchError, Fetcher, ObjectSource};
+use roller_model::config::{DatasetConfig, ExpiryPolicy, Location, ScratchConfig, SourceConfig};
+use roller_model::layout::Layout;
+use roller_model::physical_key::data_chunks_prefix;
+use roller_storage::expiry::{DeleteExpired, Expiry};
+use roller_storage::{LocalStore, Storage, StorageError};
 
 use crate::client::{ClientError, S3Client};
 use crate::expiry::{TagExpired, TaggedAtWrite};

@@ -2,7 +2,7 @@
 //! config names and installs the lifecycle rule that deletes tagged chunks (idempotent; local
 //! locations need nothing); check reports whether that rule is there and long enough.
 
-use roller_core::config::{DatasetConfig, Location};
+use roller_model::config::{DatasetConfig, Location};
 
 use crate::lifecycle;
 use crate::open::Backends;

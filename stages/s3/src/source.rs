@@ -1,11 +1,11 @@
 //! [`S3Objects`]: source objects in S3 buckets for the fetch stage (the
-//! [`ObjectSource`] seam of `roller-core`). Sizes come from `HeadObject`; downloads stream the
+//! [`ObjectSource`] seam of `roller-fetch`). Sizes come from `HeadObject`; downloads stream the
 //! body to a file and stop once the size cap is passed, so an object that grew after the size
 //! check cannot fill the disk.
 
 use std::path::Path;
 
-use roller_core::fetch::{ObjectError, ObjectSource};
+use roller_fetch::{ObjectError, ObjectSource};
 use tokio::io::AsyncWriteExt;
 
 use crate::client::{Failure, S3Client};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Tag, Tagging};
 use bytes::Bytes;
-use roller_core::storage::{Key, Storage, StorageError};
+use roller_storage::{Key, Storage, StorageError};
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 

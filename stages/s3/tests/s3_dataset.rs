@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use roller_core::clock::ManualClock;
-use roller_core::config::{DatasetConfig, ExpiryPolicy, S3Config};
-use roller_core::embedded::{self, RunOptions};
-use roller_core::layout::Layout;
-use roller_core::physical_key::data_chunks_prefix;
-use roller_core::rolling_store::RollingStore;
+use roller_embedded::{self as embedded, RunOptions};
+use roller_model::clock::ManualClock;
+use roller_model::config::{DatasetConfig, ExpiryPolicy, S3Config};
+use roller_model::layout::Layout;
+use roller_model::physical_key::data_chunks_prefix;
+use roller_model::rolling_store::RollingStore;
 use roller_s3::lifecycle::{self, RuleState};
 use roller_s3::setup::{check_storage, setup_storage, SetupError};
 use roller_s3::{Backends, S3Client};
@@ -166,14 +166,14 @@ fn dataset_on_s3_matches_local_disk_and_tags_exactly_the_rolled_off_chunks() {
     clock.advance(120);
     assert!(committer().tidy().expect("tidy"));
     assert_eq!(tagged_below(offset), (below, below));
-    let record = roller_core::commit::load_record(backends.store.as_ref())
+    let record = roller_model::record::load_record(backends.store.as_ref())
         .expect("load")
         .expect("record");
     assert!(record.expiring.is_empty() && record.retired.is_empty());
     let snapshots = backends.store.list_prefix("snapshots/").expect("list");
     assert_eq!(
         snapshots,
-        vec![roller_core::physical_key::snapshot_key(record.generation)],
+        vec![roller_model::physical_key::snapshot_key(record.generation)],
         "only the newest generation's snapshot record is left"
     );
 }

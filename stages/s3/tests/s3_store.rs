@@ -1,10 +1,10 @@
 //! The S3 backend against a real S3-compatible server (SeaweedFS on loopback).
 
 use bytes::Bytes;
-use roller_core::config::{ExpiryConfig, S3Config};
-use roller_core::storage::{Key, Storage};
+use roller_model::config::{ExpiryConfig, S3Config};
 use roller_s3::lifecycle::{self, RuleState};
 use roller_s3::{S3Client, S3Store, TagExpired};
+use roller_storage::{Key, Storage};
 use roller_test_support::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
 
 fn key(s: &str) -> Key {
@@ -76,8 +76,8 @@ fn objects_ranges_listing_tags_and_lifecycle_rule_on_a_real_s3() {
     // Tags: idempotent, and a missing object is not an error.
     let expiry = TagExpired::new(store.clone(), "zarr-roller-expired", "true");
     let keys = [k.clone(), key("chunks/air/c/0/0/0")];
-    roller_core::expiry::Expiry::expire(&expiry, &store, &keys).expect("tag");
-    roller_core::expiry::Expiry::expire(&expiry, &store, &keys).expect("tag again");
+    roller_storage::expiry::Expiry::expire(&expiry, &store, &keys).expect("tag");
+    roller_storage::expiry::Expiry::expire(&expiry, &store, &keys).expect("tag again");
     assert_eq!(
         store.tags(&k).expect("tags"),
         Some(vec![("zarr-roller-expired".into(), "true".into())])
@@ -109,8 +109,8 @@ fn objects_ranges_listing_tags_and_lifecycle_rule_on_a_real_s3() {
 fn sources_are_sized_downloaded_capped_and_their_downloads_removed() {
     use std::sync::Arc;
 
-    use roller_core::config::SourceConfig;
-    use roller_core::fetch::{FetchError, Fetcher, ObjectSource};
+    use roller_fetch::{FetchError, Fetcher, ObjectSource};
+    use roller_model::config::SourceConfig;
     use roller_proto::Notification;
     use roller_s3::S3Objects;
 

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lru::LruCache;
-use roller_core::clock::{self, Clock};
-use roller_core::config::DatasetConfig;
-use roller_core::rolling_store::{OpenError, Resolved, RollingStore};
-use roller_core::snapshot::SnapshotError;
-use roller_core::storage::Storage;
+use roller_model::clock::{self, Clock};
+use roller_model::config::DatasetConfig;
+use roller_model::rolling_store::{OpenError, Resolved, RollingStore};
+use roller_model::snapshot::SnapshotError;
+use roller_storage::Storage;
 
 /// Group attribute carrying the URL of the snapshot a view presents.
 pub const SNAPSHOT_URL_ATTR: &str = "zarr_roller_snapshot_url";
@@ -121,7 +121,7 @@ impl From<SnapshotError> for ReadError {
         match e {
             SnapshotError::Unknown { .. } => Self::NoGeneration(e.to_string()),
             SnapshotError::Expired { .. } => Self::Expired(e.to_string()),
-            SnapshotError::Commit(_) => Self::Unavailable(e.to_string()),
+            SnapshotError::Record(_) => Self::Unavailable(e.to_string()),
         }
     }
 }

@@ -10,8 +10,8 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use roller_core::metadata::{ArraySpec, Fill, Role};
-use roller_core::rolling_store::RollingStore;
+use roller_model::metadata::{ArraySpec, Fill, Role};
+use roller_model::rolling_store::RollingStore;
 use zarrs::array::{Array, ArraySubset};
 
 /// The field's longer side in pixels: larger grids are sampled, smaller ones enlarged (nearest

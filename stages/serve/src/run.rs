@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use roller_core::config::DatasetConfig;
-use roller_core::duration::Seconds;
+use roller_model::config::DatasetConfig;
+use roller_model::duration::Seconds;
 
 use roller_nats::NatsSettings;
 

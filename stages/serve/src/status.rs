@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use roller_core::state::CommitRecord;
+use roller_model::state::CommitRecord;
 use roller_proto::time::format_instant;
 
 use crate::catalog::{Catalog, ReadError};
@@ -123,7 +123,7 @@ fn summary(html: &mut String, record: &CommitRecord, dead: &DeadCount, snapshot:
         committed = escape(&record.committed_at),
         dead = escape(&dead),
         snapshot = escape(snapshot),
-        grace = roller_core::duration::Seconds(record.grace).render(),
+        grace = roller_model::duration::Seconds(record.grace).render(),
     );
 }
 

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::InProcessServer;
-use roller_core::config::DatasetConfig;
-use roller_core::embedded::{self, RunSummary};
+use roller_embedded::{self as embedded, RunSummary};
+use roller_model::config::DatasetConfig;
 use roller_serve::catalog::Catalog;
 use roller_test_support::feed::{match_today, mounts, ENSEMBLE_BUCKET, MODEL, PARAMETER};
 use roller_test_support::{ingest, run_python};

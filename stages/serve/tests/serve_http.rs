@@ -9,13 +9,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roller_core::config::{DatasetConfig, ScratchConfig};
-use roller_core::duration::Seconds;
-use roller_core::embedded;
-use roller_core::expiry::DeleteExpired;
+use roller_embedded as embedded;
+use roller_model::config::{DatasetConfig, ScratchConfig};
+use roller_model::duration::Seconds;
 use roller_nats::replay::replay;
 use roller_nats::shutdown::Shutdown;
 use roller_nats::{run_stage, topology, NatsSettings, StageKind};
+use roller_storage::expiry::DeleteExpired;
 use roller_synth::write_config;
 use roller_test_support::browser;
 use roller_test_support::http::request;
@@ -173,7 +173,7 @@ fn reference_file(config: &DatasetConfig) -> String {
     config
         .store
         .path
-        .join(roller_core::reference::REFERENCE_KEY)
+        .join(roller_commit::reference::REFERENCE_KEY)
         .display()
         .to_string()
 }

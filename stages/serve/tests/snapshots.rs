@@ -10,12 +10,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roller_core::clock::{Clock, ManualClock};
-use roller_core::config::DatasetConfig;
-use roller_core::embedded::{self, RunOptions};
-use roller_core::expiry::DeleteExpired;
-use roller_core::storage::Storage;
+use roller_embedded::{self as embedded, RunOptions};
+use roller_model::clock::{Clock, ManualClock};
+use roller_model::config::DatasetConfig;
 use roller_serve::catalog::Catalog;
+use roller_storage::expiry::DeleteExpired;
+use roller_storage::Storage;
 use roller_test_support::http::request;
 use roller_test_support::{run_python, small_files, PythonSession, TestDataset};
 

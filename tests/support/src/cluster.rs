@@ -12,12 +12,12 @@ use crate::nats::{spawn_isolated, NatsServer};
 use crate::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
 use crate::{ingest, small_files, snapshot, snapshot_store, TestDataset};
 use async_nats::jetstream::{self, message::StreamMessage};
-use roller_core::config::{DatasetConfig, S3Config};
-use roller_core::storage::{Key, Storage};
+use roller_model::config::{DatasetConfig, S3Config};
 use roller_nats::replay::{replay, Replayed};
 use roller_nats::{NatsSettings, StageKind};
 use roller_proto::{wire, CommitEvent, StreamKind, Subjects, WriteReport};
 use roller_s3::{Backends, S3Client, S3Store};
+use roller_storage::{Key, Storage};
 use roller_synth::write_config;
 
 /// The stage binary of `kind`, next to the running test's own directory (`target/<profile>/`),

@@ -3,7 +3,7 @@
 //! so a new backend proves itself by passing it.
 
 use bytes::Bytes;
-use roller_core::storage::{Key, Storage};
+use roller_storage::{Key, Storage};
 
 fn key(s: &str) -> Key {
     Key::new(s).expect("valid key")

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use roller_core::config::DatasetConfig;
-use roller_core::embedded::{self, RunOptions, RunSummary};
-use roller_core::rolling_store::RollingStore;
-use roller_core::storage::{LocalStore, Storage};
+use roller_embedded::{self as embedded, RunOptions, RunSummary};
+use roller_model::config::DatasetConfig;
+use roller_model::rolling_store::RollingStore;
+use roller_storage::{LocalStore, Storage};
 use roller_synth::{synth, SynthFile, SynthOptions};
 use zarrs::array::Array;
 
@@ -198,7 +198,7 @@ pub fn read_array<T: zarrs::array::ElementOwned>(
 /// Reads a whole NetCDF variable as f32 with the netCDF library: the oracle, independent of the
 /// decode stage.
 pub fn netcdf_values(path: &Path, name: &str) -> Vec<f32> {
-    roller_core::hdf5_quiet::silence_this_thread();
+    roller_decode::hdf5_quiet::silence_this_thread();
     let file = netcdf::open(path).expect("open source");
     file.variable(name)
         .expect("variable")
@@ -280,7 +280,7 @@ pub fn snapshot_store(store: &dyn Storage) -> BTreeMap<String, Vec<u8>> {
 /// An object's bytes with the commit record's run-specific fields blanked; `None` for the
 /// snapshot records, whose number depends on how many commits a run made.
 fn comparable(key: &str, bytes: Vec<u8>) -> Option<Vec<u8>> {
-    use roller_core::physical_key::{COMMIT_KEY, SNAPSHOTS_PREFIX};
+    use roller_model::physical_key::{COMMIT_KEY, SNAPSHOTS_PREFIX};
     if key.starts_with(&format!("{SNAPSHOTS_PREFIX}/")) {
         return None;
     }

@@ -1,0 +1,463 @@
+//! The embedded runner, beside the NATS stages (`roller-nats`) as the other way to run the boxes.
+//! Embedded mode: fetch, decode, write and commit in one process, connected by bounded
+//! in-process channels, on local disk. The same stage code the distributed binaries run.
+//!
+//! ```text
+//! lines ─► [ingest] ─► decode workers (fetch + decode) ─► write workers ─► [commit]
+//!              bounded queues: memory is bounded by queue depth x slab size
+//! ```
+
+use std::io;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{bounded, Receiver, TryRecvError};
+use roller_proto::feed::{self, Notice};
+use roller_proto::{Notification, RollEvent, WriteReport};
+
+use roller_bus::{CollectedDeadLetters, DeadLetter, DeadLetterSink, Outbox, Stage};
+use roller_commit::reference::{ReferenceError, ReferenceWriter};
+use roller_commit::{CommitError, Committed, Committer};
+use roller_decode::{Decoded, Decoder, ReadPath};
+use roller_fetch::{FetchError, Fetcher, ObjectSource};
+use roller_model::clock::Clock;
+use roller_model::config::DatasetConfig;
+use roller_model::layout::Layout;
+use roller_model::matching::matches;
+use roller_model::slab::Slab;
+use roller_model::state::CommitRecord;
+use roller_storage::expiry::{DeleteExpired, Expiry};
+use roller_storage::retry::retry;
+use roller_storage::{LocalStore, Storage, StorageError};
+use roller_write::{WriteError, Writer};
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The dataset's store could not be opened.
+    #[error("opening the dataset store: {0}")]
+    Storage(#[from] StorageError),
+    /// The source roots are unusable.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The commit stage failed (storage down, incompatible config...).
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    /// The writer could not be set up.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// Reading the notifications failed.
+    #[error("reading notifications: {0}")]
+    Input(#[from] io::Error),
+    /// The reference view is enabled but cannot be set up.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+}
+
+/// Progress of a run, reported after every commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Files fully handed to the writers.
+    pub files: u64,
+    /// Messages dead-lettered so far.
+    pub failed: u64,
+    /// Generation of the last commit.
+    pub generation: u64,
+}
+
+/// Callback receiving [`Progress`].
+pub type ProgressFn = Box<dyn Fn(Progress) + Send + Sync>;
+
+/// Tuning of an embedded run.
+pub struct RunOptions {
+    /// Threads fetching and decoding files (NetCDF/HDF5 is serialised; 2 overlaps I/O).
+    pub decode_workers: usize,
+    /// Threads encoding and storing chunks (defaults to twice the number of cores: a writer
+    /// waits on every fsync, and the others keep the cores busy meanwhile).
+    pub write_workers: usize,
+    /// Slabs waiting between decode and write (bounds memory).
+    pub queue_depth: usize,
+    /// Called after every commit.
+    pub on_progress: Option<ProgressFn>,
+    /// What happens to chunks that roll out of the window (default: deleted).
+    pub expiry: Arc<dyn Expiry>,
+    /// Reads sources in buckets (`source.buckets`); without one, only local sources are read.
+    pub objects: Option<Arc<dyn ObjectSource>>,
+    /// The clock commits and the grace of rolled-out chunks are measured by.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Self {
+            decode_workers: 2,
+            write_workers: 2 * cores,
+            queue_depth: 2 * cores,
+            on_progress: None,
+            expiry: Arc::new(DeleteExpired),
+            objects: None,
+            clock: roller_model::clock::system(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("decode_workers", &self.decode_workers)
+            .field("write_workers", &self.write_workers)
+            .field("queue_depth", &self.queue_depth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Notifications read (non-blank lines).
+    pub notifications: u64,
+    /// Notifications for other datasets (ignored).
+    pub unmatched: u64,
+    /// Feed events that announce no file (S3 test events, removals): counted and dropped.
+    pub skipped: u64,
+    /// Files whose field was read on the fast path (chunks inflated outside HDF5's lock).
+    pub direct_reads: u64,
+    /// Files decoded and written.
+    pub files: u64,
+    /// Files older than the window (skipped).
+    pub below_window: u64,
+    /// Decoded bytes handed to the writers.
+    pub decoded_bytes: u64,
+    /// Chunk objects stored.
+    pub chunks: u64,
+    /// Encoded bytes stored.
+    pub stored_bytes: u64,
+    /// Commits published.
+    pub commits: u64,
+    /// Everything that could not be processed, with reasons.
+    pub dead_letters: Vec<DeadLetter>,
+    /// The dataset state after the last commit.
+    pub record: CommitRecord,
+}
+
+/// Opens the local store a config points at (an `s3://` store is refused: see `roller-s3`).
+pub fn open_store(config: &DatasetConfig) -> Result<Arc<dyn Storage>, StorageError> {
+    if let Ok(roller_model::config::Location::S3 { .. }) =
+        roller_model::config::Location::parse(&config.store.path)
+    {
+        return Err(StorageError::Backend {
+            operation: "opening the store".into(),
+            key: config.store.path.display().to_string(),
+            reason: "this is an S3 location; open it with roller_s3::Backends".into(),
+        });
+    }
+    Ok(Arc::new(LocalStore::new(
+        &config.store.path,
+        config.store.fsync,
+    )?))
+}
+
+#[derive(Default)]
+struct Counters {
+    notifications: AtomicU64,
+    unmatched: AtomicU64,
+    skipped: AtomicU64,
+    direct: AtomicU64,
+    files: AtomicU64,
+    below_window: AtomicU64,
+    decoded_bytes: AtomicU64,
+    chunks: AtomicU64,
+    stored_bytes: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Ingests notifications (JSON, one per line) into the dataset in `storage`.
+pub fn run(
+    config: &DatasetConfig,
+    storage: Arc<dyn Storage>,
+    lines: impl Iterator<Item = io::Result<String>>,
+    options: &RunOptions,
+) -> Result<RunSummary, RunError> {
+    let layout = Layout::from_config(config);
+    let mut committer = committer(
+        config,
+        storage.clone(),
+        options.expiry.clone(),
+        options.clock.clone(),
+    )?;
+    let mut fetcher = Fetcher::new(&config.source)?;
+    if let Some(objects) = &options.objects {
+        fetcher = fetcher.with_objects(objects.clone(), std::env::temp_dir());
+    }
+    let decoder = Decoder::new(layout.clone(), storage.clone());
+    let writer = Writer::new(layout, storage)?;
+    let dead = CollectedDeadLetters::default();
+    let counters = Counters::default();
+    let offset = AtomicI64::new(visible_offset(committer.record()));
+    let depth = options.queue_depth.max(1);
+    let (note_tx, note_rx) = bounded::<Notification>(depth);
+    let (slab_tx, slab_rx) = bounded::<Slab>(depth);
+    let (report_tx, report_rx) = bounded::<WriteReport>(depth * 4);
+
+    let outcome = std::thread::scope(|scope| {
+        for _ in 0..options.decode_workers.max(1) {
+            let (rx, tx) = (note_rx.clone(), slab_tx.clone());
+            let (fetcher, decoder, dead, counters, offset) =
+                (&fetcher, &decoder, &dead, &counters, &offset);
+            scope.spawn(move || decode_worker(&rx, &tx, fetcher, decoder, dead, counters, offset));
+        }
+        for _ in 0..options.write_workers.max(1) {
+            let (rx, tx) = (slab_rx.clone(), report_tx.clone());
+            let (writer, dead, counters) = (&writer, &dead, &counters);
+            scope.spawn(move || write_worker(&rx, &tx, writer, dead, counters));
+        }
+        drop((note_rx, slab_tx, slab_rx, report_tx));
+        let committing = scope.spawn(|| {
+            commit_loop(&mut committer, &report_rx, &offset, |generation| {
+                if let Some(progress) = &options.on_progress {
+                    progress(Progress {
+                        files: counters.files.load(Ordering::Relaxed),
+                        failed: counters.failed.load(Ordering::Relaxed),
+                        generation,
+                    });
+                }
+            })
+        });
+        let read = ingest(lines, config, &note_tx, &dead, &counters);
+        drop(note_tx);
+        let committed = committing
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        read.map_err(RunError::from)
+            .and(committed.map_err(RunError::from))
+    });
+    let commits = outcome?;
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    Ok(RunSummary {
+        notifications: load(&counters.notifications),
+        unmatched: load(&counters.unmatched),
+        skipped: load(&counters.skipped),
+        direct_reads: load(&counters.direct),
+        files: load(&counters.files),
+        below_window: load(&counters.below_window),
+        decoded_bytes: load(&counters.decoded_bytes),
+        chunks: load(&counters.chunks),
+        stored_bytes: load(&counters.stored_bytes),
+        commits,
+        dead_letters: dead.take(),
+        record: committer.record().clone(),
+    })
+}
+
+/// Moves the window so that `until` (seconds since the epoch) is visible, and commits.
+pub fn roll(
+    config: &DatasetConfig,
+    storage: Arc<dyn Storage>,
+    expiry: Arc<dyn Expiry>,
+    until: i64,
+) -> Result<CommitRecord, RunError> {
+    let mut committer = committer(config, storage, expiry, roller_model::clock::system())?;
+    let roll = RollEvent {
+        dataset: config.name.clone(),
+        until,
+    };
+    committer.check_roll(&roll)?;
+    committer.fold_roll(&roll);
+    while committer.commit()?.is_some() {}
+    committer.tidy()?;
+    Ok(committer.record().clone())
+}
+
+/// The committer of `config`'s dataset: its grace, its reference file, `clock`.
+pub fn committer(
+    config: &DatasetConfig,
+    storage: Arc<dyn Storage>,
+    expiry: Arc<dyn Expiry>,
+    clock: Arc<dyn Clock>,
+) -> Result<Committer, RunError> {
+    let layout = Layout::from_config(config);
+    let references = ReferenceWriter::for_dataset(config, storage.clone())?;
+    Ok(Committer::open(storage, layout, expiry)?
+        .with_grace(config.expiry.grace.0)
+        .with_clock(clock)
+        .with_references(references))
+}
+
+fn visible_offset(record: &CommitRecord) -> i64 {
+    if record.head.is_some() {
+        record.offset
+    } else {
+        i64::MIN
+    }
+}
+
+fn ingest(
+    lines: impl Iterator<Item = io::Result<String>>,
+    config: &DatasetConfig,
+    out: &impl Outbox<Notification>,
+    dead: &impl DeadLetterSink,
+    counters: &Counters,
+) -> io::Result<()> {
+    for (n, line) in lines.enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let notices = match feed::parse(&line) {
+            Ok(notices) => notices,
+            Err(e) => {
+                counters.notifications.fetch_add(1, Ordering::Relaxed);
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                dead.dead_letter(DeadLetter {
+                    stage: Stage::Ingest,
+                    source: format!("line {}", n + 1),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        for notice in notices {
+            counters.notifications.fetch_add(1, Ordering::Relaxed);
+            match notice {
+                Notice::File(note) if matches(&config.matching, &note) => {
+                    if out.send(*note).is_err() {
+                        return Ok(());
+                    }
+                }
+                Notice::File(_) => {
+                    counters.unmatched.fetch_add(1, Ordering::Relaxed);
+                }
+                Notice::Skipped { event } => {
+                    tracing::info!(line = n + 1, event, "feed event announces no file; skipped");
+                    counters.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn decode_worker(
+    rx: &Receiver<Notification>,
+    out: &impl Outbox<Slab>,
+    fetcher: &Fetcher,
+    decoder: &Decoder,
+    dead: &impl DeadLetterSink,
+    counters: &Counters,
+    offset: &AtomicI64,
+) {
+    for note in rx {
+        let fail = |stage, reason: String| {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            dead.dead_letter(DeadLetter {
+                stage,
+                source: note.id(),
+                reason,
+            });
+        };
+        let source = match retry(|| fetcher.fetch(&note)) {
+            Ok(source) => source,
+            Err(e) => {
+                fail(Stage::Fetch, e.to_string());
+                continue;
+            }
+        };
+        let path = source.path();
+        let current = offset.load(Ordering::Relaxed);
+        let known = (current != i64::MIN).then_some(current);
+        let result = retry(|| {
+            decoder.decode(path, &note, known, |slab| {
+                counters
+                    .decoded_bytes
+                    .fetch_add(slab.data.len() as u64, Ordering::Relaxed);
+                out.send(slab)
+            })
+        });
+        match result {
+            Ok(Ok(Decoded::Emitted { read, .. })) => {
+                counters.files.fetch_add(1, Ordering::Relaxed);
+                if read == ReadPath::Direct {
+                    counters.direct.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(Ok(Decoded::BelowWindow { abs, offset })) => {
+                counters.below_window.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(source = %note.id(), abs, offset, "file is older than the window; skipped");
+            }
+            Ok(Err(_closed)) => return,
+            Err(e) => fail(Stage::Decode, e.to_string()),
+        }
+    }
+}
+
+fn write_worker(
+    rx: &Receiver<Slab>,
+    out: &impl Outbox<WriteReport>,
+    writer: &Writer,
+    dead: &impl DeadLetterSink,
+    counters: &Counters,
+) {
+    for slab in rx {
+        let source = slab.source.clone();
+        match retry(|| writer.write(&slab)) {
+            Ok(report) => {
+                counters
+                    .chunks
+                    .fetch_add(u64::from(report.chunks), Ordering::Relaxed);
+                counters
+                    .stored_bytes
+                    .fetch_add(report.bytes, Ordering::Relaxed);
+                if out.send(report).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                dead.dead_letter(DeadLetter {
+                    stage: Stage::Write,
+                    source,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// Folds reports as they come, committing once per batch (whatever has queued up while the
+/// previous commit was being written). Returns the number of commits.
+fn commit_loop(
+    committer: &mut Committer,
+    reports: &Receiver<WriteReport>,
+    offset: &AtomicI64,
+    on_commit: impl Fn(u64),
+) -> Result<u64, CommitError> {
+    let mut commits = 0;
+    let mut publish = |committer: &mut Committer| -> Result<bool, CommitError> {
+        match retry(|| committer.commit())? {
+            Some(Committed { generation, .. }) => {
+                offset.store(visible_offset(committer.record()), Ordering::Relaxed);
+                commits += 1;
+                on_commit(generation);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    };
+    while let Ok(first) = reports.recv() {
+        committer.fold_report(&first);
+        for _ in 1..roller_commit::MAX_BATCH {
+            match reports.try_recv() {
+                Ok(report) => {
+                    committer.fold_report(&report);
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        publish(committer)?;
+    }
+    while publish(committer)? {}
+    // Record what expiry removed after the last commit (the view does not change).
+    retry(|| committer.tidy())?;
+    Ok(commits)
+}

@@ -1,0 +1,168 @@
+//! The write box, between decode and commit: cuts a slab into the dataset's chunks, encodes them with zarrs' codecs and
+//! puts them at their physical keys; stores a file's static coordinates the first time; reports
+//! what it wrote.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use roller_proto::WriteReport;
+
+use roller_model::chunk_codec::{ChunkCodec, CodecError};
+use roller_model::layout::Layout;
+use roller_model::metadata::{data_spec, ArraySpec};
+use roller_model::physical_key::chunk_key;
+use roller_model::slab::Slab;
+use roller_storage::retry::Retryable;
+use roller_storage::{KeyError, Storage, StorageError};
+
+/// Why a slab could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Storage failed (transient: retry).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The chunk codec failed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The slab does not fit the layout (a bug upstream, or a message for another dataset).
+    #[error("slab from {source_id} does not fit dataset `{dataset}`: {reason}")]
+    Shape {
+        /// Notification identity.
+        source_id: String,
+        /// Dataset name.
+        dataset: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key could not be formed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// Writes slabs of one dataset.
+#[derive(Debug)]
+pub struct Writer {
+    layout: Layout,
+    storage: Arc<dyn Storage>,
+    data: ArraySpec,
+    codec: ChunkCodec,
+    fill: Vec<u8>,
+}
+
+impl Writer {
+    /// A writer for the dataset in `storage`.
+    pub fn new(layout: Layout, storage: Arc<dyn Storage>) -> Result<Self, WriteError> {
+        let data = data_spec(&layout);
+        let codec = ChunkCodec::new(&data, &layout)?;
+        let fill = layout.fill_bytes();
+        Ok(Self {
+            layout,
+            storage,
+            data,
+            codec,
+            fill,
+        })
+    }
+
+    /// Writes one slab (and, for part 0, the file's static coordinates) and reports it.
+    pub fn write(&self, slab: &Slab) -> Result<WriteReport, WriteError> {
+        let layout = &self.layout;
+        let (_, expected_shape) = layout.part_region(slab.part);
+        let element = self.fill.len();
+        let expected_len: u64 = expected_shape.iter().product::<u64>() * element as u64;
+        if slab.shape != expected_shape || slab.data.len() as u64 != expected_len || slab.abs < 0 {
+            return Err(WriteError::Shape {
+                source_id: slab.source.clone(),
+                dataset: layout.name.clone(),
+                reason: format!(
+                    "part {} has shape {:?} and {} bytes; expected {:?} and {expected_len}",
+                    slab.part,
+                    slab.shape,
+                    slab.data.len(),
+                    expected_shape
+                ),
+            });
+        }
+        for (key, bytes) in &slab.statics {
+            self.storage.put(key, bytes.clone())?;
+        }
+        // Checked non-negative above.
+        let abs = slab.abs.unsigned_abs();
+        let mut chunks = 0;
+        let mut bytes = 0;
+        for (file_chunk, elements) in self.cut(&slab.shape, &slab.data, slab.part) {
+            let indices = layout.data_chunk_indices(abs, slab.slot, &file_chunk);
+            let key = chunk_key(layout, &self.data, &indices)?;
+            match self.codec.encode(&elements)? {
+                Some(encoded) => {
+                    bytes += encoded.len() as u64;
+                    chunks += 1;
+                    self.storage.put(&key, encoded)?;
+                }
+                // An all-fill chunk is not stored; remove any earlier version so it reads as fill.
+                None => self.storage.delete(&key)?,
+            }
+        }
+        Ok(WriteReport {
+            dataset: layout.name.clone(),
+            source: slab.source.clone(),
+            abs: slab.abs,
+            slot: slab.slot,
+            part: slab.part,
+            parts: slab.parts,
+            chunks,
+            bytes,
+            schema: slab.schema.clone(),
+        })
+    }
+
+    /// Cuts a slab (one chunk along every file dim but the last, full along the last) into
+    /// full-size chunks, padding edges with the fill value.
+    fn cut(&self, shape: &[u64], data: &[u8], part: u32) -> Vec<(Vec<u64>, Bytes)> {
+        let element = self.fill.len();
+        let chunk_shape: Vec<usize> = self.data.chunks[self.data.chunks.len() - shape.len()..]
+            .iter()
+            .map(|&c| usize::try_from(c).unwrap_or(usize::MAX))
+            .collect();
+        let shape: Vec<usize> = shape
+            .iter()
+            .map(|&s| usize::try_from(s).unwrap_or(0))
+            .collect();
+        let last = shape.len() - 1;
+        let (row_len, chunk_row) = (shape[last], chunk_shape[last]);
+        let leading: usize = shape[..last].iter().product();
+        let chunk_elements: usize = chunk_shape.iter().product();
+        self.layout
+            .part_chunks(part)
+            .into_iter()
+            .map(|file_chunk| {
+                let from = usize::try_from(file_chunk[last]).unwrap_or(0) * chunk_row;
+                let width = chunk_row.min(row_len - from);
+                let mut out = self.fill.repeat(chunk_elements);
+                for row in 0..leading {
+                    // Row `row` of the slab is row `row` of the chunk: both start at the same
+                    // chunk boundary along the leading dims; only their extents differ.
+                    let mut rest = row;
+                    let mut chunk_row_index = 0;
+                    let mut stride = 1;
+                    for d in (0..last).rev() {
+                        chunk_row_index += (rest % shape[d]) * stride;
+                        rest /= shape[d];
+                        stride *= chunk_shape[d];
+                    }
+                    let src = (row * row_len + from) * element;
+                    let dst = chunk_row_index * chunk_row * element;
+                    out[dst..dst + width * element]
+                        .copy_from_slice(&data[src..src + width * element]);
+                }
+                (file_chunk, Bytes::from(out))
+            })
+            .collect()
+    }
+}
+
+impl Retryable for WriteError {
+    fn is_transient(&self) -> bool {
+        matches!(self, Self::Storage(e) if e.is_transient())
+    }
+}
