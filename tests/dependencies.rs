@@ -110,6 +110,7 @@ const BOXES_AND_LAYERS: &[&str] = &[
     "roller-decode",
     "roller-write",
     "roller-commit",
+    "roller-scheduler",
 ];
 
 #[test]
@@ -129,6 +130,7 @@ fn only_decode_links_netcdf() {
         "roller-fetch",
         "roller-write",
         "roller-commit",
+        "roller-scheduler",
     ] {
         assert_free_of(package, NETCDF);
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Seconds;
+use crate::schedule::{ScheduleConfig, ScheduleError};
 
 /// Prefix of environment variables that override config keys; `__` separates key segments.
 pub const ENV_PREFIX: &str = "ROLLER__";
@@ -36,6 +37,9 @@ pub enum ConfigError {
         /// The parser's message, which names the key and line.
         message: String,
     },
+    /// The `schedule` section is not acceptable.
+    #[error("config key {0}")]
+    Schedule(#[from] ScheduleError),
     /// A value parses but is not acceptable.
     #[error("config key `{key}`: {reason}")]
     Invalid {
@@ -731,41 +735,6 @@ fn default_scratch_max_age() -> Seconds {
     Seconds(24 * 3600)
 }
 
-/// When the scheduler moves the window, and where the window ends.
-///
-/// The newest expected run is `now - availability_delay`, snapped down to the latest of
-/// `run_hours` (UTC) and then to the rolling step; the window ends there.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleConfig {
-    /// When to emit a roll event: a five-field cron expression in UTC
-    /// (`minute hour day-of-month month day-of-week`). Default `"5 * * * *"`: every hour at
-    /// minute 5.
-    #[serde(default = "default_cron")]
-    pub cron: String,
-    /// Hours (UTC) at which the model runs, e.g. `[3, 9, 15, 21]` for MOGREPS-UK. Empty: every
-    /// step of the rolling dim is a run.
-    #[serde(default)]
-    pub run_hours: Vec<u32>,
-    /// How long after its nominal time a run's files are expected to be available.
-    #[serde(default = "zero_seconds")]
-    pub availability_delay: Seconds,
-}
-
-impl Default for ScheduleConfig {
-    fn default() -> Self {
-        Self {
-            cron: default_cron(),
-            run_hours: Vec::new(),
-            availability_delay: Seconds(0),
-        }
-    }
-}
-
-fn default_cron() -> String {
-    "5 * * * *".into()
-}
-
 fn default_max_object_bytes() -> u64 {
     4 << 30
 }
@@ -978,20 +947,7 @@ impl DatasetConfig {
                 return Err(invalid("scratch.max_age", "must be positive"));
             }
         }
-        crate::schedule::Cron::parse(&self.schedule.cron)
-            .map_err(|reason| invalid("schedule.cron", reason))?;
-        if let Some(hour) = self.schedule.run_hours.iter().find(|&&h| h > 23) {
-            return Err(invalid(
-                "schedule.run_hours",
-                format!("{hour} is not an hour of the day (0..=23)"),
-            ));
-        }
-        if self.schedule.availability_delay.0 < 0 {
-            return Err(invalid(
-                "schedule.availability_delay",
-                "must not be negative",
-            ));
-        }
+        self.schedule.validate()?;
         Ok(())
     }
 

@@ -2,8 +2,100 @@
 //! the rule that says where the window ends (the newest run that should be available by now).
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
+use serde::{Deserialize, Serialize};
 
-use crate::config::ScheduleConfig;
+use crate::duration::Seconds;
+
+/// Why a cron expression does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    /// Not five fields.
+    #[error("`{text}` has {count} fields; write five: minute hour day-of-month month day-of-week, e.g. \"5 * * * *\"")]
+    FieldCount {
+        /// The expression.
+        text: String,
+        /// How many fields it has.
+        count: usize,
+    },
+    /// One field is malformed or out of range.
+    #[error("cron {field} field `{text}`: {why} (allowed {lo}-{hi})")]
+    Field {
+        /// Which field (`minute`, `hour`...).
+        field: &'static str,
+        /// The field's text.
+        text: String,
+        /// What is wrong with it.
+        why: &'static str,
+        /// Smallest value allowed.
+        lo: u32,
+        /// Largest value allowed.
+        hi: u32,
+    },
+}
+
+/// Why the `schedule` section of a config is unusable; names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// `schedule.cron` does not parse.
+    #[error("`schedule.cron`: {0}")]
+    Cron(#[from] CronError),
+    /// An hour in `schedule.run_hours` is not an hour of the day.
+    #[error("`schedule.run_hours`: {0} is not an hour of the day (0..=23)")]
+    RunHour(u32),
+    /// `schedule.availability_delay` is negative.
+    #[error("`schedule.availability_delay`: must not be negative")]
+    NegativeDelay,
+}
+
+/// When the scheduler moves the window, and where the window ends.
+///
+/// The newest expected run is `now - availability_delay`, snapped down to the latest of
+/// `run_hours` (UTC) and then to the rolling step; the window ends there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// When to emit a roll event: a five-field cron expression in UTC
+    /// (`minute hour day-of-month month day-of-week`). Default `"5 * * * *"`: every hour at
+    /// minute 5.
+    #[serde(default = "default_cron")]
+    pub cron: String,
+    /// Hours (UTC) at which the model runs, e.g. `[3, 9, 15, 21]` for MOGREPS-UK. Empty: every
+    /// step of the rolling dim is a run.
+    #[serde(default)]
+    pub run_hours: Vec<u32>,
+    /// How long after its nominal time a run's files are expected to be available.
+    #[serde(default)]
+    pub availability_delay: Seconds,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            cron: default_cron(),
+            run_hours: Vec::new(),
+            availability_delay: Seconds(0),
+        }
+    }
+}
+
+fn default_cron() -> String {
+    "5 * * * *".into()
+}
+
+impl ScheduleConfig {
+    /// Checks the section: the cron expression parses, run hours are hours of the day, the
+    /// delay is not negative.
+    pub fn validate(&self) -> Result<(), ScheduleError> {
+        Cron::parse(&self.cron)?;
+        if let Some(&hour) = self.run_hours.iter().find(|&&h| h > 23) {
+            return Err(ScheduleError::RunHour(hour));
+        }
+        if self.availability_delay.0 < 0 {
+            return Err(ScheduleError::NegativeDelay);
+        }
+        Ok(())
+    }
+}
 
 /// A parsed cron expression (`minute hour day-of-month month day-of-week`, UTC). Each field is
 /// `*`, a number, a range `a-b`, a step `*/n` or `a-b/n`, or a comma-separated list of those.
@@ -18,9 +110,20 @@ pub struct Cron {
     weekdays_restricted: bool,
 }
 
-fn parse_field(text: &str, name: &str, lo: u32, hi: u32) -> Result<(Vec<bool>, bool), String> {
+fn parse_field(
+    text: &str,
+    name: &'static str,
+    lo: u32,
+    hi: u32,
+) -> Result<(Vec<bool>, bool), CronError> {
     let mut allowed = vec![false; hi as usize + 1];
-    let bad = |why: &str| format!("cron {name} field `{text}`: {why} (allowed {lo}-{hi})");
+    let bad = |why: &'static str| CronError::Field {
+        field: name,
+        text: text.to_owned(),
+        why,
+        lo,
+        hi,
+    };
     for item in text.split(',') {
         let (range, step) = match item.split_once('/') {
             Some((range, step)) => {
@@ -54,13 +157,13 @@ fn parse_field(text: &str, name: &str, lo: u32, hi: u32) -> Result<(Vec<bool>, b
 
 impl Cron {
     /// Parses an expression such as `"5 * * * *"` (every hour at minute 5).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, CronError> {
         let fields: Vec<&str> = text.split_whitespace().collect();
         let [minute, hour, day, month, weekday] = fields[..] else {
-            return Err(format!(
-                "`{text}` has {} fields; write five: minute hour day-of-month month day-of-week, e.g. \"5 * * * *\"",
-                fields.len()
-            ));
+            return Err(CronError::FieldCount {
+                text: text.to_owned(),
+                count: fields.len(),
+            });
         };
         let (minutes, _) = parse_field(minute, "minute", 0, 59)?;
         let (hours, _) = parse_field(hour, "hour", 0, 23)?;
@@ -130,7 +233,6 @@ pub fn newest_expected_run(now: i64, schedule: &ScheduleConfig, origin: i64, ste
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::duration::Seconds;
     use roller_proto::time::parse_instant;
 
     fn at(text: &str) -> i64 {
@@ -178,6 +280,7 @@ mod tests {
             ("a * * * *", "number"),
         ] {
             let err = Cron::parse(text).expect_err(text);
+            let err = err.to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
     }

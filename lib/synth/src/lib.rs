@@ -15,9 +15,10 @@ use roller_proto::time::format_instant;
 
 use roller_model::config::{
     DatasetConfig, EncodingConfig, FileDimConfig, Levels, MatchConfig, MessageDimConfig,
-    RollingConfig, ScheduleConfig, SourceConfig, StoreConfig, Visibility,
+    RollingConfig, SourceConfig, StoreConfig, Visibility,
 };
 use roller_model::duration::Seconds;
+use roller_model::schedule::ScheduleConfig;
 
 /// What to synthesise.
 #[derive(Debug, Clone)]

@@ -263,9 +263,7 @@ fn run(cli: Cli) -> Result<()> {
             let until = match until {
                 Some(t) => roller_proto::time::parse_instant(&t)
                     .with_context(|| format!("--until `{t}` is not an RFC 3339 time"))?,
-                None => {
-                    roller_nats::scheduler::roll_event(&config, roller_proto::time::now()).until
-                }
+                None => roller_scheduler::roll_event(&config, roller_proto::time::now()).until,
             };
             // Checked here too, so a roll sent over NATS is refused before it is published.
             if until > roller_proto::time::now() + roller_model::state::MAX_AHEAD_SECONDS {

@@ -74,7 +74,7 @@ pub enum StageError {
     Commit(#[from] commit::CommitStageError),
     /// The scheduler's cadence is unusable.
     #[error(transparent)]
-    Scheduler(#[from] scheduler::SchedulerError),
+    Scheduler(#[from] roller_scheduler::SchedulerError),
 }
 
 fn scratch_of(config: &DatasetConfig, backends: &Backends) -> Result<Scratch, StageError> {

@@ -3,36 +3,12 @@
 
 use roller_bus::scratch::Scratch;
 use roller_model::config::DatasetConfig;
-use roller_model::schedule::{newest_expected_run, Cron};
 use roller_proto::{wire, RollEvent};
+use roller_scheduler::{Scheduler, SchedulerError};
 
 use crate::publish::{publish, Abandoned, Outgoing};
 use crate::shutdown::Shutdown;
 use crate::topology::Topology;
-
-/// Why the scheduler cannot run: its cadence is unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum SchedulerError {
-    /// `schedule.cron` does not parse.
-    #[error("schedule.cron: {0}")]
-    Cron(String),
-    /// `schedule.cron` parses but names no time that exists (e.g. 31 February).
-    #[error("schedule.cron `{0}` never fires")]
-    NeverFires(String),
-}
-
-/// The roll event the clock asks for at `now`: the window ends at the newest expected run.
-pub fn roll_event(config: &DatasetConfig, now: i64) -> RollEvent {
-    RollEvent {
-        dataset: config.name.clone(),
-        until: newest_expected_run(
-            now,
-            &config.schedule,
-            config.origin_seconds(),
-            config.rolling.step.0,
-        ),
-    }
-}
 
 /// Publishes a roll event for the commit stage.
 pub async fn publish_roll(
@@ -57,7 +33,7 @@ pub async fn run(
     scratch: Option<Scratch>,
     shutdown: &Shutdown,
 ) -> Result<(), SchedulerError> {
-    let cron = Cron::parse(&config.schedule.cron).map_err(SchedulerError::Cron)?;
+    let scheduler = Scheduler::new(config)?;
     loop {
         if let Some(scratch) = &scratch {
             let scratch = scratch.clone();
@@ -68,9 +44,7 @@ pub async fn run(
             }
         }
         let now = roller_proto::time::now();
-        let Some(next) = cron.next_after(now) else {
-            return Err(SchedulerError::NeverFires(config.schedule.cron.clone()));
-        };
+        let next = scheduler.next_fire(now)?;
         tracing::info!(
             next = %roller_proto::time::format_instant(next),
             "next roll event"
@@ -80,7 +54,7 @@ pub async fn run(
             () = tokio::time::sleep(wait) => {}
             () = shutdown.stop_pulling.cancelled() => return Ok(()),
         }
-        let event = roll_event(config, roller_proto::time::now());
+        let event = scheduler.roll_event(roller_proto::time::now());
         tracing::info!(
             until = %roller_proto::time::format_instant(event.until),
             "emitting roll event"

@@ -4,11 +4,12 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use roller_nats::scheduler::{publish_roll, roll_event};
+use roller_nats::scheduler::publish_roll;
 use roller_nats::shutdown::Shutdown;
 use roller_nats::topology::Topology;
 use roller_nats::StageKind::{self, Commit, Decode, Fetch, Scheduler, Write};
 use roller_proto::RollEvent;
+use roller_scheduler::roll_event;
 use roller_test_support::cluster::{binary, Cluster};
 use roller_test_support::http::request;
 use roller_test_support::nats::{free_port, spawn_isolated};
