@@ -114,6 +114,11 @@ const BOXES_AND_LAYERS: &[&str] = &[
 ];
 
 #[test]
+fn the_serve_box_depends_on_no_bus_or_cloud_sdk() {
+    assert_free_of("roller-serve", BUS_AND_CLOUD);
+}
+
+#[test]
 fn boxes_and_their_layers_depend_on_no_bus_cloud_sdk_or_http_server() {
     for package in BOXES_AND_LAYERS {
         assert_free_of(package, BUS_AND_CLOUD);
@@ -131,6 +136,7 @@ fn only_decode_links_netcdf() {
         "roller-write",
         "roller-commit",
         "roller-scheduler",
+        "roller-serve",
     ] {
         assert_free_of(package, NETCDF);
     }

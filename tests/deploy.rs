@@ -49,7 +49,7 @@ const LONG_RUNNING: [&str; 6] = [
 fn known_variables() -> BTreeSet<String> {
     roller_nats::run::environment_variables()
         .into_iter()
-        .chain(roller_serve::run::environment_variables())
+        .chain(roller_nats::serve::environment_variables())
         .chain(AWS_STANDARD.iter().map(|s| (*s).to_owned()))
         .collect()
 }

@@ -92,7 +92,7 @@ enum Command {
     /// publish their notifications on NATS (sample data for a new deployment).
     Sample(sample::SampleArgs),
     /// Serve datasets' logical views over HTTP, read-only (what `roller-serve` does).
-    Serve(roller_serve::run::ServeArgs),
+    Serve(roller_nats::serve::ServeArgs),
     /// Print a dataset's committed state and logical view.
     Inspect {
         /// The dataset's store directory.
@@ -178,9 +178,9 @@ fn multi_call() -> Option<std::process::ExitCode> {
         "roller-commit" => StageKind::Commit,
         "roller-scheduler" => StageKind::Scheduler,
         "roller-serve" => {
-            let cli = roller_serve::run::ServeCli::parse();
+            let cli = roller_nats::serve::ServeCli::parse();
             roller_nats::run::init_logging();
-            return Some(match roller_serve::run::run(&cli.args) {
+            return Some(match roller_nats::serve::run(&cli.args) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -330,7 +330,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", describe(&store.record()));
             Ok(())
         }
-        Command::Serve(args) => roller_serve::run::run(&args),
+        Command::Serve(args) => roller_nats::serve::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::BenchNats(args) => bench_nats::run(&args),
         Command::BenchS3(args) => bench_s3::run(&args),

@@ -16,6 +16,7 @@
 
 pub mod commit;
 pub mod consume;
+pub mod dead_letters;
 pub mod decode;
 pub mod fetch;
 pub mod health;
@@ -24,6 +25,7 @@ pub mod publish;
 pub mod replay;
 pub mod run;
 pub mod scheduler;
+pub mod serve;
 pub mod settings;
 pub mod shutdown;
 pub mod topology;

@@ -36,14 +36,6 @@ pub enum CatalogError {
     /// The name is reserved for the status page's images.
     #[error("a dataset cannot be named `{0}`: the server uses /{0}/ for the status page's images; rename it")]
     Reserved(String),
-    /// A dataset's store could not be opened.
-    #[error("dataset `{name}`: {reason}")]
-    Store {
-        /// The dataset.
-        name: String,
-        /// Why.
-        reason: String,
-    },
 }
 
 /// Why a read has no answer.
@@ -127,22 +119,8 @@ impl From<SnapshotError> for ReadError {
 }
 
 impl Catalog {
-    /// A catalog of `configs`, re-reading each commit record at most every `refresh`.
-    pub fn open(configs: Vec<DatasetConfig>, refresh: Duration) -> Result<Self, CatalogError> {
-        let datasets = configs
-            .into_iter()
-            .map(|config| match roller_s3::Backends::open(&config) {
-                Ok(backends) => Ok((config, backends.store)),
-                Err(e) => Err(CatalogError::Store {
-                    name: config.name.clone(),
-                    reason: e.to_string(),
-                }),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Self::with_stores(datasets, refresh)
-    }
-
-    /// A catalog over stores already opened (tests, embedding).
+    /// A catalog of datasets and their opened stores, re-reading each commit record at most
+    /// every `refresh`.
     pub fn with_stores(
         datasets: Vec<(DatasetConfig, Arc<dyn Storage>)>,
         refresh: Duration,

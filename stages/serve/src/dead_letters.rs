@@ -1,110 +1,35 @@
-//! Dead-letter counts for the status page, when the server is told where NATS is (`NATS_URL`).
-//!
-//! The server must serve data whether or not NATS is up, so it connects in the background and
-//! keeps trying; until it is connected the page says the count is unavailable. A count is the
-//! number of messages in the dead-letter stream on `{prefix}.dead.*.{dataset}` (every stage);
-//! one request gives every dataset's. The page never shows credentials from `NATS_URL`, and
-//! JetStream's own error messages go to the log, not the page.
+//! Dead-letter counts for the status page. The server does not know where dead letters are
+//! kept: whoever starts it may hand it a [`DeadLetterCounts`] (the stage binaries give it one
+//! that reads the JetStream dead-letter stream, `roller_nats::dead_letters`); without one the
+//! page says the counts are not configured.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-use async_nats::jetstream;
-use roller_nats::settings::NatsSettings;
-use roller_nats::topology::{self, without_credentials};
-use roller_proto::{StreamKind, Subjects};
-use tokio::sync::RwLock;
-
-/// How long a count may take before the page gives up on it.
-const COUNT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Time between connection attempts while NATS is unreachable.
-const RETRY: Duration = Duration::from_secs(5);
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 /// A dataset's dead letters, as the page shows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadCount {
-    /// The server was not given a NATS URL.
+    /// The server was not given a source of dead-letter counts.
     NotConfigured,
-    /// NATS is configured but the count could not be read (the reason).
+    /// A source is configured but the count could not be read (the reason).
     Unavailable(String),
-    /// Messages in the dead-letter stream for the dataset.
+    /// Messages in the dead letters for the dataset.
     Count(u64),
 }
 
-/// Reads dead-letter counts from JetStream.
-#[derive(Debug)]
-pub struct DeadLetters {
-    url: String,
-    subjects: Subjects,
-    js: RwLock<Option<jetstream::Context>>,
-}
+/// Why the counts cannot be read now; the text is shown on the page, so it must not carry
+/// credentials or internal error detail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
 
-impl DeadLetters {
-    /// Starts connecting to the NATS in `settings`, in the background, until it succeeds.
-    /// Must be called inside a Tokio runtime.
-    pub fn start(settings: NatsSettings) -> Arc<Self> {
-        let this = Arc::new(Self {
-            url: settings.url.clone(),
-            subjects: settings.subjects.clone(),
-            js: RwLock::new(None),
-        });
-        let connecting = this.clone();
-        tokio::spawn(async move {
-            loop {
-                match topology::connect(&settings, "roller-serve").await {
-                    Ok(client) => {
-                        *connecting.js.write().await = Some(jetstream::new(client));
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "dead-letter counts unavailable; retrying");
-                        tokio::time::sleep(RETRY).await;
-                    }
-                }
-            }
-        });
-        this
-    }
+/// The counts of every dataset that has dead letters, by dataset name.
+pub type Counts = HashMap<String, u64>;
 
-    /// The number of dead letters of every dataset that has any (one request to JetStream);
-    /// `Err` says why the counts are unavailable.
-    pub async fn counts(&self) -> Result<HashMap<String, u64>, String> {
-        let Some(js) = self.js.read().await.clone() else {
-            return Err(format!(
-                "not connected to NATS at {}",
-                without_credentials(&self.url)
-            ));
-        };
-        let stream = self.subjects.stream(StreamKind::Dead);
-        let counted = async {
-            let stream = js
-                .get_stream(&stream)
-                .await
-                .map_err(|e| format!("stream {stream}: {e}"))?;
-            let mut subjects = stream
-                .info_with_subjects(self.subjects.all_dead())
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut counts = HashMap::new();
-            while let Some(entry) = futures::StreamExt::next(&mut subjects).await {
-                let (subject, count) = entry.map_err(|e| e.to_string())?;
-                // `{prefix}.dead.{stage}.{dataset}`: a dataset name is one subject token.
-                if let Some(dataset) = subject.rsplit('.').next() {
-                    *counts.entry(dataset.to_owned()).or_insert(0) +=
-                        u64::try_from(count).unwrap_or(u64::MAX);
-                }
-            }
-            Ok::<_, String>(counts)
-        };
-        match tokio::time::timeout(COUNT_TIMEOUT, counted).await {
-            Ok(Ok(counts)) => Ok(counts),
-            Ok(Err(reason)) => {
-                tracing::warn!(reason, "cannot count dead letters");
-                Err("JetStream did not give the counts (see the server's log)".into())
-            }
-            Err(_) => Err("NATS did not answer in time".into()),
-        }
-    }
+/// Where the status page reads dead-letter counts from.
+pub trait DeadLetterCounts: Send + Sync + fmt::Debug {
+    /// Every dataset's count (datasets with none may be left out).
+    fn counts(&self) -> Pin<Box<dyn Future<Output = Result<Counts, Unavailable>> + Send + '_>>;
 }

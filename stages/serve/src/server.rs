@@ -19,7 +19,7 @@ use axum::response::Response;
 use axum::Router;
 
 use crate::catalog::{Answer, Catalog, Kind, ReadError};
-use crate::dead_letters::{DeadCount, DeadLetters};
+use crate::dead_letters::{DeadCount, DeadLetterCounts};
 use crate::quicklook::QuickLooks;
 use crate::quicklook::QUICKLOOK_DIR;
 use crate::range::{self, Ranged};
@@ -34,8 +34,8 @@ pub struct Served {
     pub metadata_max_age: Duration,
     /// The status page's quick-look images.
     pub quicklooks: QuickLooks,
-    /// Dead-letter counts for the status page (`None`: NATS not configured).
-    pub dead_letters: Option<Arc<DeadLetters>>,
+    /// Dead-letter counts for the status page (`None`: not configured).
+    pub dead_letters: Option<Arc<dyn DeadLetterCounts>>,
     /// The server's URL as readers reach it (e.g. `https://data.example.org/zarr`), for
     /// snapshot URLs; `None`: `http://` and the request's `Host`.
     pub public_url: Option<String>,
@@ -203,7 +203,7 @@ async fn status_page(served: Arc<Served>, headers: &HeaderMap) -> Response {
             let count = match &counts {
                 None => DeadCount::NotConfigured,
                 Some(Ok(counts)) => DeadCount::Count(counts.get(name).copied().unwrap_or(0)),
-                Some(Err(reason)) => DeadCount::Unavailable(reason.clone()),
+                Some(Err(reason)) => DeadCount::Unavailable(reason.to_string()),
             };
             (name.to_owned(), count)
         })

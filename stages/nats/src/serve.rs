@@ -1,5 +1,6 @@
-//! Starting a server: read the configs, open the stores, listen, serve until SIGTERM or
-//! Ctrl-C. `roller-serve` and `roller serve` are both one call to [`run`].
+//! Starting `roller-serve` (the serve box, `roller_serve`): read the configs, open the stores
+//! (local or S3), connect the status page to the JetStream dead letters, listen, serve until
+//! SIGTERM or Ctrl-C. `roller-serve` and `roller serve` are both one call to [`run`].
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -11,11 +12,12 @@ use anyhow::{Context, Result};
 use roller_model::config::DatasetConfig;
 use roller_model::duration::Seconds;
 
-use roller_nats::NatsSettings;
+use roller_serve::catalog::DEFAULT_SNAPSHOT_CACHE;
+use roller_serve::dead_letters::DeadLetterCounts;
+use roller_serve::{serve, Catalog, Served};
 
-use crate::catalog::Catalog;
 use crate::dead_letters::DeadLetters;
-use crate::server::{serve, Served};
+use crate::NatsSettings;
 
 /// `roller-serve`'s whole command line (name, version, help): its own binary and the multi-call
 /// `roller` called by that name parse the same.
@@ -56,7 +58,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLLER_SERVE_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Most snapshots (`/<dataset>@<generation>/`) kept open at once.
-    #[arg(long, env = "ROLLER_SERVE_SNAPSHOT_CACHE", default_value_t = NonZeroUsize::new(crate::catalog::DEFAULT_SNAPSHOT_CACHE).unwrap_or(NonZeroUsize::MIN))]
+    #[arg(long, env = "ROLLER_SERVE_SNAPSHOT_CACHE", default_value_t = NonZeroUsize::new(DEFAULT_SNAPSHOT_CACHE).unwrap_or(NonZeroUsize::MIN))]
     pub snapshot_cache: NonZeroUsize,
     /// NATS server for the status page's dead-letter counts (with `NATS_CREDS` and
     /// `ROLLER_STREAM_PREFIX` as for the stages); without it the page does not count them.
@@ -76,7 +78,7 @@ pub fn environment_variables() -> Vec<String> {
         .map(|name| name.to_string_lossy().into_owned())
         .collect();
     names.push("RUST_LOG".into());
-    names.extend(roller_nats::run::environment_variables());
+    names.extend(crate::run::environment_variables());
     names
 }
 
@@ -94,7 +96,16 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .iter()
         .map(|path| DatasetConfig::load(path))
         .collect::<Result<Vec<_>, _>>()?;
-    let catalog = Catalog::open(configs, args.refresh)?.with_snapshot_cache(args.snapshot_cache);
+    let stores = configs
+        .into_iter()
+        .map(|config| {
+            let backends = roller_s3::Backends::open(&config)
+                .with_context(|| format!("dataset `{}`: opening its store", config.name))?;
+            Ok((config, backends.store))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let catalog =
+        Catalog::with_stores(stores, args.refresh)?.with_snapshot_cache(args.snapshot_cache);
     let nats = match &args.nats_url {
         Some(url) => {
             let mut settings = NatsSettings::from_env()?;
@@ -109,7 +120,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .context("starting the server's runtime")?;
     runtime.block_on(async {
         let served = Arc::new(Served {
-            dead_letters: nats.map(DeadLetters::start),
+            dead_letters: nats
+                .map(|settings| -> Arc<dyn DeadLetterCounts> { DeadLetters::start(settings) }),
             public_url: args.public_url.clone(),
             ..Served::new(catalog, args.metadata_max_age)
         });
