@@ -4,6 +4,7 @@
 //! broker implementation plugs in behind the same two traits. Across processes, bulk bytes
 //! travel through [`scratch`] storage and messages carry its keys (claim-checks).
 
+pub mod metrics;
 pub mod scratch;
 
 use std::fmt;
@@ -81,6 +82,14 @@ pub trait DeadLetterSink: Send + Sync {
 pub struct CollectedDeadLetters(Mutex<Vec<DeadLetter>>);
 
 impl CollectedDeadLetters {
+    /// How many have been collected so far.
+    pub fn count(&self) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len() as u64
+    }
+
     /// Everything collected so far.
     pub fn take(&self) -> Vec<DeadLetter> {
         std::mem::take(

@@ -8,22 +8,21 @@
 //! ```
 
 use std::io;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, TryRecvError};
-use roller_proto::feed::{self, Notice};
 use roller_proto::{Notification, RollEvent, WriteReport};
 
+use roller_bus::metrics::{Counter, Metrics};
 use roller_bus::{CollectedDeadLetters, DeadLetter, DeadLetterSink, Outbox, Stage};
-use roller_commit::reference::{ReferenceError, ReferenceWriter};
-use roller_commit::{CommitError, Committed, Committer};
-use roller_decode::{Decoded, Decoder, ReadPath};
+use roller_commit::{CommitError, Committed, Committer, Event, MAX_BATCH};
+use roller_decode::Decoder;
+use roller_fetch::feed::files_for;
 use roller_fetch::{FetchError, Fetcher, ObjectSource};
 use roller_model::clock::Clock;
 use roller_model::config::DatasetConfig;
 use roller_model::layout::Layout;
-use roller_model::matching::matches;
 use roller_model::slab::Slab;
 use roller_model::state::CommitRecord;
 use roller_storage::expiry::{DeleteExpired, Expiry};
@@ -49,9 +48,6 @@ pub enum RunError {
     /// Reading the notifications failed.
     #[error("reading notifications: {0}")]
     Input(#[from] io::Error),
-    /// The reference view is enabled but cannot be set up.
-    #[error(transparent)]
-    Reference(#[from] ReferenceError),
 }
 
 /// Progress of a run, reported after every commit.
@@ -158,20 +154,6 @@ pub fn open_store(config: &DatasetConfig) -> Result<Arc<dyn Storage>, StorageErr
     )?))
 }
 
-#[derive(Default)]
-struct Counters {
-    notifications: AtomicU64,
-    unmatched: AtomicU64,
-    skipped: AtomicU64,
-    direct: AtomicU64,
-    files: AtomicU64,
-    below_window: AtomicU64,
-    decoded_bytes: AtomicU64,
-    chunks: AtomicU64,
-    stored_bytes: AtomicU64,
-    failed: AtomicU64,
-}
-
 /// Ingests notifications (JSON, one per line) into the dataset in `storage`.
 pub fn run(
     config: &DatasetConfig,
@@ -190,10 +172,11 @@ pub fn run(
     if let Some(objects) = &options.objects {
         fetcher = fetcher.with_objects(objects.clone(), std::env::temp_dir());
     }
-    let decoder = Decoder::new(layout.clone(), storage.clone());
-    let writer = Writer::new(layout, storage)?;
+    let metrics = Arc::new(Metrics::default());
+    committer = committer.with_metrics(metrics.clone());
+    let decoder = Decoder::new(layout.clone(), storage.clone()).with_metrics(metrics.clone());
+    let writer = Writer::new(layout, storage)?.with_metrics(metrics.clone());
     let dead = CollectedDeadLetters::default();
-    let counters = Counters::default();
     let offset = AtomicI64::new(visible_offset(committer.record()));
     let depth = options.queue_depth.max(1);
     let (note_tx, note_rx) = bounded::<Notification>(depth);
@@ -203,48 +186,48 @@ pub fn run(
     let outcome = std::thread::scope(|scope| {
         for _ in 0..options.decode_workers.max(1) {
             let (rx, tx) = (note_rx.clone(), slab_tx.clone());
-            let (fetcher, decoder, dead, counters, offset) =
-                (&fetcher, &decoder, &dead, &counters, &offset);
-            scope.spawn(move || decode_worker(&rx, &tx, fetcher, decoder, dead, counters, offset));
+            let (fetcher, decoder, dead, offset) = (&fetcher, &decoder, &dead, &offset);
+            scope.spawn(move || decode_worker(&rx, &tx, fetcher, decoder, dead, offset));
         }
         for _ in 0..options.write_workers.max(1) {
             let (rx, tx) = (slab_rx.clone(), report_tx.clone());
-            let (writer, dead, counters) = (&writer, &dead, &counters);
-            scope.spawn(move || write_worker(&rx, &tx, writer, dead, counters));
+            let (writer, dead) = (&writer, &dead);
+            scope.spawn(move || write_worker(&rx, &tx, writer, dead));
         }
         drop((note_rx, slab_tx, slab_rx, report_tx));
         let committing = scope.spawn(|| {
-            commit_loop(&mut committer, &report_rx, &offset, |generation| {
+            commit_loop(&mut committer, &report_rx, &dead, &offset, |generation| {
                 if let Some(progress) = &options.on_progress {
                     progress(Progress {
-                        files: counters.files.load(Ordering::Relaxed),
-                        failed: counters.failed.load(Ordering::Relaxed),
+                        files: metrics.get(Counter::Files),
+                        failed: dead.count(),
                         generation,
                     });
                 }
             })
         });
-        let read = ingest(lines, config, &note_tx, &dead, &counters);
+        let read = ingest(lines, config, &note_tx, &dead, &metrics);
         drop(note_tx);
         let committed = committing
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        read.map_err(RunError::from)
-            .and(committed.map_err(RunError::from))
+        let unparsed = read.map_err(RunError::from)?;
+        committed.map_err(RunError::from)?;
+        Ok::<_, RunError>(unparsed)
     });
-    let commits = outcome?;
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let unparsed = outcome?;
+    let count = |counter| metrics.get(counter);
     Ok(RunSummary {
-        notifications: load(&counters.notifications),
-        unmatched: load(&counters.unmatched),
-        skipped: load(&counters.skipped),
-        direct_reads: load(&counters.direct),
-        files: load(&counters.files),
-        below_window: load(&counters.below_window),
-        decoded_bytes: load(&counters.decoded_bytes),
-        chunks: load(&counters.chunks),
-        stored_bytes: load(&counters.stored_bytes),
-        commits,
+        notifications: count(Counter::Notices) + unparsed,
+        unmatched: count(Counter::Unmatched),
+        skipped: count(Counter::Skipped),
+        direct_reads: count(Counter::DirectReads),
+        files: count(Counter::Files),
+        below_window: count(Counter::BelowWindow),
+        decoded_bytes: count(Counter::DecodedBytes),
+        chunks: count(Counter::Chunks),
+        stored_bytes: count(Counter::StoredBytes),
+        commits: count(Counter::Commits),
         dead_letters: dead.take(),
         record: committer.record().clone(),
     })
@@ -262,26 +245,20 @@ pub fn roll(
         dataset: config.name.clone(),
         until,
     };
-    committer.check_roll(&roll)?;
-    committer.fold_roll(&roll);
+    committer.fold(&Event::Roll(roll))?;
     while committer.commit()?.is_some() {}
     committer.tidy()?;
     Ok(committer.record().clone())
 }
 
-/// The committer of `config`'s dataset: its grace, its reference file, `clock`.
+/// The committer of `config`'s dataset ([`Committer::for_dataset`]) on `clock`.
 pub fn committer(
     config: &DatasetConfig,
     storage: Arc<dyn Storage>,
     expiry: Arc<dyn Expiry>,
     clock: Arc<dyn Clock>,
 ) -> Result<Committer, RunError> {
-    let layout = Layout::from_config(config);
-    let references = ReferenceWriter::for_dataset(config, storage.clone())?;
-    Ok(Committer::open(storage, layout, expiry)?
-        .with_grace(config.expiry.grace.0)
-        .with_clock(clock)
-        .with_references(references))
+    Ok(Committer::for_dataset(config, storage, expiry)?.with_clock(clock))
 }
 
 fn visible_offset(record: &CommitRecord) -> i64 {
@@ -292,50 +269,40 @@ fn visible_offset(record: &CommitRecord) -> i64 {
     }
 }
 
+/// Reads the lines, hands the files this dataset takes to the decode workers and returns how
+/// many lines did not parse (each a dead letter).
 fn ingest(
     lines: impl Iterator<Item = io::Result<String>>,
     config: &DatasetConfig,
     out: &impl Outbox<Notification>,
     dead: &impl DeadLetterSink,
-    counters: &Counters,
-) -> io::Result<()> {
+    metrics: &Metrics,
+) -> io::Result<u64> {
+    let mut unparsed = 0;
     for (n, line) in lines.enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let notices = match feed::parse(&line) {
-            Ok(notices) => notices,
+        match files_for(&line, &config.matching, metrics) {
+            Ok(files) => {
+                for note in files {
+                    if out.send(note).is_err() {
+                        return Ok(unparsed);
+                    }
+                }
+            }
             Err(e) => {
-                counters.notifications.fetch_add(1, Ordering::Relaxed);
-                counters.failed.fetch_add(1, Ordering::Relaxed);
+                unparsed += 1;
                 dead.dead_letter(DeadLetter {
                     stage: Stage::Ingest,
                     source: format!("line {}", n + 1),
                     reason: e.to_string(),
                 });
-                continue;
-            }
-        };
-        for notice in notices {
-            counters.notifications.fetch_add(1, Ordering::Relaxed);
-            match notice {
-                Notice::File(note) if matches(&config.matching, &note) => {
-                    if out.send(*note).is_err() {
-                        return Ok(());
-                    }
-                }
-                Notice::File(_) => {
-                    counters.unmatched.fetch_add(1, Ordering::Relaxed);
-                }
-                Notice::Skipped { event } => {
-                    tracing::info!(line = n + 1, event, "feed event announces no file; skipped");
-                    counters.skipped.fetch_add(1, Ordering::Relaxed);
-                }
             }
         }
     }
-    Ok(())
+    Ok(unparsed)
 }
 
 fn decode_worker(
@@ -344,12 +311,10 @@ fn decode_worker(
     fetcher: &Fetcher,
     decoder: &Decoder,
     dead: &impl DeadLetterSink,
-    counters: &Counters,
     offset: &AtomicI64,
 ) {
     for note in rx {
         let fail = |stage, reason: String| {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
             dead.dead_letter(DeadLetter {
                 stage,
                 source: note.id(),
@@ -366,25 +331,8 @@ fn decode_worker(
         let path = source.path();
         let current = offset.load(Ordering::Relaxed);
         let known = (current != i64::MIN).then_some(current);
-        let result = retry(|| {
-            decoder.decode(path, &note, known, |slab| {
-                counters
-                    .decoded_bytes
-                    .fetch_add(slab.data.len() as u64, Ordering::Relaxed);
-                out.send(slab)
-            })
-        });
-        match result {
-            Ok(Ok(Decoded::Emitted { read, .. })) => {
-                counters.files.fetch_add(1, Ordering::Relaxed);
-                if read == ReadPath::Direct {
-                    counters.direct.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Ok(Ok(Decoded::BelowWindow { abs, offset })) => {
-                counters.below_window.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(source = %note.id(), abs, offset, "file is older than the window; skipped");
-            }
+        match retry(|| decoder.decode(path, &note, known, |slab| out.send(slab))) {
+            Ok(Ok(_)) => {}
             Ok(Err(_closed)) => return,
             Err(e) => fail(Stage::Decode, e.to_string()),
         }
@@ -396,61 +344,58 @@ fn write_worker(
     out: &impl Outbox<WriteReport>,
     writer: &Writer,
     dead: &impl DeadLetterSink,
-    counters: &Counters,
 ) {
     for slab in rx {
-        let source = slab.source.clone();
         match retry(|| writer.write(&slab)) {
             Ok(report) => {
-                counters
-                    .chunks
-                    .fetch_add(u64::from(report.chunks), Ordering::Relaxed);
-                counters
-                    .stored_bytes
-                    .fetch_add(report.bytes, Ordering::Relaxed);
                 if out.send(report).is_err() {
                     return;
                 }
             }
-            Err(e) => {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
-                dead.dead_letter(DeadLetter {
-                    stage: Stage::Write,
-                    source,
-                    reason: e.to_string(),
-                });
-            }
+            Err(e) => dead.dead_letter(DeadLetter {
+                stage: Stage::Write,
+                source: slab.source.clone(),
+                reason: e.to_string(),
+            }),
         }
     }
 }
 
 /// Folds reports as they come, committing once per batch (whatever has queued up while the
-/// previous commit was being written). Returns the number of commits.
+/// previous commit was being written, up to [`MAX_BATCH`]); a report the committer refuses is a
+/// dead letter.
 fn commit_loop(
     committer: &mut Committer,
     reports: &Receiver<WriteReport>,
+    dead: &impl DeadLetterSink,
     offset: &AtomicI64,
     on_commit: impl Fn(u64),
-) -> Result<u64, CommitError> {
-    let mut commits = 0;
-    let mut publish = |committer: &mut Committer| -> Result<bool, CommitError> {
+) -> Result<(), CommitError> {
+    let publish = |committer: &mut Committer| -> Result<bool, CommitError> {
         match retry(|| committer.commit())? {
             Some(Committed { generation, .. }) => {
                 offset.store(visible_offset(committer.record()), Ordering::Relaxed);
-                commits += 1;
                 on_commit(generation);
                 Ok(true)
             }
             None => Ok(false),
         }
     };
+    let fold = |committer: &mut Committer, report: WriteReport| {
+        let source = report.source.clone();
+        if let Err(e) = committer.fold(&Event::Report(report)) {
+            dead.dead_letter(DeadLetter {
+                stage: Stage::Commit,
+                source,
+                reason: e.to_string(),
+            });
+        }
+    };
     while let Ok(first) = reports.recv() {
-        committer.fold_report(&first);
-        for _ in 1..roller_commit::MAX_BATCH {
+        fold(committer, first);
+        for _ in 1..MAX_BATCH {
             match reports.try_recv() {
-                Ok(report) => {
-                    committer.fold_report(&report);
-                }
+                Ok(report) => fold(committer, report),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
@@ -459,5 +404,5 @@ fn commit_loop(
     while publish(committer)? {}
     // Record what expiry removed after the last commit (the view does not change).
     retry(|| committer.tidy())?;
-    Ok(commits)
+    Ok(())
 }

@@ -19,8 +19,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use roller_proto::{RollEvent, WriteReport};
 
-use crate::reference::ReferenceWriter;
+use crate::reference::{ReferenceError, ReferenceWriter};
+use roller_bus::metrics::{Counter, Metrics};
 use roller_model::clock::{self, Clock};
+use roller_model::config::DatasetConfig;
 use roller_model::layout::Layout;
 use roller_model::metadata::{data_spec, ArraySpec, Role};
 use roller_model::physical_key::{commit_key, indexed_chunk_key, part_keys, snapshot_key};
@@ -62,6 +64,17 @@ pub enum CommitError {
     /// A key could not be formed (a dataset or array name the store refuses).
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The reference view is enabled but cannot be set up.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// An event names another dataset than the committer's.
+    #[error("an event for dataset `{event_dataset}` reached the commit stage of `{dataset}`; check the stream prefix and subjects")]
+    OtherDataset {
+        /// The committer's dataset.
+        dataset: String,
+        /// The dataset the event names.
+        event_dataset: String,
+    },
     /// A roll event is further ahead of the clock than [`MAX_AHEAD_SECONDS`].
     #[error("a roll to {until} is more than 2 days ahead of the clock ({now}); it would move every run out of the window: roll to a nearer time, or check the clock")]
     RollTooFarAhead {
@@ -101,6 +114,16 @@ pub struct Committer {
     grace: i64,
     clock: Arc<dyn Clock>,
     references: Option<ReferenceWriter>,
+    metrics: Arc<Metrics>,
+}
+
+/// What the commit stage takes in, in every mode.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A part was written.
+    Report(WriteReport),
+    /// The window is to move (the scheduler, `roller roll`).
+    Roll(RollEvent),
 }
 
 impl Committer {
@@ -151,6 +174,7 @@ impl Committer {
             grace: 0,
             clock: clock::system(),
             references: None,
+            metrics: Arc::default(),
         })
     }
 
@@ -184,6 +208,49 @@ impl Committer {
     /// Whether there is something to commit.
     pub fn is_dirty(&self) -> bool {
         self.dirty
+    }
+
+    /// The committer `config` describes, in every mode: its layout, its grace (`expiry.grace`)
+    /// and its reference file (`reference`); the system clock and fresh counters until set.
+    pub fn for_dataset(
+        config: &DatasetConfig,
+        storage: Arc<dyn Storage>,
+        expiry: Arc<dyn Expiry>,
+    ) -> Result<Self, CommitError> {
+        let references = ReferenceWriter::for_dataset(config, storage.clone())?;
+        Ok(Self::open(storage, Layout::from_config(config), expiry)?
+            .with_grace(config.expiry.grace.0)
+            .with_references(references))
+    }
+
+    /// Counts commits and roll events in `metrics` (the process's shared counters).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Folds one event after checking that it belongs here, in both modes: an event for
+    /// another dataset, or a roll further ahead of the clock than [`MAX_AHEAD_SECONDS`], is
+    /// refused (the caller dead-letters it) and changes nothing.
+    pub fn fold(&mut self, event: &Event) -> Result<Folded, CommitError> {
+        let dataset = match event {
+            Event::Report(report) => &report.dataset,
+            Event::Roll(roll) => &roll.dataset,
+        };
+        if dataset != &self.record.layout.name {
+            return Err(CommitError::OtherDataset {
+                dataset: self.record.layout.name.clone(),
+                event_dataset: dataset.clone(),
+            });
+        }
+        match event {
+            Event::Report(report) => Ok(self.fold_report(report)),
+            Event::Roll(roll) => {
+                self.check_roll(roll)?;
+                Ok(self.fold_roll(roll))
+            }
+        }
     }
 
     /// Folds a write report into the state.
@@ -220,6 +287,7 @@ impl Committer {
     /// Folds a roll event into the state.
     pub fn fold_roll(&mut self, roll: &RollEvent) -> Folded {
         let folded = self.record.fold_roll(roll);
+        self.metrics.incr(Counter::RollEvents);
         self.dirty |= folded != Folded::Unchanged;
         folded
     }
@@ -244,6 +312,7 @@ impl Committer {
         if let Some(references) = &self.references {
             references.submit(self.record.clone());
         }
+        self.metrics.incr(Counter::Commits);
         self.remove_released(now, MAX_SNAPSHOT_REMOVALS);
         tracing::debug!(
             dataset = %self.record.layout.name,

@@ -19,6 +19,7 @@ use netcdf::{AttributeValue, Extent};
 use roller_proto::{AttrValue, Attrs, CoordSchema, FileSchema, Notification};
 
 use crate::hdf5_direct::{ChunkError, DirectReader};
+use roller_bus::metrics::{Counter, Metrics};
 use roller_model::cf_time::{parse_duration_units, parse_instant_units, to_whole_seconds};
 use roller_model::chunk_codec::ChunkCodec;
 use roller_model::config::DType;
@@ -108,6 +109,7 @@ pub enum ReadPath {
 pub struct Decoder {
     layout: Layout,
     storage: Arc<dyn Storage>,
+    metrics: Arc<Metrics>,
     /// Static coordinate chunks known to be stored, to check each file's grid against.
     stored_statics: Mutex<HashMap<Key, Bytes>>,
 }
@@ -121,8 +123,16 @@ impl Decoder {
         Self {
             layout,
             storage,
+            metrics: Arc::default(),
             stored_statics: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Counts files, bytes and skipped files in `metrics` (the process's shared counters).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Decodes `path`, announced by `notification`, and hands each slab to `emit` in part order.
@@ -145,6 +155,13 @@ impl Decoder {
         };
         if let Some(offset) = offset {
             if plan.abs < offset {
+                self.metrics.incr(Counter::BelowWindow);
+                tracing::info!(
+                    source = %notification.id(),
+                    abs = plan.abs,
+                    offset,
+                    "file is older than the window; skipped"
+                );
                 return Ok(Ok(Decoded::BelowWindow {
                     abs: plan.abs,
                     offset,
@@ -210,9 +227,15 @@ impl Decoder {
                 schema: schema.take(),
                 statics: std::mem::take(&mut statics),
             };
+            let bytes = slab.data.len() as u64;
             if let Err(e) = emit(slab) {
                 return Ok(Err(e));
             }
+            self.metrics.add(Counter::DecodedBytes, bytes);
+        }
+        self.metrics.incr(Counter::Files);
+        if direct.is_some() {
+            self.metrics.incr(Counter::DirectReads);
         }
         Ok(Ok(Decoded::Emitted {
             abs: plan.abs,

@@ -8,6 +8,8 @@
 //! [`ObjectSource`] (S3, from `roller-s3`; this crate stays free of any SDK). Either way the source must exist, not be larger
 //! than `source.max_object_bytes`, and have the size the notification announced.
 
+pub mod feed;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -11,11 +11,9 @@ use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::Message;
 use futures::StreamExt;
 use roller_bus::Stage;
-use roller_commit::reference::{ReferenceError, ReferenceWriter};
-use roller_commit::{CommitError, Committer};
+use roller_commit::{CommitError, Committer, Event};
 use roller_model::config::DatasetConfig;
-use roller_model::layout::Layout;
-use roller_proto::{wire, CommitEvent, RollEvent, StreamKind, WriteReport};
+use roller_proto::{wire, CommitEvent, StreamKind};
 use roller_storage::expiry::Expiry;
 use roller_storage::Storage;
 
@@ -41,9 +39,6 @@ pub enum CommitStageError {
     /// The dataset cannot be committed (config incompatible with the store, corrupt record).
     #[error(transparent)]
     Commit(#[from] CommitError),
-    /// The reference view is enabled but cannot be set up (its URL).
-    #[error(transparent)]
-    Reference(#[from] ReferenceError),
 }
 
 /// What the commit stage needs.
@@ -111,13 +106,10 @@ async fn lead(
     consumer: &PullConsumer,
     lease: &mut Lease,
 ) -> Result<(), CommitStageError> {
-    let layout = Layout::from_config(&stage.config);
-    let references = ReferenceWriter::for_dataset(&stage.config, stage.store.clone())?;
     let mut committer = tokio::task::block_in_place(|| {
-        Committer::open(stage.store.clone(), layout, stage.expiry.clone())
+        Committer::for_dataset(&stage.config, stage.store.clone(), stage.expiry.clone())
     })?
-    .with_grace(stage.config.expiry.grace.0)
-    .with_references(references);
+    .with_metrics(stage.health.counters());
     let led = commit_while_leading(stage, consumer, lease, &mut committer).await;
     // Dropping the committer finishes its last reference file: blocking work.
     tokio::task::block_in_place(|| drop(committer));
@@ -257,26 +249,20 @@ fn fold(
 ) -> Result<Option<String>, String> {
     let subjects = &stage.topology.subjects;
     let dataset = &stage.config.name;
-    if message.subject.as_str() == subjects.report(dataset) {
-        let report: WriteReport = wire::decode(&message.payload).map_err(|e| e.to_string())?;
-        if &report.dataset != dataset {
-            return Err(format!(
-                "write report for dataset `{}` on the subject of `{dataset}`",
-                report.dataset
-            ));
-        }
-        committer.fold_report(&report);
-        Ok(Some(report.source))
+    let event = if message.subject.as_str() == subjects.report(dataset) {
+        Event::Report(wire::decode(&message.payload).map_err(|e| e.to_string())?)
     } else if message.subject.as_str() == subjects.roll(dataset) {
-        let roll: RollEvent = wire::decode(&message.payload).map_err(|e| e.to_string())?;
-        committer.check_roll(&roll).map_err(|e| e.to_string())?;
-        committer.fold_roll(&roll);
-        Ok(None)
+        Event::Roll(wire::decode(&message.payload).map_err(|e| e.to_string())?)
     } else {
-        Err(format!(
+        return Err(format!(
             "unexpected subject for the commit stage of `{dataset}`"
-        ))
-    }
+        ));
+    };
+    committer.fold(&event).map_err(|e| e.to_string())?;
+    Ok(match event {
+        Event::Report(report) => Some(report.source),
+        Event::Roll(_) => None,
+    })
 }
 
 /// Commits until nothing is left to publish (expiry after a commit makes one more). Returns

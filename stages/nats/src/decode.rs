@@ -72,7 +72,6 @@ fn decode_file(
     key: &Key,
 ) -> Result<(), Failure> {
     let note = &fetched.notification;
-    let source = note.id();
     let dataset = &fetched.dataset;
     let offset = match load_record(stage.store.as_ref()) {
         Ok(Some(record)) if record.head.is_some() => Some(record.offset),
@@ -101,11 +100,7 @@ fn decode_file(
             .map_err(|_| EmitError::Abandoned)
     });
     match result {
-        Ok(Ok(Decoded::Emitted { .. })) => Ok(()),
-        Ok(Ok(Decoded::BelowWindow { abs, offset })) => {
-            tracing::info!(%source, abs, offset, "file is older than the window; skipped");
-            Ok(())
-        }
+        Ok(Ok(Decoded::Emitted { .. } | Decoded::BelowWindow { .. })) => Ok(()),
         Ok(Err(EmitError::Storage(reason))) => Err(Failure::Transient(format!(
             "storing a slab in scratch: {reason}"
         ))),

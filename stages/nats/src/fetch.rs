@@ -1,15 +1,15 @@
-//! The fetch stage on NATS: takes a message of the feed (any form [`feed::parse`] reads) from
-//! the dataset's ingest subject, checks each notice it holds (matches the dataset, source
-//! allowed, size), copies each object into scratch and passes a [`FetchedFile`] on to decode.
-//! Events that announce no file are acked and logged.
+//! The fetch stage on NATS: takes a message of the feed from the dataset's ingest subject,
+//! keeps the files this dataset takes ([`files_for`], as embedded mode does), checks each
+//! (source allowed, size), copies it into scratch and passes a [`FetchedFile`] on to decode.
+//! A message with nothing for this dataset is acked and counted.
 
 use std::sync::Arc;
 
+use roller_bus::metrics::Metrics;
 use roller_bus::scratch::{Scratch, FETCHED};
+use roller_fetch::feed::files_for;
 use roller_fetch::Fetcher;
 use roller_model::config::DatasetConfig;
-use roller_model::matching::matches;
-use roller_proto::feed::{self, Notice};
 use roller_proto::{wire, FetchedFile, Notification};
 
 use crate::consume::{Failure, Handled, Incoming, Outcome};
@@ -30,6 +30,8 @@ pub struct FetchStage {
     pub topology: Topology,
     /// Shutdown signals.
     pub shutdown: Shutdown,
+    /// The process's counters.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Handles one message: every file it announces for this dataset is fetched and passed on
@@ -40,41 +42,17 @@ pub async fn handle(stage: Arc<FetchStage>, message: Incoming) -> Outcome {
     let Ok(text) = std::str::from_utf8(&message.payload) else {
         return permanent("the notification is not UTF-8 text".into(), None);
     };
-    let notices = match feed::parse(text) {
-        Ok(notices) => notices,
+    let mine = match files_for(text, &stage.config.matching, &stage.metrics) {
+        Ok(files) => files,
         Err(e) => return permanent(format!("not a valid notification: {e}"), None),
     };
-    let mut files = Vec::new();
-    for notice in notices {
-        match notice {
-            Notice::File(note) => files.push(*note),
-            Notice::Skipped { event } => {
-                tracing::info!(event, "feed event announces no file; skipped");
-            }
-        }
-    }
-    let config = &stage.config;
-    let (mine, others): (Vec<_>, Vec<_>) = files
-        .into_iter()
-        .partition(|note| matches(&config.matching, note));
     if mine.is_empty() {
-        if let Some(note) = others.first() {
-            // Embedded mode does the same: counted (`/metrics`, outcome "unmatched") and
-            // dropped, since a feed carries parameters no dataset takes.
-            tracing::warn!(
-                source = %note.id(),
-                model = %note.model,
-                name = %note.name,
-                "notice matches no dataset here (match.model = `{}`, match.name = `{}`); dropped",
-                config.matching.model,
-                config.matching.name
-            );
-            return Ok(Handled {
-                consumed: Vec::new(),
-                source: Some(note.id()),
-                unmatched: true,
-            });
-        }
+        // Nothing here for this dataset (counted by `files_for`): acked and dropped.
+        return Ok(Handled {
+            consumed: Vec::new(),
+            source: None,
+            unmatched: true,
+        });
     }
     let mut first = None;
     for note in mine {

@@ -17,6 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use roller_bus::metrics::Metrics;
+
 use crate::shutdown::Shutdown;
 
 /// What became of a handled message.
@@ -43,6 +45,7 @@ pub struct Health {
     retried: AtomicU64,
     dead_lettered: AtomicU64,
     unmatched: AtomicU64,
+    counters: Arc<Metrics>,
     client: std::sync::OnceLock<async_nats::Client>,
 }
 
@@ -58,8 +61,14 @@ impl Health {
             retried: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             unmatched: AtomicU64::new(0),
+            counters: Arc::default(),
             client: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The counters the stage's box counts into (reported with the message outcomes).
+    pub fn counters(&self) -> Arc<Metrics> {
+        self.counters.clone()
     }
 
     /// The stage has set up its streams on this connection: ready while it stays connected.
@@ -97,7 +106,8 @@ impl Health {
             && self.connected()
     }
 
-    /// The metrics in Prometheus' text format.
+    /// The metrics in Prometheus' text format: message outcomes, the boxes' counters (the same
+    /// set in every stage, as embedded mode reports them), connection and readiness.
     pub fn metrics(&self) -> String {
         let labels = format!(
             "stage=\"{}\",dataset=\"{}\"",
@@ -118,6 +128,7 @@ impl Health {
                 counter.load(Ordering::Relaxed)
             ));
         }
+        text.push_str(&self.counters.prometheus(&labels));
         text.push_str(&format!(
             "# HELP roller_nats_connected 1 while the NATS connection is up.\n# TYPE roller_nats_connected gauge\nroller_nats_connected{{{labels}}} {}\n# HELP roller_ready 1 while the stage is ready (streams set up, NATS connected).\n# TYPE roller_ready gauge\nroller_ready{{{labels}}} {}\n",
             u8::from(self.connected()),
@@ -196,6 +207,12 @@ mod tests {
         ));
         assert!(text.contains("outcome=\"dead_lettered\"} 1"));
         assert!(text.contains("outcome=\"retried\"} 0"));
+        health
+            .counters()
+            .add(roller_bus::metrics::Counter::Chunks, 3);
+        assert!(health
+            .metrics()
+            .contains("roller_chunks_total{stage=\"roller-fetch\",dataset=\"ukv_x\"} 3"));
         assert!(text.contains("roller_ready{stage=\"roller-fetch\",dataset=\"ukv_x\"} 0"));
         assert!(!health.is_ready());
     }

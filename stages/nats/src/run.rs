@@ -154,6 +154,7 @@ pub async fn run_stage(
                 scratch: scratch_or(&scratch)?,
                 topology: topology.clone(),
                 shutdown: shutdown.clone(),
+                metrics: health.counters(),
                 config: config.clone(),
             });
             let consumer = topology.consumer("fetch", StreamKind::Ingest).await?;
@@ -165,7 +166,7 @@ pub async fn run_stage(
         StageKind::Decode => {
             let store = backends.store.clone();
             let stage = Arc::new(decode::DecodeStage {
-                decoder: Decoder::new(layout, store.clone()),
+                decoder: Decoder::new(layout, store.clone()).with_metrics(health.counters()),
                 store,
                 scratch: scratch_or(&scratch)?,
                 topology: topology.clone(),
@@ -180,7 +181,9 @@ pub async fn run_stage(
         StageKind::Write => {
             let store = backends.store.clone();
             let stage = Arc::new(write::WriteStage {
-                writer: Writer::new(layout, store).map_err(|e| config_error(&e))?,
+                writer: Writer::new(layout, store)
+                    .map_err(|e| config_error(&e))?
+                    .with_metrics(health.counters()),
                 scratch: scratch_or(&scratch)?,
                 topology: topology.clone(),
                 shutdown: shutdown.clone(),

@@ -324,3 +324,66 @@ fn the_commit_stage_keeps_rolled_out_chunks_for_the_grace_then_removes_them_when
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// The value of `roller_<name>_total` in a `/metrics` body.
+fn counter(body: &str, name: &str) -> u64 {
+    let prefix = format!("roller_{name}_total{{");
+    body.lines()
+        .find(|line| line.starts_with(&prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in\n{body}"))
+}
+
+/// The metric names a `/metrics` body declares.
+fn metric_names(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_stage_reports_the_same_metrics_counted_as_embedded_mode_counts_them() {
+    let mut c = Cluster::new("metrics", 2, 2);
+    let mut ports = Vec::new();
+    for kind in ALL {
+        let port = free_port();
+        c.env
+            .push(("ROLLER_HEALTH_LISTEN".into(), format!("127.0.0.1:{port}")));
+        c.spawn(kind);
+        c.env.pop();
+        ports.push((kind, port));
+    }
+    for &(_, port) in &ports {
+        wait_for(port, "/readyz", "never ready", |s, _| s == 200, &c);
+    }
+    c.replay(&c.lines);
+    let expected = c.embedded_snapshot();
+    c.wait_until_equal(&expected, Duration::from_secs(120));
+
+    let mut config = c.config.clone();
+    config.store.path = c.path("embedded-again");
+    let summary = roller_test_support::ingest(&config, &c.local_lines);
+    let body = |kind: StageKind| {
+        let port = ports.iter().find(|(k, _)| *k == kind).expect("port").1;
+        String::from_utf8_lossy(&request(port, "GET", "/metrics", &[]).body).into_owned()
+    };
+    let names = metric_names(&body(Fetch));
+    assert!(names.contains(&"roller_files_total".to_owned()), "{names:?}");
+    for kind in ALL {
+        assert_eq!(metric_names(&body(kind)), names, "{}", kind.binary());
+    }
+    // Each box counts in its own stage what embedded mode counts for the same files.
+    assert_eq!(counter(&body(Fetch), "notices"), summary.notifications);
+    assert_eq!(counter(&body(Decode), "files"), summary.files);
+    assert_eq!(
+        counter(&body(Decode), "decoded_bytes"),
+        summary.decoded_bytes
+    );
+    assert_eq!(counter(&body(Write), "chunks"), summary.chunks);
+    assert_eq!(counter(&body(Write), "stored_bytes"), summary.stored_bytes);
+    assert!(counter(&body(Commit), "commits") >= 1);
+    assert_eq!(counter(&body(Scheduler), "files"), 0);
+}

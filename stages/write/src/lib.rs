@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use roller_proto::WriteReport;
 
+use roller_bus::metrics::{Counter, Metrics};
 use roller_model::chunk_codec::{ChunkCodec, CodecError};
 use roller_model::layout::Layout;
 use roller_model::metadata::{data_spec, ArraySpec};
@@ -47,6 +48,7 @@ pub struct Writer {
     data: ArraySpec,
     codec: ChunkCodec,
     fill: Vec<u8>,
+    metrics: Arc<Metrics>,
 }
 
 impl Writer {
@@ -61,7 +63,15 @@ impl Writer {
             data,
             codec,
             fill,
+            metrics: Arc::default(),
         })
+    }
+
+    /// Counts stored chunks and bytes in `metrics` (the process's shared counters).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Writes one slab (and, for part 0, the file's static coordinates) and reports it.
@@ -103,6 +113,8 @@ impl Writer {
                 None => self.storage.delete(&key)?,
             }
         }
+        self.metrics.add(Counter::Chunks, u64::from(chunks));
+        self.metrics.add(Counter::StoredBytes, bytes);
         Ok(WriteReport {
             dataset: layout.name.clone(),
             source: slab.source.clone(),
