@@ -131,9 +131,20 @@ pub enum Location {
     },
 }
 
+/// Why an `s3://` location is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocationError {
+    /// The bucket name breaks S3's rules.
+    #[error("`{0}` is not an S3 bucket name (3 to 63 lowercase letters, digits, `-`, `.`)")]
+    Bucket(String),
+    /// The key prefix climbs out of itself.
+    #[error("the key prefix `{0}` must not contain `.` or `..`")]
+    Prefix(String),
+}
+
 impl Location {
     /// Reads a `path` setting: `s3://bucket/prefix` or a local path.
-    pub fn parse(path: &Path) -> Result<Self, String> {
+    pub fn parse(path: &Path) -> Result<Self, LocationError> {
         let Some(text) = path.to_str().and_then(|t| t.strip_prefix("s3://")) else {
             return Ok(Self::Local(path.to_path_buf()));
         };
@@ -143,15 +154,11 @@ impl Location {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
         if !valid_bucket {
-            return Err(format!(
-                "`{bucket}` is not an S3 bucket name (3 to 63 lowercase letters, digits, `-`, `.`)"
-            ));
+            return Err(LocationError::Bucket(bucket.to_owned()));
         }
         let prefix = prefix.trim_matches('/');
         if prefix.split('/').any(|p| p == ".." || p == ".") {
-            return Err(format!(
-                "the key prefix `{prefix}` must not contain `.` or `..`"
-            ));
+            return Err(LocationError::Prefix(prefix.to_owned()));
         }
         Ok(Self::S3 {
             bucket: bucket.to_owned(),
@@ -913,9 +920,9 @@ impl DatasetConfig {
                 "must be a number or \"NaN\"",
             ));
         }
-        Location::parse(&self.store.path).map_err(|reason| invalid("store.path", reason))?;
+        Location::parse(&self.store.path).map_err(|e| invalid("store.path", e.to_string()))?;
         if let Some(scratch) = &self.scratch {
-            Location::parse(&scratch.path).map_err(|reason| invalid("scratch.path", reason))?;
+            Location::parse(&scratch.path).map_err(|e| invalid("scratch.path", e.to_string()))?;
         }
         if self.s3.max_concurrency == 0 || self.s3.max_attempts == 0 {
             return Err(invalid(

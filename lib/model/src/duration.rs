@@ -2,13 +2,24 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Why a duration does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Not a number with an optional unit.
+    #[error("`{0}` is not a duration; write e.g. \"1h\", \"30m\", \"3600s\" or 3600")]
+    NotADuration(String),
+    /// More seconds than fit.
+    #[error("`{0}` is too long a duration")]
+    TooLong(String),
+}
+
 /// A positive whole number of seconds, written in config as `"1h"`, `"90m"`, `"3600"` or `3600`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Seconds(pub i64);
 
 impl Seconds {
     /// Parses `"<n>[s|m|h|d]"` or a bare number of seconds.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, DurationError> {
         let text = text.trim();
         let (digits, scale) = match text.char_indices().last() {
             Some((i, 's')) => (&text[..i], 1),
@@ -17,12 +28,13 @@ impl Seconds {
             Some((i, 'd')) => (&text[..i], 86_400),
             _ => (text, 1),
         };
-        let n: i64 = digits.trim().parse().map_err(|_| {
-            format!("`{text}` is not a duration; write e.g. \"1h\", \"30m\", \"3600s\" or 3600")
-        })?;
+        let n: i64 = digits
+            .trim()
+            .parse()
+            .map_err(|_| DurationError::NotADuration(text.to_owned()))?;
         n.checked_mul(scale)
             .map(Self)
-            .ok_or_else(|| format!("`{text}` is too long a duration"))
+            .ok_or_else(|| DurationError::TooLong(text.to_owned()))
     }
 
     /// Renders as the shortest exact form (`"1h"`, `"90m"`, `"7s"`).

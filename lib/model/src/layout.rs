@@ -10,6 +10,16 @@ use crate::config::{
     Codec, DType, DatasetConfig, FileDimConfig, FillValue, MessageDimConfig, Visibility,
 };
 
+/// The configured layout differs from the stored dataset's in more than may change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the stored dataset was made with a different layout; only `rolling.window`, `rolling.visibility` and `rolling.run_length` may change. Stored: {stored}; configured: {configured}")]
+pub struct LayoutMismatch {
+    /// The stored layout, as JSON.
+    pub stored: String,
+    /// The configured layout, as JSON.
+    pub configured: String,
+}
+
 /// Why a value cannot be placed in the dataset.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlacementError {
@@ -303,7 +313,7 @@ impl Layout {
     /// Whether two layouts can share stored data (same shapes, chunks, encoding and steps).
     /// Only the window, the visibility and the default run length may differ between runs of
     /// one dataset.
-    pub fn compatible_with(&self, other: &Self) -> Result<(), String> {
+    pub fn compatible_with(&self, other: &Self) -> Result<(), LayoutMismatch> {
         let mut a = self.clone();
         a.window = other.window;
         a.visibility = other.visibility;
@@ -311,12 +321,10 @@ impl Layout {
         if &a == other {
             Ok(())
         } else {
-            Err(format!(
-                "the stored dataset was made with a different layout; only `rolling.window`, \
-                 `rolling.visibility` and `rolling.run_length` may change. Stored: {}; configured: {}",
-                serde_json::to_string(other).unwrap_or_default(),
-                serde_json::to_string(self).unwrap_or_default()
-            ))
+            Err(LayoutMismatch {
+                stored: serde_json::to_string(other).unwrap_or_default(),
+                configured: serde_json::to_string(self).unwrap_or_default(),
+            })
         }
     }
 }

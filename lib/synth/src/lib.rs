@@ -145,14 +145,30 @@ impl SynthOptions {
 /// A synthesis failure.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
-    /// Writing a file failed.
-    #[error("writing {path}: {reason}")]
-    Write {
+    /// Writing a file or directory failed.
+    #[error("writing {path}: {source}")]
+    Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
+    /// The NetCDF library could not write a file.
+    #[error("writing {path}: {source}")]
+    NetCdf {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: netcdf::Error,
+    },
+    /// The config to write is not valid.
+    #[error(transparent)]
+    Config(#[from] roller_model::config::ConfigError),
+    /// The config could not be rendered as TOML.
+    #[error("rendering the config as TOML: {0}")]
+    Toml(#[from] toml::ser::Error),
 }
 
 /// One synthesised file.
@@ -171,27 +187,26 @@ const DXY: f64 = 2000.0;
 
 /// Writes a config as TOML (for `roller run --config`), validating it first.
 pub fn write_config(config: &DatasetConfig, path: &Path) -> Result<(), SynthError> {
-    let fail = |reason: String| SynthError::Write {
+    config.validate()?;
+    let text = toml::to_string_pretty(config)?;
+    std::fs::write(path, text).map_err(|source| SynthError::Io {
         path: path.to_path_buf(),
-        reason,
-    };
-    config.validate().map_err(|e| fail(e.to_string()))?;
-    let text = toml::to_string_pretty(config).map_err(|e| fail(e.to_string()))?;
-    std::fs::write(path, text).map_err(|e| fail(e.to_string()))
+        source,
+    })
 }
 
 /// Writes `runs x leads` files and `notifications.jsonl` into `options.out`.
 pub fn synth(options: &SynthOptions) -> Result<Vec<SynthFile>, SynthError> {
     roller_decode::hdf5_quiet::silence_this_thread();
-    let fail = |path: &Path, reason: String| SynthError::Write {
+    let fail = |path: &Path, source: std::io::Error| SynthError::Io {
         path: path.to_path_buf(),
-        reason,
+        source,
     };
-    std::fs::create_dir_all(&options.out).map_err(|e| fail(&options.out, e.to_string()))?;
+    std::fs::create_dir_all(&options.out).map_err(|e| fail(&options.out, e))?;
     let out = options
         .out
         .canonicalize()
-        .map_err(|e| fail(&options.out, e.to_string()))?;
+        .map_err(|e| fail(&options.out, e))?;
     let mut files = Vec::new();
     for run in 0..options.runs {
         for lead in 0..options.leads {
@@ -205,10 +220,8 @@ pub fn synth(options: &SynthOptions) -> Result<Vec<SynthFile>, SynthError> {
                 options.variable
             );
             let path = out.join(name);
-            write_file(&path, options, frt, fp).map_err(|e| fail(&path, e))?;
-            let size = std::fs::metadata(&path)
-                .map_err(|e| fail(&path, e.to_string()))?
-                .len();
+            write_file(&path, options, frt, fp)?;
+            let size = std::fs::metadata(&path).map_err(|e| fail(&path, e))?.len();
             files.push(SynthFile {
                 notification: notification(options, &path, size, frt, fp),
                 path,
@@ -216,9 +229,9 @@ pub fn synth(options: &SynthOptions) -> Result<Vec<SynthFile>, SynthError> {
         }
     }
     let list = out.join("notifications.jsonl");
-    let mut f = std::fs::File::create(&list).map_err(|e| fail(&list, e.to_string()))?;
+    let mut f = std::fs::File::create(&list).map_err(|e| fail(&list, e))?;
     for file in &files {
-        writeln!(f, "{}", file.notification).map_err(|e| fail(&list, e.to_string()))?;
+        writeln!(f, "{}", file.notification).map_err(|e| fail(&list, e))?;
     }
     Ok(files)
 }
@@ -277,9 +290,12 @@ pub fn synth_value(frt: i64, fp: i64, level: usize, y: usize, x: usize, nx: usiz
     smooth + noise(index)
 }
 
-fn write_file(path: &Path, o: &SynthOptions, frt: i64, fp: i64) -> Result<(), String> {
+fn write_file(path: &Path, o: &SynthOptions, frt: i64, fp: i64) -> Result<(), SynthError> {
     let tmp = path.with_extension("nc.tmp");
-    let e = |e: netcdf::Error| e.to_string();
+    let e = |source: netcdf::Error| SynthError::NetCdf {
+        path: tmp.clone(),
+        source,
+    };
     {
         let mut file = netcdf::create(&tmp).map_err(e)?;
         file.add_attribute("Conventions", "CF-1.7").map_err(e)?;
@@ -449,5 +465,8 @@ fn write_file(path: &Path, o: &SynthOptions, frt: i64, fp: i64) -> Result<(), St
             var.put_values(&field, extents).map_err(e)?;
         }
     }
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    std::fs::rename(&tmp, path).map_err(|source| SynthError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -23,7 +23,7 @@ use crate::reference::{ReferenceError, ReferenceWriter};
 use roller_bus::metrics::{Counter, Metrics};
 use roller_model::clock::{self, Clock};
 use roller_model::config::DatasetConfig;
-use roller_model::layout::Layout;
+use roller_model::layout::{Layout, LayoutMismatch};
 use roller_model::metadata::{data_spec, ArraySpec, Role};
 use roller_model::physical_key::{commit_key, indexed_chunk_key, part_keys, snapshot_key};
 use roller_model::record::{load_record, RecordError};
@@ -54,12 +54,13 @@ pub enum CommitError {
         reason: String,
     },
     /// The config no longer matches the stored dataset.
-    #[error("dataset `{dataset}`: {reason}")]
+    #[error("dataset `{dataset}`: {mismatch}")]
     Incompatible {
         /// Dataset name.
         dataset: String,
         /// What differs.
-        reason: String,
+        #[source]
+        mismatch: LayoutMismatch,
     },
     /// A key could not be formed (a dataset or array name the store refuses).
     #[error(transparent)]
@@ -140,10 +141,10 @@ impl Committer {
     ) -> Result<Self, CommitError> {
         let (record, dirty) = match load_record(storage.as_ref()) {
             Ok(Some(mut record)) => {
-                layout.compatible_with(&record.layout).map_err(|reason| {
+                layout.compatible_with(&record.layout).map_err(|mismatch| {
                     CommitError::Incompatible {
                         dataset: layout.name.clone(),
-                        reason,
+                        mismatch,
                     }
                 })?;
                 let mut dirty = record.layout.visibility != layout.visibility

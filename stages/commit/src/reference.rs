@@ -26,7 +26,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::load_record;
-use roller_model::config::{DatasetConfig, Location};
+use roller_model::config::{DatasetConfig, Location, LocationError};
 use roller_model::physical_key::CHUNKS_PREFIX;
 use roller_model::rolling_store::{OpenError, Resolved, RollingStore};
 use roller_model::state::CommitRecord;
@@ -50,13 +50,23 @@ pub enum ReferenceError {
     /// Writing the document failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// The store's URL cannot be worked out.
-    #[error("cannot work out the URL of the store `{path}` for the reference file: {reason}; set `reference.url`")]
-    Url {
+    /// The store's location does not parse.
+    #[error("cannot work out the URL of the store `{path}` for the reference file: {source}; set `reference.url`")]
+    Location {
         /// The store's configured path.
         path: String,
-        /// What went wrong.
-        reason: String,
+        /// What is wrong with it.
+        #[source]
+        source: LocationError,
+    },
+    /// The store's local directory has no absolute, UTF-8 path.
+    #[error("cannot work out the URL of the store `{path}` for the reference file: {source}; set `reference.url`")]
+    LocalPath {
+        /// The store's configured path.
+        path: String,
+        /// Why its absolute path could not be had.
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -67,18 +77,26 @@ pub fn base_url(config: &DatasetConfig) -> Result<String, ReferenceError> {
         return Ok(url.trim_end_matches('/').to_owned());
     }
     let path = &config.store.path;
-    let url_error = |reason: String| ReferenceError::Url {
-        path: path.display().to_string(),
-        reason,
-    };
-    match Location::parse(path).map_err(url_error)? {
+    let shown = || path.display().to_string();
+    let location = Location::parse(path).map_err(|source| ReferenceError::Location {
+        path: shown(),
+        source,
+    })?;
+    match location {
         Location::S3 { bucket, prefix } if prefix.is_empty() => Ok(format!("s3://{bucket}")),
         Location::S3 { bucket, prefix } => Ok(format!("s3://{bucket}/{prefix}")),
         Location::Local(dir) => {
-            let absolute = std::path::absolute(&dir).map_err(|e| url_error(e.to_string()))?;
-            let text = absolute
-                .to_str()
-                .ok_or_else(|| url_error("the path is not UTF-8".into()))?;
+            let local_path = |source| ReferenceError::LocalPath {
+                path: shown(),
+                source,
+            };
+            let absolute = std::path::absolute(&dir).map_err(local_path)?;
+            let text = absolute.to_str().ok_or_else(|| {
+                local_path(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the path is not UTF-8",
+                ))
+            })?;
             Ok(format!("file://{}", text.trim_end_matches('/')))
         }
     }
@@ -268,7 +286,7 @@ mod tests {
         );
         assert!(matches!(
             base_url(&config("s3://B", None)),
-            Err(ReferenceError::Url { .. })
+            Err(ReferenceError::Location { .. })
         ));
     }
 }

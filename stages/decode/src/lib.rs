@@ -43,14 +43,15 @@ pub enum DecodeError {
         source: ReadError,
     },
     /// The file does not fit the dataset.
-    #[error("{path} does not fit dataset `{dataset}`: {reason}")]
+    #[error("{path} does not fit dataset `{dataset}`: {problem}")]
     Mismatch {
         /// The file.
         path: String,
         /// Dataset name.
         dataset: String,
-        /// What differs.
-        reason: String,
+        /// What differs (boxed: some causes are large).
+        #[source]
+        problem: Box<Problem>,
     },
     /// Storage failed while checking static coordinates (transient).
     #[error(transparent)]
@@ -69,6 +70,39 @@ pub enum ReadError {
     /// The variable was found when the file was checked, then not when it was read.
     #[error("the variable `{0}` vanished while the file was read")]
     Vanished(String),
+}
+
+/// What is wrong with a file that does not fit its dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    /// Its contents differ from what the dataset expects (a variable, dim, coordinate,
+    /// attribute or unit), as the message says.
+    #[error("{0}")]
+    Content(String),
+    /// A variable or attribute of it could not be read.
+    #[error("reading `{name}`: {source}")]
+    Read {
+        /// The variable or attribute.
+        name: String,
+        /// The library's error.
+        #[source]
+        source: netcdf::Error,
+    },
+    /// Its run or lead time has no place in the dataset.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    /// One of its coordinates cannot be encoded with the dataset's codec.
+    #[error(transparent)]
+    Codec(#[from] roller_model::chunk_codec::CodecError),
+    /// A key for one of its coordinates cannot be formed.
+    #[error(transparent)]
+    Key(#[from] roller_storage::KeyError),
+}
+
+impl From<String> for Problem {
+    fn from(message: String) -> Self {
+        Self::Content(message)
+    }
 }
 
 /// What became of a file.
@@ -275,11 +309,11 @@ impl Decoder {
         self.layout.fill_value.as_f64().unwrap_or(f64::NAN)
     }
 
-    fn mismatch(&self, path: &str, reason: String) -> DecodeError {
+    fn mismatch(&self, path: &str, problem: impl Into<Problem>) -> DecodeError {
         DecodeError::Mismatch {
             path: path.into(),
             dataset: self.layout.name.clone(),
-            reason,
+            problem: Box::new(problem.into()),
         }
     }
 
@@ -291,7 +325,7 @@ impl Decoder {
         path: &str,
     ) -> Result<Plan, DecodeError> {
         let layout = &self.layout;
-        let bad = |reason: String| self.mismatch(path, reason);
+        let bad = |message: String| self.mismatch(path, message);
         let var = file.variable(&layout.variable).ok_or_else(|| {
             let names: Vec<String> = file.variables().map(|v| v.name()).collect();
             bad(format!(
@@ -351,10 +385,10 @@ impl Decoder {
             )));
         }
 
-        let frt = time_coordinate(file, &layout.rolling_dim).map_err(bad)?;
+        let frt = time_coordinate(file, &layout.rolling_dim).map_err(|e| self.mismatch(path, e))?;
         let abs = layout
             .abs_index(frt)
-            .map_err(|e: PlacementError| bad(e.to_string()))?;
+            .map_err(|e: PlacementError| self.mismatch(path, e))?;
         if frt > roller_proto::time::now() + roller_model::state::MAX_AHEAD_SECONDS {
             return Err(bad(format!(
                 "{} {} is more than {} days in the future; a clock or file error would roll the \
@@ -382,7 +416,7 @@ impl Decoder {
         }
         let mut message_values = Vec::with_capacity(layout.message_dims.len());
         for m in &layout.message_dims {
-            let value = duration_coordinate(file, &m.name).map_err(bad)?;
+            let value = duration_coordinate(file, &m.name).map_err(|e| self.mismatch(path, e))?;
             if m.name == "forecast_period" {
                 if let Some(announced) = notification.forecast_period.filter(|&fp| fp != value) {
                     return Err(bad(format!(
@@ -394,12 +428,20 @@ impl Decoder {
         }
         let slot = layout
             .slot_of(&message_values)
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| self.mismatch(path, e))?;
 
         let mut mask = Vec::new();
         for name in ["_FillValue", "missing_value"] {
             if let Some(value) = var.attribute_value(name) {
-                let value = value.map_err(|e| bad(format!("attribute `{name}`: {e}")))?;
+                let value = value.map_err(|source| {
+                    self.mismatch(
+                        path,
+                        Problem::Read {
+                            name: name.to_owned(),
+                            source,
+                        },
+                    )
+                })?;
                 mask.extend(numbers(&value));
             } else if name == "_FillValue" {
                 // Without the attribute, netCDF's default fill marks never-written data.
@@ -410,7 +452,9 @@ impl Decoder {
             }
         }
 
-        let schema = self.schema(file, &var).map_err(bad)?;
+        let schema = self
+            .schema(file, &var)
+            .map_err(|e| self.mismatch(path, e))?;
         let statics = self.statics(file, &schema, (abs, slot), path)?;
         Ok(Plan {
             abs,
@@ -427,7 +471,7 @@ impl Decoder {
         &self,
         file: &netcdf::File,
         var: &netcdf::Variable<'_>,
-    ) -> Result<FileSchema, String> {
+    ) -> Result<FileSchema, Problem> {
         let layout = &self.layout;
         let mut coords = Vec::new();
         let mut names: Vec<&str> = vec![&layout.rolling_dim];
@@ -447,7 +491,8 @@ impl Decoder {
                 if dims.len() != 1 || dims[0].name() != name {
                     return Err(format!(
                         "coordinate `{name}` is not one-dimensional along `{name}`"
-                    ));
+                    )
+                    .into());
                 }
             }
             coords.push(CoordSchema {
@@ -478,11 +523,12 @@ impl Decoder {
                 return Err(format!(
                     "grid_mapping `{gm}` is not a usable variable name (empty, has `/`, starts \
                      with `.`, or names a dim or the data variable)"
-                ))
+                )
+                .into())
             }
             Some(Ok(AttributeValue::Str(gm))) => match file.variable(&gm) {
                 Some(gm_var) => Some((gm.clone(), attrs(gm_var.attributes())?)),
-                None => return Err(format!("grid_mapping variable `{gm}` is missing")),
+                None => return Err(format!("grid_mapping variable `{gm}` is missing").into()),
             },
             _ => None,
         };
@@ -503,7 +549,7 @@ impl Decoder {
         &self,
         file: &netcdf::File,
         var: &netcdf::Variable<'_>,
-    ) -> Result<Vec<CoordSchema>, String> {
+    ) -> Result<Vec<CoordSchema>, Problem> {
         let layout = &self.layout;
         let static_dim = |name: &str| {
             layout
@@ -608,18 +654,21 @@ impl Decoder {
         path: &str,
     ) -> Result<Vec<(Key, Bytes)>, DecodeError> {
         let layout = &self.layout;
-        let bad = |reason: String| self.mismatch(path, reason);
+        let bad = |message: String| self.mismatch(path, message);
         let abs_index = u64::try_from(abs).unwrap_or_default();
         let mut out = Vec::new();
         for spec in array_specs(layout, Some(schema), 0) {
             if matches!(spec.role, Role::TargetBounds | Role::SlotBounds(_)) {
                 // Per-file values: put with the file (the same bytes every replay), unchecked.
-                let values = bounds_seconds(file, schema, &spec.name).map_err(bad)?;
+                let values =
+                    bounds_seconds(file, schema, &spec.name).map_err(|e| self.mismatch(path, e))?;
                 let raw: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
-                let codec = ChunkCodec::new(&spec, layout).map_err(|e| bad(e.to_string()))?;
-                let encoded = codec.encode_always(&raw).map_err(|e| bad(e.to_string()))?;
+                let codec = ChunkCodec::new(&spec, layout).map_err(|e| self.mismatch(path, e))?;
+                let encoded = codec
+                    .encode_always(&raw)
+                    .map_err(|e| self.mismatch(path, e))?;
                 let key = indexed_chunk_key(layout, &spec, abs_index, slot)
-                    .map_err(|e| bad(e.to_string()))?;
+                    .map_err(|e| self.mismatch(path, e))?;
                 out.push((key, encoded));
                 continue;
             }
@@ -631,12 +680,21 @@ impl Decoder {
             let var = file
                 .variable(&source)
                 .ok_or_else(|| bad(format!("`{source}` vanished")))?;
-            let raw =
-                read_raw(&var, &spec.dtype).map_err(|e| bad(format!("reading `{source}`: {e}")))?;
-            let codec = ChunkCodec::new(&spec, layout).map_err(|e| bad(e.to_string()))?;
-            let encoded = codec.encode_always(&raw).map_err(|e| bad(e.to_string()))?;
+            let raw = read_raw(&var, &spec.dtype).map_err(|e| {
+                self.mismatch(
+                    path,
+                    Problem::Read {
+                        name: source.clone(),
+                        source: e,
+                    },
+                )
+            })?;
+            let codec = ChunkCodec::new(&spec, layout).map_err(|e| self.mismatch(path, e))?;
+            let encoded = codec
+                .encode_always(&raw)
+                .map_err(|e| self.mismatch(path, e))?;
             let key = indexed_chunk_key(layout, &spec, abs_index, slot)
-                .map_err(|e| bad(e.to_string()))?;
+                .map_err(|e| self.mismatch(path, e))?;
             let mut known = self
                 .stored_statics
                 .lock()
@@ -977,33 +1035,34 @@ fn convert(value: &AttributeValue) -> AttrValue {
 }
 
 /// Reads every attribute of a variable or file.
-fn attrs<'a>(list: impl Iterator<Item = netcdf::Attribute<'a>>) -> Result<Attrs, String> {
+fn attrs<'a>(list: impl Iterator<Item = netcdf::Attribute<'a>>) -> Result<Attrs, Problem> {
     list.map(|a| {
-        let value = a
-            .value()
-            .map_err(|e| format!("attribute `{}`: {e}", a.name()))?;
+        let value = a.value().map_err(|source| Problem::Read {
+            name: a.name().to_owned(),
+            source,
+        })?;
         Ok((a.name().to_string(), convert(&value)))
     })
     .collect()
 }
 
 /// The single value of a scalar or length-1 coordinate variable, with its units.
-fn scalar_value(file: &netcdf::File, name: &str) -> Result<(f64, String), String> {
+fn scalar_value(file: &netcdf::File, name: &str) -> Result<(f64, String), Problem> {
     let var = file
         .variable(name)
         .ok_or_else(|| format!("it has no `{name}` coordinate (scalar or length-1)"))?;
     if var.len() != 1 {
-        return Err(format!(
-            "`{name}` has {} values; expected exactly one",
-            var.len()
-        ));
+        return Err(format!("`{name}` has {} values; expected exactly one", var.len()).into());
     }
     let values = var
         .get_values::<f64, _>(..)
-        .map_err(|e| format!("reading `{name}`: {e}"))?;
+        .map_err(|source| Problem::Read {
+            name: name.to_owned(),
+            source,
+        })?;
     let units = match var.attribute_value("units") {
         Some(Ok(AttributeValue::Str(u))) => u,
-        _ => return Err(format!("`{name}` has no text `units` attribute")),
+        _ => return Err(format!("`{name}` has no text `units` attribute").into()),
     };
     if let Some(Ok(AttributeValue::Str(calendar))) = var.attribute_value("calendar") {
         if !matches!(
@@ -1012,14 +1071,15 @@ fn scalar_value(file: &netcdf::File, name: &str) -> Result<(f64, String), String
         ) {
             return Err(format!(
                 "`{name}` uses calendar `{calendar}`; only the standard calendar is supported"
-            ));
+            )
+            .into());
         }
     }
     Ok((values[0], units))
 }
 
 /// An instant coordinate in whole seconds since the epoch.
-fn time_coordinate(file: &netcdf::File, name: &str) -> Result<i64, String> {
+fn time_coordinate(file: &netcdf::File, name: &str) -> Result<i64, Problem> {
     let (value, units) = scalar_value(file, name)?;
     let u = parse_instant_units(&units).ok_or_else(|| {
         format!(
@@ -1028,7 +1088,9 @@ fn time_coordinate(file: &netcdf::File, name: &str) -> Result<i64, String> {
     })?;
     to_whole_seconds(value, u.scale)
         .and_then(|s| s.checked_add(u.reference))
-        .ok_or_else(|| format!("`{name}` = {value} {units} is not a whole number of seconds"))
+        .ok_or_else(|| {
+            format!("`{name}` = {value} {units} is not a whole number of seconds").into()
+        })
 }
 
 /// The per-file bounds variables of the valid time and the message-dim coordinates: named by
@@ -1037,7 +1099,7 @@ fn per_file_bounds(
     file: &netcdf::File,
     layout: &Layout,
     coords: &[CoordSchema],
-) -> Result<Vec<CoordSchema>, String> {
+) -> Result<Vec<CoordSchema>, Problem> {
     let mut out = Vec::new();
     // The valid time's bounds only where the dataset derives the valid time.
     let valid_time = roller_model::metadata::derives_valid_time(layout)
@@ -1080,13 +1142,16 @@ fn bounds_seconds(
     file: &netcdf::File,
     schema: &FileSchema,
     name: &str,
-) -> Result<Vec<i64>, String> {
+) -> Result<Vec<i64>, Problem> {
     let var = file
         .variable(name)
         .ok_or_else(|| format!("bounds variable `{name}` vanished"))?;
     let values = var
         .get_values::<f64, _>(..)
-        .map_err(|e| format!("reading `{name}`: {e}"))?;
+        .map_err(|source| Problem::Read {
+            name: name.to_owned(),
+            source,
+        })?;
     let owner = schema
         .coords
         .iter()
@@ -1115,20 +1180,21 @@ fn bounds_seconds(
                 parse_duration_units(&units).and_then(|scale| to_whole_seconds(value, scale))
             };
             seconds.ok_or_else(|| {
-                format!("`{name}` = {value} {units} is not a whole number of seconds")
+                format!("`{name}` = {value} {units} is not a whole number of seconds").into()
             })
         })
         .collect()
 }
 
 /// A duration coordinate in whole seconds.
-fn duration_coordinate(file: &netcdf::File, name: &str) -> Result<i64, String> {
+fn duration_coordinate(file: &netcdf::File, name: &str) -> Result<i64, Problem> {
     let (value, units) = scalar_value(file, name)?;
     let scale = parse_duration_units(&units).ok_or_else(|| {
         format!("`{name}` has units `{units}`; expected seconds, minutes, hours or days")
     })?;
-    to_whole_seconds(value, scale)
-        .ok_or_else(|| format!("`{name}` = {value} {units} is not a whole number of seconds"))
+    to_whole_seconds(value, scale).ok_or_else(|| {
+        format!("`{name}` = {value} {units} is not a whole number of seconds").into()
+    })
 }
 
 impl Retryable for DecodeError {

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use roller_bus::Stage;
 use roller_commit::{CommitError, Committer, Event};
 use roller_model::config::DatasetConfig;
-use roller_proto::{wire, CommitEvent, StreamKind};
+use roller_proto::{wire, CommitEvent, StreamKind, WireError};
 use roller_storage::expiry::Expiry;
 use roller_storage::Storage;
 
@@ -145,7 +145,8 @@ async fn commit_while_leading(
                     sources.extend(source);
                     folded.push(message);
                 }
-                Err(reason) => {
+                Err(refused) => {
+                    let reason = refused.to_string();
                     let letter =
                         dead_letter(&stage.topology, Stage::Commit, &message, &reason, None);
                     tracing::warn!(%reason, "dead letter");
@@ -241,24 +242,44 @@ async fn pull_batch(consumer: &PullConsumer) -> Vec<Message> {
     batch
 }
 
+/// Why a message on the commit stage's consumer is a dead letter.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    /// It is on neither the report nor the roll subject of the dataset.
+    #[error("unexpected subject `{subject}` for the commit stage of `{dataset}`")]
+    Subject {
+        /// The message's subject.
+        subject: String,
+        /// The dataset.
+        dataset: String,
+    },
+    /// Its body is not a report or roll event.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The committer refuses it (another dataset's, a roll too far ahead).
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
 /// Folds one message; returns the source it reported on, or why it is a dead letter.
 fn fold(
     stage: &CommitStage,
     committer: &mut Committer,
     message: &Message,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, Refused> {
     let subjects = &stage.topology.subjects;
     let dataset = &stage.config.name;
     let event = if message.subject.as_str() == subjects.report(dataset) {
-        Event::Report(wire::decode(&message.payload).map_err(|e| e.to_string())?)
+        Event::Report(wire::decode(&message.payload)?)
     } else if message.subject.as_str() == subjects.roll(dataset) {
-        Event::Roll(wire::decode(&message.payload).map_err(|e| e.to_string())?)
+        Event::Roll(wire::decode(&message.payload)?)
     } else {
-        return Err(format!(
-            "unexpected subject for the commit stage of `{dataset}`"
-        ));
+        return Err(Refused::Subject {
+            subject: message.subject.to_string(),
+            dataset: dataset.clone(),
+        });
     };
-    committer.fold(&event).map_err(|e| e.to_string())?;
+    committer.fold(&event)?;
     Ok(match event {
         Event::Report(report) => Some(report.source),
         Event::Roll(_) => None,

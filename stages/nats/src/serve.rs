@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use roller_model::config::DatasetConfig;
-use roller_model::duration::Seconds;
+use roller_model::duration::{DurationError, Seconds};
 
 use roller_serve::catalog::DEFAULT_SNAPSHOT_CACHE;
 use roller_serve::dead_letters::DeadLetterCounts;
@@ -82,11 +82,12 @@ pub fn environment_variables() -> Vec<String> {
     names
 }
 
-fn seconds(text: &str) -> Result<Duration, String> {
+/// A duration argument (`1s`, `2m`): whole seconds, not negative.
+fn seconds(text: &str) -> Result<Duration, DurationError> {
     let parsed = Seconds::parse(text)?;
-    Ok(Duration::from_secs(
-        u64::try_from(parsed.0).map_err(|_| "must not be negative")?,
-    ))
+    u64::try_from(parsed.0)
+        .map(Duration::from_secs)
+        .map_err(|_| DurationError::NotADuration(text.to_owned()))
 }
 
 /// Serves the datasets of `args` until SIGTERM or Ctrl-C.

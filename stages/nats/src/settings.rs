@@ -15,19 +15,43 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use roller_model::duration::Seconds;
+use roller_model::duration::{DurationError, Seconds};
 use roller_proto::Subjects;
 
 /// A setting in the environment that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("environment variable {name}={value:?}: {reason}")]
+#[error("environment variable {name}={value:?}: {problem}")]
 pub struct SettingsError {
     /// The variable.
     pub name: &'static str,
     /// Its value.
     pub value: String,
     /// What is wrong.
-    pub reason: String,
+    #[source]
+    pub problem: SettingProblem,
+}
+
+/// What is wrong with a setting.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingProblem {
+    /// A duration that must be positive is zero or negative.
+    #[error("must be positive")]
+    NotPositive,
+    /// A duration does not parse.
+    #[error(transparent)]
+    Duration(#[from] DurationError),
+    /// A count is not a positive whole number.
+    #[error("must be a positive whole number")]
+    NotACount,
+    /// The stream prefix is not a usable subject token.
+    #[error(transparent)]
+    Subject(#[from] roller_proto::subjects::SubjectError),
+    /// Not an address and port.
+    #[error("must be an address and port, e.g. 0.0.0.0:9090")]
+    NotAnAddress,
+    /// The credentials file does not exist.
+    #[error("no such file")]
+    NoSuchFile,
 }
 
 /// Connection and delivery settings shared by every stage.
@@ -71,12 +95,12 @@ impl NatsSettings {
                     Ok(_) => Err(SettingsError {
                         name,
                         value,
-                        reason: "must be positive".into(),
+                        problem: SettingProblem::NotPositive,
                     }),
-                    Err(reason) => Err(SettingsError {
+                    Err(e) => Err(SettingsError {
                         name,
                         value,
-                        reason,
+                        problem: e.into(),
                     }),
                 },
             }
@@ -88,7 +112,7 @@ impl NatsSettings {
                     _ => Err(SettingsError {
                         name,
                         value,
-                        reason: "must be a positive whole number".into(),
+                        problem: SettingProblem::NotACount,
                     }),
                 })
                 .transpose()
@@ -97,7 +121,7 @@ impl NatsSettings {
         let subjects = Subjects::new(&prefix).map_err(|e| SettingsError {
             name: "ROLLER_STREAM_PREFIX",
             value: prefix.clone(),
-            reason: e.reason.into(),
+            problem: e.into(),
         })?;
         let settings = Self {
             url: var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
@@ -114,7 +138,7 @@ impl NatsSettings {
                     value.trim().parse().map_err(|_| SettingsError {
                         name: "ROLLER_HEALTH_LISTEN",
                         value: value.clone(),
-                        reason: "must be an address and port, e.g. 0.0.0.0:9090".into(),
+                        problem: SettingProblem::NotAnAddress,
                     })
                 })
                 .transpose()?,
@@ -124,7 +148,7 @@ impl NatsSettings {
                 return Err(SettingsError {
                     name: "NATS_CREDS",
                     value: creds.display().to_string(),
-                    reason: "no such file".into(),
+                    problem: SettingProblem::NoSuchFile,
                 });
             }
         }

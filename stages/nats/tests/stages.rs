@@ -371,7 +371,10 @@ fn every_stage_reports_the_same_metrics_counted_as_embedded_mode_counts_them() {
         String::from_utf8_lossy(&request(port, "GET", "/metrics", &[]).body).into_owned()
     };
     let names = metric_names(&body(Fetch));
-    assert!(names.contains(&"roller_files_total".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"roller_files_total".to_owned()),
+        "{names:?}"
+    );
     for kind in ALL {
         assert_eq!(metric_names(&body(kind)), names, "{}", kind.binary());
     }

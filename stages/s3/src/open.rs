@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use roller_bus::scratch::Scratch;
 use roller_fetch::{FetchError, Fetcher, ObjectSource};
-use roller_model::config::{DatasetConfig, ExpiryPolicy, Location, ScratchConfig, SourceConfig};
+use roller_model::config::{
+    DatasetConfig, ExpiryPolicy, Location, LocationError, ScratchConfig, SourceConfig,
+};
 use roller_model::layout::Layout;
 use roller_model::physical_key::data_chunks_prefix;
 use roller_storage::expiry::{DeleteExpired, Expiry};
@@ -20,12 +22,13 @@ use crate::store::S3Store;
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// A location setting is not usable.
-    #[error("{key}: {reason}")]
+    #[error("{key}: {source}")]
     Location {
         /// The config key.
         key: &'static str,
         /// Why.
-        reason: String,
+        #[source]
+        source: LocationError,
     },
     /// The S3 client could not start.
     #[error(transparent)]
@@ -57,9 +60,9 @@ impl Backends {
     /// Like [`Backends::open`], with this S3 client instead of a new one.
     pub fn open_with(config: &DatasetConfig, client: Option<S3Client>) -> Result<Self, OpenError> {
         let location =
-            Location::parse(&config.store.path).map_err(|reason| OpenError::Location {
+            Location::parse(&config.store.path).map_err(|source| OpenError::Location {
                 key: "store.path",
-                reason,
+                source,
             })?;
         let needs_s3 = matches!(location, Location::S3 { .. })
             || config
@@ -121,9 +124,9 @@ impl Backends {
 
     /// Opens the scratch area `scratch` names, on S3 with this client where it is an S3 URL.
     pub fn scratch(&self, scratch: &ScratchConfig) -> Result<Scratch, OpenError> {
-        match Location::parse(&scratch.path).map_err(|reason| OpenError::Location {
+        match Location::parse(&scratch.path).map_err(|source| OpenError::Location {
             key: "scratch.path",
-            reason,
+            source,
         })? {
             Location::Local(_) => Ok(Scratch::open(scratch)?),
             Location::S3 { bucket, prefix } => {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use roller_model::metadata::{ArraySpec, Fill, Role};
-use roller_model::rolling_store::RollingStore;
+use roller_model::rolling_store::{OpenError, RollingStore};
 use zarrs::array::{Array, ArraySubset};
 
 /// The field's longer side in pixels: larger grids are sampled, smaller ones enlarged (nearest
@@ -52,8 +52,55 @@ pub struct QuickLook {
     pub y: (String, f64, f64, String),
 }
 
-/// What rendering one generation gave: an image, nothing visible yet, or why it failed.
-type Rendered = Result<Option<Arc<QuickLook>>, String>;
+/// Why a quick-look could not be drawn (the page says so and the server logs it).
+#[derive(Debug, thiserror::Error)]
+pub enum QuickLookError {
+    /// The generation's view could not be opened.
+    #[error(transparent)]
+    View(#[from] OpenError),
+    /// The view lacks an array the image needs.
+    #[error("the view has no {0}")]
+    Missing(String),
+    /// The dataset has fewer than two grid dimensions.
+    #[error("the quick-look needs two grid dimensions")]
+    NotAGrid,
+    /// An array could not be opened.
+    #[error("opening `{name}`: {source}")]
+    Open {
+        /// The array.
+        name: String,
+        /// zarrs' error.
+        #[source]
+        source: zarrs::array::ArrayCreateError,
+    },
+    /// An array could not be read.
+    #[error("reading `{name}`: {source}")]
+    Read {
+        /// The array.
+        name: String,
+        /// zarrs' error (boxed: it is large).
+        #[source]
+        source: Box<zarrs::array::ArrayError>,
+    },
+    /// An array has a data type the image cannot show.
+    #[error("`{name}` has data type {dtype}")]
+    DataType {
+        /// The array.
+        name: String,
+        /// Its data type.
+        dtype: String,
+    },
+    /// The field or image is larger than can be indexed.
+    #[error("the field is too large to draw: {0}")]
+    Size(#[from] std::num::TryFromIntError),
+    /// The PNG could not be encoded.
+    #[error("encoding the PNG: {0}")]
+    Png(#[from] png::EncodingError),
+}
+
+/// What rendering one generation gave: an image, nothing visible yet, or why it failed (shared,
+/// since a failure is cached for the generation too).
+type Rendered = Result<Option<Arc<QuickLook>>, Arc<QuickLookError>>;
 
 /// The latest quick-look per dataset, and failures too (retried at the next generation).
 #[derive(Debug, Default)]
@@ -73,7 +120,9 @@ impl QuickLooks {
                 return rendered.clone();
             }
         }
-        let rendered = render(view).map(|look| look.map(Arc::new));
+        let rendered = render(view)
+            .map(|look| look.map(Arc::new))
+            .map_err(Arc::new);
         if let Err(e) = &rendered {
             tracing::warn!(dataset, generation, error = %e, "cannot render the quick-look");
         }
@@ -95,11 +144,18 @@ fn read_f64(
     view: &Arc<RollingStore>,
     spec: &ArraySpec,
     ranges: &[Range<u64>],
-) -> Result<Vec<f64>, String> {
-    let array = Array::open(view.clone(), &format!("/{}", spec.name))
-        .map_err(|e| format!("opening `{}`: {e}", spec.name))?;
+) -> Result<Vec<f64>, QuickLookError> {
+    let array = Array::open(view.clone(), &format!("/{}", spec.name)).map_err(|source| {
+        QuickLookError::Open {
+            name: spec.name.clone(),
+            source,
+        }
+    })?;
     let subset = ArraySubset::new_with_ranges(ranges);
-    let failed = |e: zarrs::array::ArrayError| format!("reading `{}`: {e}", spec.name);
+    let failed = |source| QuickLookError::Read {
+        name: spec.name.clone(),
+        source: Box::new(source),
+    };
     Ok(match spec.dtype.as_str() {
         "float32" => array
             .retrieve_array_subset::<Vec<f32>>(&subset)
@@ -122,17 +178,20 @@ fn read_f64(
             .into_iter()
             .map(|v| v as f64)
             .collect(),
-        other => return Err(format!("`{}` has data type {other}", spec.name)),
+        other => {
+            return Err(QuickLookError::DataType {
+                name: spec.name.clone(),
+                dtype: other.to_owned(),
+            })
+        }
     })
 }
 
 /// Renders the newest field of `view`, or `None` when no field is visible. The field, its
 /// coordinates and the caption all come from one commit, even if `view` refreshes meanwhile.
-pub fn render(view: &Arc<RollingStore>) -> Result<Option<QuickLook>, String> {
+pub fn render(view: &Arc<RollingStore>) -> Result<Option<QuickLook>, QuickLookError> {
     let record = view.record();
-    let view = &Arc::new(
-        RollingStore::at(view.storage().clone(), record.clone()).map_err(|e| e.to_string())?,
-    );
+    let view = &Arc::new(RollingStore::at(view.storage().clone(), record.clone())?);
     let layout = &record.layout;
     let Some(head) = record.head else {
         return Ok(None);
@@ -149,16 +208,18 @@ pub fn render(view: &Arc<RollingStore>) -> Result<Option<QuickLook>, String> {
     let data = specs
         .iter()
         .find(|s| s.role == Role::Data)
-        .ok_or("the view has no data array")?;
+        .ok_or_else(|| QuickLookError::Missing("data array".into()))?;
     let dims = layout.file_dims.len();
     if dims < 2 {
-        return Err("the quick-look needs two grid dimensions".into());
+        return Err(QuickLookError::NotAGrid);
     }
     let coord = |i: usize| {
         specs
             .iter()
             .find(|s| s.name == layout.file_dims[i].name)
-            .ok_or_else(|| format!("no coordinate array `{}`", layout.file_dims[i].name))
+            .ok_or_else(|| {
+                QuickLookError::Missing(format!("coordinate array `{}`", layout.file_dims[i].name))
+            })
     };
     let (y_spec, x_spec) = (coord(dims - 2)?, coord(dims - 1)?);
     let (ny, nx) = (
@@ -168,7 +229,7 @@ pub fn render(view: &Arc<RollingStore>) -> Result<Option<QuickLook>, String> {
 
     // [rolling, message dims..., file dims...]: one run, one slot, index 0 of any non-grid
     // file dim (realization, height), the whole grid.
-    let logical = u64::try_from(abs - record.offset).map_err(|e| e.to_string())?;
+    let logical = u64::try_from(abs - record.offset)?;
     let mut ranges = Vec::with_capacity(layout.message_dims.len() + dims + 1);
     ranges.push(logical..logical + 1);
     ranges.extend(layout.slot_indices(slot).into_iter().map(|i| i..i + 1));
@@ -205,8 +266,8 @@ pub fn render(view: &Arc<RollingStore>) -> Result<Option<QuickLook>, String> {
     let (x0, x1) = first_last(&xs);
     let field = Field {
         values: &values,
-        nx: usize::try_from(nx).map_err(|e| e.to_string())?,
-        ny: usize::try_from(ny).map_err(|e| e.to_string())?,
+        nx: usize::try_from(nx)?,
+        ny: usize::try_from(ny)?,
         north_first: y0 > y1,
         range,
     };
@@ -394,25 +455,23 @@ impl Canvas {
         }
     }
 
-    fn png(&self) -> Result<Bytes, String> {
+    fn png(&self) -> Result<Bytes, QuickLookError> {
         let mut out = Vec::new();
-        let width = u32::try_from(self.width).map_err(|e| e.to_string())?;
-        let height = u32::try_from(self.height).map_err(|e| e.to_string())?;
+        let width = u32::try_from(self.width)?;
+        let height = u32::try_from(self.height)?;
         let mut encoder = png::Encoder::new(&mut out, width, height);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
-        writer
-            .write_image_data(&self.pixels)
-            .map_err(|e| e.to_string())?;
-        writer.finish().map_err(|e| e.to_string())?;
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(&self.pixels)?;
+        writer.finish()?;
         Ok(Bytes::from(out))
     }
 }
 
 /// Draws the field ([`FIELD_PIXELS`] on its longer side), the y range on its left, the x range
 /// below it and the colour scale with its ends on its right.
-fn draw(field: &Field<'_>, labels: &Labels) -> Result<Bytes, String> {
+fn draw(field: &Field<'_>, labels: &Labels) -> Result<Bytes, QuickLookError> {
     let longer = field.nx.max(field.ny).max(1);
     let fw = (field.nx * FIELD_PIXELS / longer).max(1);
     let fh = (field.ny * FIELD_PIXELS / longer).max(1);

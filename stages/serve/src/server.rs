@@ -232,7 +232,7 @@ async fn quicklook(served: Arc<Served>, method: &Method, key: &str) -> Response 
         served
             .quicklooks
             .get(&dataset, &view)
-            .map_err(ReadError::Unavailable)
+            .map_err(|e| ReadError::Unavailable(e.to_string()))
     })
     .await;
     let look = match rendered {

@@ -78,7 +78,11 @@ pub fn page(
                     }
                     Ok(None) => html.push_str("<p>no field visible yet</p>"),
                     Err(e) => {
-                        let _ = write!(html, "<p>quick-look unavailable: {}</p>", escape(&e));
+                        let _ = write!(
+                            html,
+                            "<p>quick-look unavailable: {}</p>",
+                            escape(&e.to_string())
+                        );
                     }
                 }
             }
