@@ -1,4 +1,6 @@
-//! How stages hand work to each other. A stage's code takes its input as a value and sends what
+//! The bus layer, beneath the boxes (JetStream's implementation is in `roller-nats`): how stages
+//! hand work to each other, and the counters they report ([`metrics`]). A stage's code takes its
+//! input as a value and sends what
 //! it produces to an [`Outbox`]; what it cannot process goes to a [`DeadLetterSink`] with a
 //! reason. The embedded runner connects stages with bounded in-process channels; a message
 //! broker implementation plugs in behind the same two traits. Across processes, bulk bytes

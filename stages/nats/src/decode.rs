@@ -1,5 +1,5 @@
 //! The decode stage on NATS: takes a [`FetchedFile`], decodes the copy in scratch part by part,
-//! leaves each slab in scratch and passes a [`SlabTicket`] per part on to write. The fetched
+//! leaves each slab in scratch and passes a [`SlabTicket`](roller_proto::SlabTicket) per part on to write. The fetched
 //! copy is removed once the message is acked.
 
 use std::sync::Arc;

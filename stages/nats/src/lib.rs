@@ -1,4 +1,6 @@
-//! zarr-roller's distributed stages on NATS JetStream.
+//! zarr-roller's distributed stages on NATS JetStream: the bus on JetStream (consumers, acks,
+//! redelivery, dead letters, claim-checks through scratch, leases) and every stage binary's
+//! wiring (`roller-fetch` ... `roller-scheduler`, and `roller-serve`'s in [`serve`]).
 //!
 //! The same stage code as the embedded runner (the boxes' crates: `roller-fetch`,
 //! `roller-decode`, `roller-write`, `roller-commit`), driven by durable pull consumers instead of
