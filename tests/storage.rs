@@ -70,17 +70,7 @@ fn a_put_failing_mid_file_and_a_record_write_failing_are_retried_to_the_same_dat
 }
 
 fn report(abs: i64) -> WriteReport {
-    WriteReport {
-        dataset: "expiry".into(),
-        source: format!("run {abs}"),
-        abs,
-        slot: 0,
-        part: 0,
-        parts: 1,
-        chunks: 1,
-        bytes: 1,
-        schema: None,
-    }
+    roller_test_support::single_part_report("expiry", abs)
 }
 
 #[test]

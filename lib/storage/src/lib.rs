@@ -66,12 +66,16 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn get(&self, key: &Key) -> Result<Option<Bytes>, StorageError>;
 
     /// Reads `len` bytes (or to the end) from `start`, or `None` if the object does not exist.
+    /// By default reads the whole object and slices it; a backend that can read a range on its
+    /// own (S3) says so.
     fn get_range(
         &self,
         key: &Key,
         start: u64,
         len: Option<u64>,
-    ) -> Result<Option<Bytes>, StorageError>;
+    ) -> Result<Option<Bytes>, StorageError> {
+        Ok(self.get(key)?.map(|b| slice_range(&b, start, len)))
+    }
 
     /// The size of an object in bytes, or `None` if it does not exist.
     fn size(&self, key: &Key) -> Result<Option<u64>, StorageError>;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use super::{slice_range, Key, Storage, StorageError};
+use super::{Key, Storage, StorageError};
 
 /// Prefix of in-flight temporary files; listing skips them.
 const TMP_PREFIX: &str = ".tmp-";
@@ -167,15 +167,6 @@ impl Storage for LocalStore {
             Err(e) if is_missing(&e) => Ok(None),
             Err(e) => Err(Self::io(key)(e)),
         }
-    }
-
-    fn get_range(
-        &self,
-        key: &Key,
-        start: u64,
-        len: Option<u64>,
-    ) -> Result<Option<Bytes>, StorageError> {
-        Ok(self.get(key)?.map(|b| slice_range(&b, start, len)))
     }
 
     fn size(&self, key: &Key) -> Result<Option<u64>, StorageError> {

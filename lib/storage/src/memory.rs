@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use super::{slice_range, Key, Storage, StorageError};
+use super::{Key, Storage, StorageError};
 
 /// A store held in a map; every operation is atomic by construction.
 #[derive(Debug, Default)]
@@ -30,15 +30,6 @@ impl MemoryStore {
 impl Storage for MemoryStore {
     fn get(&self, key: &Key) -> Result<Option<Bytes>, StorageError> {
         Ok(self.objects().get(key).cloned())
-    }
-
-    fn get_range(
-        &self,
-        key: &Key,
-        start: u64,
-        len: Option<u64>,
-    ) -> Result<Option<Bytes>, StorageError> {
-        Ok(self.get(key)?.map(|b| slice_range(&b, start, len)))
     }
 
     fn size(&self, key: &Key) -> Result<Option<u64>, StorageError> {

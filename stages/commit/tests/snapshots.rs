@@ -16,17 +16,7 @@ use roller_storage::expiry::DeleteExpired;
 use roller_storage::{MemoryStore, Storage};
 
 fn report(abs: i64) -> WriteReport {
-    WriteReport {
-        dataset: "t".into(),
-        source: abs.to_string(),
-        abs,
-        slot: 0,
-        part: 0,
-        parts: 1,
-        chunks: 1,
-        bytes: 1,
-        schema: None,
-    }
+    roller_test_support::single_part_report("t", abs)
 }
 
 /// Three generations committed at 1000, 1010 and 1020 with a grace of 100 s.

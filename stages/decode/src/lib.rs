@@ -24,7 +24,7 @@ use roller_model::cf_time::{parse_duration_units, parse_instant_units, to_whole_
 use roller_model::chunk_codec::ChunkCodec;
 use roller_model::config::DType;
 use roller_model::layout::{Layout, PlacementError};
-use roller_model::metadata::{array_specs, Role};
+use roller_model::metadata::{array_specs, ArraySpec, Role};
 use roller_model::physical_key::indexed_chunk_key;
 use roller_model::slab::Slab;
 use roller_storage::retry::Retryable;
@@ -663,13 +663,10 @@ impl Decoder {
                 let values =
                     bounds_seconds(file, schema, &spec.name).map_err(|e| self.mismatch(path, e))?;
                 let raw: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
-                let codec = ChunkCodec::new(&spec, layout).map_err(|e| self.mismatch(path, e))?;
-                let encoded = codec
-                    .encode_always(&raw)
-                    .map_err(|e| self.mismatch(path, e))?;
-                let key = indexed_chunk_key(layout, &spec, abs_index, slot)
-                    .map_err(|e| self.mismatch(path, e))?;
-                out.push((key, encoded));
+                out.push(
+                    encode_chunk(layout, &spec, &raw, abs_index, slot)
+                        .map_err(|e| self.mismatch(path, e))?,
+                );
                 continue;
             }
             let (source, per_run) = match spec.role {
@@ -689,11 +686,7 @@ impl Decoder {
                     },
                 )
             })?;
-            let codec = ChunkCodec::new(&spec, layout).map_err(|e| self.mismatch(path, e))?;
-            let encoded = codec
-                .encode_always(&raw)
-                .map_err(|e| self.mismatch(path, e))?;
-            let key = indexed_chunk_key(layout, &spec, abs_index, slot)
+            let (key, encoded) = encode_chunk(layout, &spec, &raw, abs_index, slot)
                 .map_err(|e| self.mismatch(path, e))?;
             let mut known = self
                 .stored_statics
@@ -761,6 +754,18 @@ fn zarr_dtype(t: &NcVariableType) -> Option<&'static str> {
 }
 
 /// Reads a whole (small) variable as native-endian elements of a Zarr dtype.
+/// Encodes a coordinate's values as its one chunk for (`abs_index`, `slot`), with its key.
+fn encode_chunk(
+    layout: &Layout,
+    spec: &ArraySpec,
+    raw: &[u8],
+    abs_index: u64,
+    slot: u32,
+) -> Result<(Key, Bytes), Problem> {
+    let encoded = ChunkCodec::new(spec, layout)?.encode_always(raw)?;
+    Ok((indexed_chunk_key(layout, spec, abs_index, slot)?, encoded))
+}
+
 fn read_raw(var: &netcdf::Variable<'_>, dtype: &str) -> Result<Vec<u8>, netcdf::Error> {
     Ok(match dtype {
         "float32" => var

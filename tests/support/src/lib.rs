@@ -391,3 +391,19 @@ impl Drop for PythonSession {
         let _ = self.child.wait();
     }
 }
+
+/// A write report of one whole target (one part) of run `abs`, slot 0, of `dataset`: what the
+/// commit tests fold.
+pub fn single_part_report(dataset: &str, abs: i64) -> roller_proto::WriteReport {
+    roller_proto::WriteReport {
+        dataset: dataset.into(),
+        source: format!("run {abs}"),
+        abs,
+        slot: 0,
+        part: 0,
+        parts: 1,
+        chunks: 1,
+        bytes: 1,
+        schema: None,
+    }
+}
