@@ -12,14 +12,32 @@ use zarrs::storage::store::MemoryStore;
 use crate::layout::Layout;
 use crate::metadata::ArraySpec;
 
-/// A codec problem: bad metadata (a bug) or bytes that do not decode (corrupt storage).
+/// A codec problem: metadata zarrs refuses (a bug) or bytes that do not encode.
 #[derive(Debug, thiserror::Error)]
-#[error("chunk codec for `{array}`: {message}")]
+#[error("chunk codec for `{array}`: {problem}")]
 pub struct CodecError {
     /// The array.
     pub array: String,
     /// What failed.
-    pub message: String,
+    #[source]
+    pub problem: CodecProblem,
+}
+
+/// What failed in a [`CodecError`].
+#[derive(Debug, thiserror::Error)]
+pub enum CodecProblem {
+    /// The array's chunk metadata does not parse as Zarr metadata.
+    #[error("metadata does not parse: {0}")]
+    Metadata(#[source] serde_json::Error),
+    /// zarrs refuses the metadata.
+    #[error(transparent)]
+    Array(Box<zarrs::array::ArrayCreateError>),
+    /// A chunk length is zero.
+    #[error("zero chunk length")]
+    ZeroChunk,
+    /// The codecs failed on a chunk.
+    #[error(transparent)]
+    Encode(Box<zarrs::array::CodecError>),
 }
 
 /// The codec chain of one array, ready to encode its chunks.
@@ -41,18 +59,18 @@ impl std::fmt::Debug for ChunkCodec {
 impl ChunkCodec {
     /// Builds the codec of `spec` as the dataset's Zarr format declares it.
     pub fn new(spec: &ArraySpec, layout: &Layout) -> Result<Self, CodecError> {
-        let err = |message: String| CodecError {
+        let err = |problem| CodecError {
             array: spec.name.clone(),
-            message,
+            problem,
         };
         let metadata: ArrayMetadata = serde_json::from_value(spec.chunk_metadata(layout))
-            .map_err(|e| err(format!("metadata does not parse: {e}")))?;
+            .map_err(|e| err(CodecProblem::Metadata(e)))?;
         let array = Array::new_with_metadata(Arc::new(MemoryStore::new()), "/", metadata)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(CodecProblem::Array(Box::new(e))))?;
         let shape = spec
             .chunks
             .iter()
-            .map(|&c| NonZeroU64::new(c).ok_or_else(|| err("zero chunk length".into())))
+            .map(|&c| NonZeroU64::new(c).ok_or_else(|| err(CodecProblem::ZeroChunk)))
             .collect::<Result<_, _>>()?;
         // Single-threaded per chunk: parallelism comes from encoding many chunks at once.
         let options = CodecOptions::default().with_concurrent_target(1);
@@ -89,7 +107,7 @@ impl ChunkCodec {
             )
             .map_err(|e| CodecError {
                 array: self.name.clone(),
-                message: e.to_string(),
+                problem: CodecProblem::Encode(Box::new(e)),
             })?;
         Ok(Bytes::from(encoded.into_owned()))
     }

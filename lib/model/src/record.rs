@@ -12,13 +12,23 @@ pub enum RecordError {
     /// Storage failed; reading again may work.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// The stored commit record does not parse, or is of another format.
-    #[error("the commit record of dataset `{dataset}` is unreadable ({reason}); restore it from a backup or move the dataset away")]
+    /// The stored commit record does not parse.
+    #[error("the commit record of dataset `{dataset}` is unreadable ({source}); restore it from a backup or move the dataset away")]
+    Unparseable {
+        /// Dataset name (unknown when read without a config).
+        dataset: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The record parses but is not what was asked for: another format version, or a snapshot
+    /// record holding another generation.
+    #[error("the commit record of dataset `{dataset}` is unreadable ({what}); restore it from a backup or move the dataset away")]
     Corrupt {
         /// Dataset name.
         dataset: String,
-        /// Parser message.
-        reason: String,
+        /// What is wrong with it.
+        what: String,
     },
 }
 
@@ -42,14 +52,14 @@ pub fn load_record_at(
         return Ok(None);
     };
     let record: CommitRecord =
-        serde_json::from_slice(&bytes).map_err(|e| RecordError::Corrupt {
+        serde_json::from_slice(&bytes).map_err(|source| RecordError::Unparseable {
             dataset: "(unknown: the record does not parse)".into(),
-            reason: e.to_string(),
+            source,
         })?;
     if record.format != RECORD_FORMAT {
         return Err(RecordError::Corrupt {
             dataset: record.layout.name,
-            reason: format!("record format {} is not {RECORD_FORMAT}", record.format),
+            what: format!("record format {} is not {RECORD_FORMAT}", record.format),
         });
     }
     Ok(Some(record))

@@ -75,7 +75,7 @@ pub fn load(
     if record.generation != generation {
         return Err(RecordError::Corrupt {
             dataset: record.layout.name,
-            reason: format!(
+            what: format!(
                 "the snapshot record of generation {generation} holds generation {}",
                 record.generation
             ),

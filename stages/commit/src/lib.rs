@@ -46,12 +46,13 @@ pub enum CommitError {
     #[error(transparent)]
     Record(#[from] RecordError),
     /// The commit record could not be serialised.
-    #[error("the commit record of dataset `{dataset}` could not be serialised ({reason})")]
+    #[error("the commit record of dataset `{dataset}` could not be serialised ({source})")]
     Unserialisable {
         /// Dataset name.
         dataset: String,
-        /// Parser message.
-        reason: String,
+        /// The serialiser's error.
+        #[source]
+        source: serde_json::Error,
     },
     /// The config no longer matches the stored dataset.
     #[error("dataset `{dataset}`: {mismatch}")]
@@ -155,10 +156,10 @@ impl Committer {
                 (record, dirty)
             }
             Ok(None) => (CommitRecord::empty(layout), false),
-            Err(RecordError::Corrupt { reason, .. }) => {
-                return Err(RecordError::Corrupt {
+            Err(RecordError::Unparseable { source, .. }) => {
+                return Err(RecordError::Unparseable {
                     dataset: layout.name,
-                    reason,
+                    source,
                 }
                 .into())
             }
@@ -381,9 +382,9 @@ impl Committer {
     fn serialise(&self, record: &CommitRecord) -> Result<Bytes, CommitError> {
         serde_json::to_vec_pretty(record)
             .map(Bytes::from)
-            .map_err(|e| CommitError::Unserialisable {
+            .map_err(|source| CommitError::Unserialisable {
                 dataset: record.layout.name.clone(),
-                reason: e.to_string(),
+                source,
             })
     }
 

@@ -22,13 +22,25 @@ use roller_storage::retry::Retryable;
 /// [`FetchError::Unavailable`] (see [`roller_storage::retry::Retryable`]).
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// A configured root does not exist.
-    #[error("source root {root} cannot be used: {reason}")]
+    /// A configured root (`source.local_roots`, or a directory in `source.mounts`) does not
+    /// exist or cannot be resolved.
+    #[error("source root {root} ({key}) cannot be used: {source}")]
     BadRoot {
+        /// The config key naming it.
+        key: String,
         /// The root.
         root: PathBuf,
         /// Why.
-        reason: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory in `source.mounts` is a file.
+    #[error("source.mounts.{bucket} = {dir} is not a directory")]
+    NotADirectory {
+        /// The bucket.
+        bucket: String,
+        /// The path given for it.
+        dir: PathBuf,
     },
     /// The key names something outside every allowed root, or a bucket this mode cannot read.
     #[error("source `{key}` is not allowed: {reason}")]
@@ -163,9 +175,10 @@ impl Fetcher {
             .local_roots
             .iter()
             .map(|root| {
-                root.canonicalize().map_err(|e| FetchError::BadRoot {
+                root.canonicalize().map_err(|source| FetchError::BadRoot {
+                    key: "source.local_roots".into(),
                     root: root.clone(),
-                    reason: e.to_string(),
+                    source,
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -174,13 +187,14 @@ impl Fetcher {
             .iter()
             .map(|(bucket, dir)| match dir.canonicalize() {
                 Ok(dir) if dir.is_dir() => Ok((bucket.clone(), dir)),
-                Ok(_) => Err(FetchError::BadRoot {
-                    root: dir.clone(),
-                    reason: format!("source.mounts.{bucket} is not a directory"),
+                Ok(_) => Err(FetchError::NotADirectory {
+                    bucket: bucket.clone(),
+                    dir: dir.clone(),
                 }),
-                Err(e) => Err(FetchError::BadRoot {
+                Err(source) => Err(FetchError::BadRoot {
+                    key: format!("source.mounts.{bucket}"),
                     root: dir.clone(),
-                    reason: format!("source.mounts.{bucket}: {e}"),
+                    source,
                 }),
             })
             .collect::<Result<_, _>>()?;

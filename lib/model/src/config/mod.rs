@@ -56,12 +56,22 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The TOML does not parse or does not fit the schema (unknown key, wrong type...).
-    #[error("config {origin}: {message}")]
+    #[error("config {origin}: {source}")]
     Parse {
         /// The file (or `environment`).
         origin: String,
-        /// The parser's message, which names the key and line.
-        message: String,
+        /// The parser's error, which names the key and line.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A `path` is neither a local path nor a usable `s3://` location.
+    #[error("config key `{key}`: {source}")]
+    Location {
+        /// `store.path` or `scratch.path`.
+        key: &'static str,
+        /// What is wrong with it.
+        #[source]
+        source: LocationError,
     },
     /// The `schedule` section is not acceptable.
     #[error("config key {0}")]
@@ -142,9 +152,9 @@ impl DatasetConfig {
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let parse_err = |e: toml::de::Error| ConfigError::Parse {
+        let parse_err = |source: toml::de::Error| ConfigError::Parse {
             origin: origin.to_string(),
-            message: e.to_string(),
+            source,
         };
         let mut doc: toml::Value = toml::from_str(text).map_err(parse_err)?;
         for (name, value) in env {

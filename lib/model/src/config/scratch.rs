@@ -35,7 +35,10 @@ fn default_scratch_max_age() -> Seconds {
 impl ScratchConfig {
     /// Checks the path and the maximum age.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        Location::parse(&self.path).map_err(|e| invalid("scratch.path", e.to_string()))?;
+        Location::parse(&self.path).map_err(|source| ConfigError::Location {
+            key: "scratch.path",
+            source,
+        })?;
 
         if self.max_age.0 <= 0 {
             return Err(invalid("scratch.max_age", "must be positive"));

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, ConfigError, Location};
+use super::{ConfigError, Location};
 
 /// Where the dataset lives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,7 +24,10 @@ fn yes() -> bool {
 impl StoreConfig {
     /// Checks that the path is a local path or a usable `s3://` location.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        Location::parse(&self.path).map_err(|e| invalid("store.path", e.to_string()))?;
+        Location::parse(&self.path).map_err(|source| ConfigError::Location {
+            key: "store.path",
+            source,
+        })?;
         Ok(())
     }
 }
