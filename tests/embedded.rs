@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use roller_bus::Stage;
-use roller_commit::Committer;
-use roller_embedded::{self as embedded, RunOptions};
+use roller_commit::{Committer, Event};
+use roller_embedded::RunOptions;
 use roller_model::clock::ManualClock;
 use roller_model::layout::Layout;
 use roller_model::physical_key::snapshot_key;
@@ -284,15 +284,11 @@ fn replaying_everything_twice_shuffled_leaves_identical_bytes() {
     // stores hold the same bytes.
     let later = ManualClock::at(roller_proto::time::now() + 2 * 3600);
     for cfg in [&once, &twice] {
-        embedded::committer(
-            cfg,
-            raw_store(cfg),
-            Arc::new(DeleteExpired),
-            Arc::new(later.clone()),
-        )
-        .expect("committer")
-        .tidy()
-        .expect("tidy");
+        Committer::for_dataset(cfg, raw_store(cfg), Arc::new(DeleteExpired))
+            .map(|c| c.with_clock(Arc::new(later.clone())))
+            .expect("committer")
+            .tidy()
+            .expect("tidy");
     }
     let (a, b) = (
         snapshot(&dir.path().join("once")),
@@ -367,12 +363,12 @@ fn ops_of_one_commit(window: u32, grace: i64) -> roller_storage::OpCounts {
     // operation; long enough for a grace to have passed.
     let runs = i64::from(window) + 3 + grace / 60 + 1;
     for abs in 0..runs {
-        committer.fold_report(&report(abs));
+        committer.fold(&Event::Report(report(abs))).expect("fold");
         while committer.commit().expect("commit").is_some() {}
         clock.advance(60);
     }
     metered.take();
-    committer.fold_report(&report(runs));
+    committer.fold(&Event::Report(report(runs))).expect("fold");
     committer.commit().expect("commit");
     metered.take()
 }
@@ -417,7 +413,7 @@ fn rolled_out_chunks_and_snapshots_survive_until_the_grace_has_passed_and_restar
         ..RunOptions::default()
     };
     let run = |lines: &[String]| {
-        embedded::run(
+        roller_embedded::run(
             &cfg,
             storage.clone(),
             lines.iter().cloned().map(Ok),
@@ -454,13 +450,9 @@ fn rolled_out_chunks_and_snapshots_survive_until_the_grace_has_passed_and_restar
     // Restarts before the grace is over keep everything.
     clock.advance(29 * 60);
     let open = || {
-        embedded::committer(
-            &cfg,
-            storage.clone(),
-            Arc::new(DeleteExpired),
-            Arc::new(clock.clone()),
-        )
-        .expect("committer")
+        Committer::for_dataset(&cfg, storage.clone(), Arc::new(DeleteExpired))
+            .map(|c| c.with_clock(Arc::new(clock.clone())))
+            .expect("committer")
     };
     assert!(!open().tidy().expect("tidy"), "nothing is released yet");
     assert!(chunks(&storage) > two_runs);
@@ -722,7 +714,7 @@ fn a_roll_more_than_two_days_ahead_of_the_clock_is_refused_and_changes_nothing()
     let lines: Vec<String> = files.iter().map(|f| f.notification.clone()).collect();
     let before = ingest(&cfg, &lines).record;
     let far = roller_proto::time::now() + roller_model::state::MAX_AHEAD_SECONDS + 3600;
-    let refused = embedded::roll(&cfg, raw_store(&cfg), Arc::new(DeleteExpired), far)
+    let refused = roller_embedded::roll(&cfg, raw_store(&cfg), Arc::new(DeleteExpired), far)
         .expect_err("a roll three days ahead");
     assert!(
         refused

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use roller_embedded::{self as embedded, RunOptions};
+use roller_commit::{Committer, Event};
+use roller_embedded::RunOptions;
 use roller_model::layout::Layout;
 use roller_model::metadata::data_spec;
 use roller_model::physical_key::part_keys;
@@ -52,7 +53,7 @@ fn a_put_failing_mid_file_and_a_record_write_failing_are_retried_to_the_same_dat
     faulty.fail_nth(Op::Put, 3);
     // The first write of the commit record fails.
     faulty.fail_matching(Op::Put, "roller.json", 1);
-    let summary = embedded::run(
+    let summary = roller_embedded::run(
         &faulty_cfg,
         faulty.clone(),
         lines.iter().cloned().map(Ok),
@@ -70,7 +71,7 @@ fn a_put_failing_mid_file_and_a_record_write_failing_are_retried_to_the_same_dat
 }
 
 fn report(abs: i64) -> WriteReport {
-    roller_test_support::single_part_report("expiry", abs)
+    roller_model::layout::testing::single_part_report("expiry", abs)
 }
 
 #[test]
@@ -98,21 +99,17 @@ fn an_expiry_that_fails_is_retried_at_the_next_commit() {
         faulty.put(key, Bytes::from_static(b"chunk")).expect("put");
         key.clone()
     };
-    let mut committer = embedded::committer(
-        &cfg,
-        faulty.clone(),
-        Arc::new(DeleteExpired),
-        roller_model::clock::system(),
-    )
-    .expect("committer");
+    let mut committer = Committer::for_dataset(&cfg, faulty.clone(), Arc::new(DeleteExpired))
+        .map(|c| c.with_clock(roller_model::clock::system()))
+        .expect("committer");
     let first = chunk(0);
-    committer.fold_report(&report(0));
+    committer.fold(&Event::Report(report(0))).expect("fold");
     committer.commit().expect("first commit");
 
     // The run rolls out, and removing its chunk fails.
     let second = chunk(1);
     faulty.fail_matching(Op::Delete, "chunks/", 1);
-    committer.fold_report(&report(1));
+    committer.fold(&Event::Report(report(1))).expect("fold");
     committer
         .commit()
         .expect("a failed removal does not fail the commit");
@@ -128,7 +125,7 @@ fn an_expiry_that_fails_is_retried_at_the_next_commit() {
 
     // The next commit retries it.
     let _third = chunk(2);
-    committer.fold_report(&report(2));
+    committer.fold(&Event::Report(report(2))).expect("fold");
     committer.commit().expect("third commit");
     assert_eq!(
         faulty.get(&first).expect("get"),

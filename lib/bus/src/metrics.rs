@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 pub enum Counter {
     /// Feed notices read (a message may hold several).
     Notices,
@@ -85,7 +86,7 @@ impl Counter {
     }
 
     fn index(self) -> usize {
-        Self::ALL.iter().position(|&c| c == self).unwrap_or(0)
+        self as usize
     }
 }
 
@@ -142,7 +143,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("roller_stored_bytes_total{stage=\"s\"} 42\n"));
-        for counter in Counter::ALL {
+        for (i, counter) in Counter::ALL.into_iter().enumerate() {
+            assert_eq!(
+                counter.index(),
+                i,
+                "ALL lists every counter in declaration order"
+            );
             assert!(text.contains(&format!("# TYPE roller_{}_total counter", counter.name())));
         }
     }

@@ -17,7 +17,7 @@ use roller_proto::SlabTicket;
 use roller_model::config::ScratchConfig;
 use roller_model::slab::Slab;
 use roller_storage::retry::Retryable;
-use roller_storage::{Key, LocalStore, Storage, StorageError};
+use roller_storage::{Key, KeyError, LocalStore, Storage, StorageError};
 
 /// Kind of scratch object: a copied source file.
 pub const FETCHED: &str = "fetched";
@@ -42,7 +42,18 @@ pub enum ScratchError {
         /// The key.
         key: String,
         /// What is wrong.
-        reason: String,
+        reason: &'static str,
+    },
+    /// A static chunk in the slab names a key the store refuses.
+    #[error(
+        "scratch object `{key}` is not a valid slab: a static chunk's key is refused: {source}"
+    )]
+    StaticKey {
+        /// The key.
+        key: String,
+        /// Why the static chunk's key is refused.
+        #[source]
+        source: KeyError,
     },
 }
 
@@ -193,9 +204,9 @@ impl Scratch {
             .ok_or_else(|| ScratchError::Missing {
                 key: key.to_string(),
             })?;
-        let corrupt = |reason: &str| ScratchError::Corrupt {
+        let corrupt = |reason: &'static str| ScratchError::Corrupt {
             key: key.to_string(),
-            reason: reason.into(),
+            reason,
         };
         let mut reader = Reader(body);
         let len = reader.u64().ok_or_else(|| corrupt("truncated header"))?;
@@ -211,7 +222,10 @@ impl Scratch {
                 .ok_or_else(|| corrupt("truncated static key"))?;
             let name =
                 String::from_utf8(raw.to_vec()).map_err(|_| corrupt("static key is not UTF-8"))?;
-            let static_key = Key::new(name).map_err(|e| corrupt(&e.to_string()))?;
+            let static_key = Key::new(name).map_err(|source| ScratchError::StaticKey {
+                key: key.to_string(),
+                source,
+            })?;
             let vlen = reader
                 .u64()
                 .ok_or_else(|| corrupt("truncated static chunk"))?;

@@ -162,12 +162,8 @@ pub fn run(
     options: &RunOptions,
 ) -> Result<RunSummary, RunError> {
     let layout = Layout::from_config(config);
-    let mut committer = committer(
-        config,
-        storage.clone(),
-        options.expiry.clone(),
-        options.clock.clone(),
-    )?;
+    let mut committer = Committer::for_dataset(config, storage.clone(), options.expiry.clone())?
+        .with_clock(options.clock.clone());
     let mut fetcher = Fetcher::new(&config.source)?;
     if let Some(objects) = &options.objects {
         fetcher = fetcher.with_objects(objects.clone(), std::env::temp_dir());
@@ -240,7 +236,7 @@ pub fn roll(
     expiry: Arc<dyn Expiry>,
     until: i64,
 ) -> Result<CommitRecord, RunError> {
-    let mut committer = committer(config, storage, expiry, roller_model::clock::system())?;
+    let mut committer = Committer::for_dataset(config, storage, expiry)?;
     let roll = RollEvent {
         dataset: config.name.clone(),
         until,
@@ -249,16 +245,6 @@ pub fn roll(
     while committer.commit()?.is_some() {}
     committer.tidy()?;
     Ok(committer.record().clone())
-}
-
-/// The committer of `config`'s dataset ([`Committer::for_dataset`]) on `clock`.
-pub fn committer(
-    config: &DatasetConfig,
-    storage: Arc<dyn Storage>,
-    expiry: Arc<dyn Expiry>,
-    clock: Arc<dyn Clock>,
-) -> Result<Committer, RunError> {
-    Ok(Committer::for_dataset(config, storage, expiry)?.with_clock(clock))
 }
 
 fn visible_offset(record: &CommitRecord) -> i64 {
@@ -285,8 +271,8 @@ fn ingest(
             continue;
         }
         match files_for(&line, &config.matching, metrics) {
-            Ok(files) => {
-                for note in files {
+            Ok(sorted) => {
+                for note in sorted.files {
                     if out.send(note).is_err() {
                         return Ok(unparsed);
                     }

@@ -11,9 +11,13 @@ pub enum DurationError {
     /// More seconds than fit.
     #[error("`{0}` is too long a duration")]
     TooLong(String),
+    /// Negative where only 0 or more makes sense.
+    #[error("`{0}` is negative; write a duration of 0 or more")]
+    Negative(String),
 }
 
-/// A positive whole number of seconds, written in config as `"1h"`, `"90m"`, `"3600"` or `3600`.
+/// A whole number of seconds (0 by default; each setting says whether 0 or a negative value
+/// is allowed), written in config as `"1h"`, `"90m"`, `"3600"` or `3600`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Seconds(pub i64);
 

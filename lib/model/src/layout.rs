@@ -336,6 +336,22 @@ pub mod testing {
     use super::Layout;
     use crate::config::DatasetConfig;
 
+    /// A write report of one whole target (one part) of run `abs`, slot 0, of `dataset`: what
+    /// the commit tests fold.
+    pub fn single_part_report(dataset: &str, abs: i64) -> roller_proto::WriteReport {
+        roller_proto::WriteReport {
+            dataset: dataset.into(),
+            source: format!("run {abs}"),
+            abs,
+            slot: 0,
+            part: 0,
+            parts: 1,
+            chunks: 1,
+            bytes: 1,
+            schema: None,
+        }
+    }
+
     /// The layout of [`config`].
     pub fn layout(window: u32, fp_size: u32, dims: &[(u64, u64)]) -> Layout {
         Layout::from_config(&config(window, fp_size, dims))

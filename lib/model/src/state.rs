@@ -349,8 +349,10 @@ impl CommitRecord {
         }
     }
 
-    /// Puts a target into the expiry queue at its place in (abs, slot) order, so the queue, and
-    /// the stored record, do not depend on the order reports and rolls came in.
+    /// Puts a target back into the expiry queue at its place in (abs, slot) order, so the
+    /// queue, and the stored record, do not depend on the order reports and rolls came in. For
+    /// the committer, when removing a released target failed and it must wait for the next
+    /// attempt; the queue is otherwise filled only by the fold.
     pub fn requeue(&mut self, target: Expiring) {
         let at = self
             .expiring

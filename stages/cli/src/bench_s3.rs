@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use roller_embedded::{self as embedded, RunOptions};
+use roller_embedded::RunOptions;
 use roller_model::config::{DatasetConfig, S3Config};
 use roller_s3::{S3Client, S3Objects, S3Store};
 use roller_storage::{Key, LocalStore, MeteredStore, OpCounts, Storage};
@@ -110,7 +110,7 @@ fn ingest(
     let metered = Arc::new(MeteredStore::new(store));
     std::thread::sleep(SETTLE);
     let started = Instant::now();
-    let summary = embedded::run(
+    let summary = roller_embedded::run(
         config,
         metered.clone(),
         lines.iter().cloned().map(Ok),

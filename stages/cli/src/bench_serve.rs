@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use roller_embedded::{self as embedded, RunOptions};
+use roller_embedded::RunOptions;
 use roller_model::metadata::Role;
 use roller_model::rolling_store::{Resolved, RollingStore};
 use roller_serve::catalog::Catalog;
@@ -172,7 +172,7 @@ pub(crate) fn run(args: &BenchServeArgs) -> Result<()> {
     );
     let _ = std::fs::remove_dir_all(&config.store.path);
     let store: Arc<dyn Storage> = Arc::new(LocalStore::new(&config.store.path, false)?);
-    let summary = embedded::run(
+    let summary = roller_embedded::run(
         &config,
         store.clone(),
         lines.iter().cloned().map(Ok),

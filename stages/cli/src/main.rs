@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use roller_embedded::{self as embedded, Progress, RunOptions, RunSummary};
+use roller_embedded::{Progress, RunOptions, RunSummary};
 use roller_model::config::DatasetConfig;
 use roller_model::inspect::describe;
 use roller_model::rolling_store::RollingStore;
@@ -284,7 +284,8 @@ fn run(cli: Cli) -> Result<()> {
                 );
             } else {
                 let backends = roller_s3::Backends::open(&config)?;
-                let record = embedded::roll(&config, backends.store, backends.expiry, until)?;
+                let record =
+                    roller_embedded::roll(&config, backends.store, backends.expiry, until)?;
                 print!("{}", describe(&record));
             }
             Ok(())
@@ -419,7 +420,7 @@ pub(crate) fn ingest(
             shown.set_position(p.files + p.failed);
             shown.set_message(format!("commit {}  failed {}", p.generation, p.failed));
         }));
-        let summary = embedded::run(config, store, lines, &options);
+        let summary = roller_embedded::run(config, store, lines, &options);
         bar.finish_and_clear();
         Ok(summary?)
     } else {
@@ -431,7 +432,7 @@ pub(crate) fn ingest(
                 "committed"
             );
         }));
-        Ok(embedded::run(config, store, lines, &options)?)
+        Ok(roller_embedded::run(config, store, lines, &options)?)
     }
 }
 

@@ -255,8 +255,8 @@ impl Committer {
         }
     }
 
-    /// Folds a write report into the state.
-    pub fn fold_report(&mut self, report: &WriteReport) -> Folded {
+    /// Folds a write report into the state (checked by [`Committer::fold`]).
+    fn fold_report(&mut self, report: &WriteReport) -> Folded {
         let folded = self.record.fold_report(report);
         if folded == Folded::Refused {
             tracing::warn!(
@@ -273,9 +273,8 @@ impl Committer {
         folded
     }
 
-    /// Refuses a roll event further ahead of the clock than [`MAX_AHEAD_SECONDS`]; both
-    /// modes check a roll with this before folding it.
-    pub fn check_roll(&self, roll: &RollEvent) -> Result<(), CommitError> {
+    /// Refuses a roll event further ahead of the clock than [`MAX_AHEAD_SECONDS`].
+    fn check_roll(&self, roll: &RollEvent) -> Result<(), CommitError> {
         let now = self.clock.now();
         if roll.until > now.saturating_add(MAX_AHEAD_SECONDS) {
             return Err(CommitError::RollTooFarAhead {
@@ -286,8 +285,8 @@ impl Committer {
         Ok(())
     }
 
-    /// Folds a roll event into the state.
-    pub fn fold_roll(&mut self, roll: &RollEvent) -> Folded {
+    /// Folds a roll event into the state (checked by [`Committer::fold`]).
+    fn fold_roll(&mut self, roll: &RollEvent) -> Folded {
         let folded = self.record.fold_roll(roll);
         self.metrics.incr(Counter::RollEvents);
         self.dirty |= folded != Folded::Unchanged;

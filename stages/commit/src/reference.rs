@@ -25,9 +25,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::load_record;
 use roller_model::config::{DatasetConfig, Location, LocationError};
 use roller_model::physical_key::CHUNKS_PREFIX;
+use roller_model::record::load_record;
 use roller_model::rolling_store::{OpenError, Resolved, RollingStore};
 use roller_model::state::CommitRecord;
 use roller_storage::{Key, Storage, StorageError};
@@ -59,7 +59,7 @@ pub enum ReferenceError {
         #[source]
         source: LocationError,
     },
-    /// The store's local directory has no absolute, UTF-8 path.
+    /// The store's local directory has no absolute path.
     #[error("cannot work out the URL of the store `{path}` for the reference file: {source}; set `reference.url`")]
     LocalPath {
         /// The store's configured path.
@@ -67,6 +67,12 @@ pub enum ReferenceError {
         /// Why its absolute path could not be had.
         #[source]
         source: std::io::Error,
+    },
+    /// The store's absolute path is not UTF-8, so it has no `file://` URL.
+    #[error("cannot work out the URL of the store `{path}` for the reference file: its path is not UTF-8; set `reference.url`")]
+    NotUtf8 {
+        /// The store's configured path.
+        path: String,
     },
 }
 
@@ -86,17 +92,14 @@ pub fn base_url(config: &DatasetConfig) -> Result<String, ReferenceError> {
         Location::S3 { bucket, prefix } if prefix.is_empty() => Ok(format!("s3://{bucket}")),
         Location::S3 { bucket, prefix } => Ok(format!("s3://{bucket}/{prefix}")),
         Location::Local(dir) => {
-            let local_path = |source| ReferenceError::LocalPath {
-                path: shown(),
-                source,
-            };
-            let absolute = std::path::absolute(&dir).map_err(local_path)?;
-            let text = absolute.to_str().ok_or_else(|| {
-                local_path(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "the path is not UTF-8",
-                ))
-            })?;
+            let absolute =
+                std::path::absolute(&dir).map_err(|source| ReferenceError::LocalPath {
+                    path: shown(),
+                    source,
+                })?;
+            let text = absolute
+                .to_str()
+                .ok_or_else(|| ReferenceError::NotUtf8 { path: shown() })?;
             Ok(format!("file://{}", text.trim_end_matches('/')))
         }
     }

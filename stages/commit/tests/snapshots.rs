@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use roller_proto::WriteReport;
 
-use roller_commit::Committer;
+use roller_commit::{Committer, Event};
 use roller_model::clock::ManualClock;
 use roller_model::layout::testing::layout;
 use roller_model::physical_key::snapshot_key;
@@ -16,7 +16,7 @@ use roller_storage::expiry::DeleteExpired;
 use roller_storage::{MemoryStore, Storage};
 
 fn report(abs: i64) -> WriteReport {
-    roller_test_support::single_part_report("t", abs)
+    roller_model::layout::testing::single_part_report("t", abs)
 }
 
 /// Three generations committed at 1000, 1010 and 1020 with a grace of 100 s.
@@ -32,7 +32,7 @@ fn three_generations() -> (Arc<dyn Storage>, CommitRecord) {
     .with_grace(100)
     .with_clock(Arc::new(clock.clone()));
     for abs in 0..3 {
-        committer.fold_report(&report(abs));
+        committer.fold(&Event::Report(report(abs))).expect("fold");
         committer.commit().expect("commit");
         clock.advance(10);
     }

@@ -116,8 +116,6 @@ pub enum Decoded {
         slot: u32,
         /// Parts emitted.
         parts: u32,
-        /// How the field was read.
-        read: ReadPath,
     },
     /// The file is older than the committed window; nothing to do.
     BelowWindow {
@@ -126,16 +124,6 @@ pub enum Decoded {
         /// The committed offset.
         offset: i64,
     },
-}
-
-/// How a file's field was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadPath {
-    /// Compressed chunks copied out of HDF5 under its lock and inflated outside it, on every
-    /// decode thread (chunked, deflate with or without shuffle, little-endian floats).
-    Direct,
-    /// Through the netCDF library, which inflates under HDF5's global lock (any other layout).
-    Library,
 }
 
 /// Decodes files for one dataset.
@@ -268,6 +256,9 @@ impl Decoder {
             self.metrics.add(Counter::DecodedBytes, bytes);
         }
         self.metrics.incr(Counter::Files);
+        // The fast path: compressed chunks copied out of HDF5 under its lock and inflated
+        // outside it (chunked, deflate with or without shuffle, little-endian floats); any other
+        // layout goes through the netCDF library, which inflates under HDF5's global lock.
         if direct.is_some() {
             self.metrics.incr(Counter::DirectReads);
         }
@@ -275,11 +266,6 @@ impl Decoder {
             abs: plan.abs,
             slot: plan.slot,
             parts,
-            read: if direct.is_some() {
-                ReadPath::Direct
-            } else {
-                ReadPath::Library
-            },
         }))
     }
 
@@ -753,7 +739,6 @@ fn zarr_dtype(t: &NcVariableType) -> Option<&'static str> {
     })
 }
 
-/// Reads a whole (small) variable as native-endian elements of a Zarr dtype.
 /// Encodes a coordinate's values as its one chunk for (`abs_index`, `slot`), with its key.
 fn encode_chunk(
     layout: &Layout,
@@ -766,6 +751,7 @@ fn encode_chunk(
     Ok((indexed_chunk_key(layout, spec, abs_index, slot)?, encoded))
 }
 
+/// Reads a whole (small) variable as native-endian elements of a Zarr dtype.
 fn read_raw(var: &netcdf::Variable<'_>, dtype: &str) -> Result<Vec<u8>, netcdf::Error> {
     Ok(match dtype {
         "float32" => var

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use roller_embedded::{self as embedded, RunOptions};
+use roller_embedded::RunOptions;
 use roller_model::config::DatasetConfig;
 use roller_model::rolling_store::RollingStore;
 use roller_model::state::CommitRecord;
@@ -71,9 +71,9 @@ pub(crate) fn run(dir: &Path) -> Result<()> {
         RUNS,
         format_instant(until)
     );
-    embedded::roll(
+    roller_embedded::roll(
         &config,
-        embedded::open_store(&config)?,
+        roller_embedded::open_store(&config)?,
         Arc::new(DeleteExpired),
         until,
     )?;
@@ -109,9 +109,9 @@ fn prepare(dir: &Path) -> Result<()> {
 }
 
 fn ingest(config: &DatasetConfig, lines: Vec<String>) -> Result<()> {
-    let summary = embedded::run(
+    let summary = roller_embedded::run(
         config,
-        embedded::open_store(config)?,
+        roller_embedded::open_store(config)?,
         lines.into_iter().map(Ok),
         &RunOptions::default(),
     )?;

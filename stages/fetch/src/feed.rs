@@ -9,20 +9,35 @@ use roller_model::matching::matches;
 use roller_proto::feed::{self, Notice};
 use roller_proto::{Notification, NotificationError};
 
-/// The notifications in `message` that `rule` takes, in order; counts every notice read, and
+/// What one feed message holds for a dataset.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sorted {
+    /// The notifications the dataset takes, in order.
+    pub files: Vec<Notification>,
+    /// Notices for files the dataset does not take (dropped).
+    pub unmatched: usize,
+    /// Events that announce no file (dropped).
+    pub skipped: usize,
+}
+
+/// Sorts the notices in `message` by whether `rule` takes them; counts every notice read, and
 /// the skipped events and unmatched notices it drops, in `metrics`.
 pub fn files_for(
     message: &str,
     rule: &MatchConfig,
     metrics: &Metrics,
-) -> Result<Vec<Notification>, NotificationError> {
+) -> Result<Sorted, NotificationError> {
     let notices = feed::parse(message)?;
-    let mut files = Vec::with_capacity(notices.len());
+    let mut sorted = Sorted {
+        files: Vec::with_capacity(notices.len()),
+        ..Sorted::default()
+    };
     for notice in notices {
         metrics.incr(Counter::Notices);
         match notice {
-            Notice::File(note) if matches(rule, &note) => files.push(*note),
+            Notice::File(note) if matches(rule, &note) => sorted.files.push(*note),
             Notice::File(note) => {
+                sorted.unmatched += 1;
                 metrics.incr(Counter::Unmatched);
                 tracing::debug!(
                     source = %note.id(),
@@ -34,12 +49,13 @@ pub fn files_for(
                 );
             }
             Notice::Skipped { event } => {
+                sorted.skipped += 1;
                 metrics.incr(Counter::Skipped);
                 tracing::info!(event, "feed event announces no file; skipped");
             }
         }
     }
-    Ok(files)
+    Ok(sorted)
 }
 
 #[cfg(test)]
@@ -63,19 +79,21 @@ mod tests {
         let mine = "uk-deterministic-2km/20250101T0000Z/20250101T0100Z-PT0001H00M-temperature_at_screen_level.nc";
         let other =
             "uk-deterministic-2km/20250101T0000Z/20250101T0100Z-PT0001H00M-rainfall_rate.nc";
-        let files =
+        let sorted =
             files_for(&event(mine, "ObjectCreated:Put"), &rule(), &metrics).expect("parses");
-        assert_eq!(files.len(), 1);
-        assert_eq!(files[0].name, "temperature_at_screen_level");
-        assert!(
-            files_for(&event(other, "ObjectCreated:Put"), &rule(), &metrics)
-                .expect("parses")
-                .is_empty()
+        assert_eq!(sorted.files.len(), 1);
+        assert_eq!(sorted.files[0].name, "temperature_at_screen_level");
+        let sorted =
+            files_for(&event(other, "ObjectCreated:Put"), &rule(), &metrics).expect("parses");
+        assert_eq!(
+            (sorted.files.len(), sorted.unmatched, sorted.skipped),
+            (0, 1, 0)
         );
-        assert!(
-            files_for(&event(mine, "ObjectRemoved:Delete"), &rule(), &metrics)
-                .expect("parses")
-                .is_empty()
+        let sorted =
+            files_for(&event(mine, "ObjectRemoved:Delete"), &rule(), &metrics).expect("parses");
+        assert_eq!(
+            (sorted.files.len(), sorted.unmatched, sorted.skipped),
+            (0, 0, 1)
         );
         assert_eq!(metrics.get(Counter::Notices), 3);
         assert_eq!(metrics.get(Counter::Unmatched), 1);

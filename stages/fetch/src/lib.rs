@@ -81,8 +81,20 @@ pub enum FetchError {
     Unavailable {
         /// The notification's key.
         key: String,
-        /// Why.
+        /// Why, as the object store said.
         reason: String,
+    },
+    /// A local file or directory could not be read (a FUSE mount gone, an I/O error), or a
+    /// download file could not be made; retrying may succeed.
+    #[error("source `{key}` is unavailable for now: {path}: {source}")]
+    Io {
+        /// The notification's key.
+        key: String,
+        /// The path that failed.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
     },
     /// The object's size is not what the notification announced.
     #[error("source `{key}` is {actual} bytes but the notification announced {announced}; it may still be uploading or be corrupt")]
@@ -327,12 +339,10 @@ impl Fetcher {
             .prefix("zarr-roller-source-")
             .suffix(".nc")
             .tempfile_in(&self.download_dir)
-            .map_err(|e| FetchError::Unavailable {
+            .map_err(|source| FetchError::Io {
                 key: key.to_owned(),
-                reason: format!(
-                    "cannot create a download file in {}: {e}",
-                    self.download_dir.display()
-                ),
+                path: self.download_dir.clone(),
+                source,
             })?
             .into_temp_path();
         let file = SourceFile {
@@ -419,9 +429,10 @@ impl Fetcher {
                     path: at.to_path_buf(),
                 }
             } else {
-                FetchError::Unavailable {
+                FetchError::Io {
                     key: key.to_owned(),
-                    reason: format!("{}: {e}", at.display()),
+                    path: at.to_path_buf(),
+                    source: e,
                 }
             }
         };
@@ -447,7 +458,7 @@ impl Fetcher {
 
 impl Retryable for FetchError {
     fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable { .. })
+        matches!(self, Self::Unavailable { .. } | Self::Io { .. })
     }
 }
 

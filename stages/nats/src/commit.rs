@@ -304,7 +304,7 @@ async fn publish_commits(
         let committed = match tokio::task::block_in_place(|| committer.commit()) {
             Ok(Some(committed)) => committed,
             Ok(None) => break,
-            Err(CommitError::Storage(e)) if e.is_transient() => {
+            Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "commit failed; retrying");
                 if stage.shutdown.give_up.is_cancelled() {
                     return Ok(false);

@@ -8,7 +8,7 @@ use roller_bus::scratch::Scratch;
 use roller_decode::{Decoded, Decoder};
 use roller_model::record::load_record;
 use roller_proto::{wire, FetchedFile};
-use roller_storage::{Key, Storage};
+use roller_storage::{Key, Storage, StorageError};
 use tokio::runtime::Handle;
 
 use crate::consume::{Failure, Handled, Incoming, Outcome};
@@ -33,7 +33,9 @@ pub struct DecodeStage {
 
 /// Why emitting a slab stopped.
 enum EmitError {
-    Storage(String),
+    /// Scratch storage refused the slab.
+    Storage(StorageError),
+    /// Shutting down: the publish was given up.
     Abandoned,
 }
 
@@ -88,7 +90,7 @@ fn decode_file(
         let ticket = stage
             .scratch
             .put_slab(dataset, &slab)
-            .map_err(|e| EmitError::Storage(e.to_string()))?;
+            .map_err(EmitError::Storage)?;
         let out = Outgoing::new(
             subjects.slab(dataset),
             wire::encode(&ticket),
@@ -101,9 +103,8 @@ fn decode_file(
     });
     match result {
         Ok(Ok(Decoded::Emitted { .. } | Decoded::BelowWindow { .. })) => Ok(()),
-        Ok(Err(EmitError::Storage(reason))) => Err(Failure::Transient(format!(
-            "storing a slab in scratch: {reason}"
-        ))),
+        // The error names the scratch key; retried only if storage says it may pass.
+        Ok(Err(EmitError::Storage(e))) => Err(Failure::of(&e)),
         Ok(Err(EmitError::Abandoned)) => Err(Failure::Transient("shutting down".into())),
         Err(e) => Err(Failure::of(&e)),
     }

@@ -42,20 +42,21 @@ pub async fn handle(stage: Arc<FetchStage>, message: Incoming) -> Outcome {
     let Ok(text) = std::str::from_utf8(&message.payload) else {
         return permanent("the notification is not UTF-8 text".into(), None);
     };
-    let mine = match files_for(text, &stage.config.matching, &stage.metrics) {
-        Ok(files) => files,
+    let sorted = match files_for(text, &stage.config.matching, &stage.metrics) {
+        Ok(sorted) => sorted,
         Err(e) => return permanent(format!("not a valid notification: {e}"), None),
     };
-    if mine.is_empty() {
-        // Nothing here for this dataset (counted by `files_for`): acked and dropped.
+    if sorted.files.is_empty() {
+        // Nothing here for this dataset (counted by `files_for`): acked, and counted as an
+        // unmatched message when it announced files for other datasets.
         return Ok(Handled {
             consumed: Vec::new(),
             source: None,
-            unmatched: true,
+            unmatched: sorted.unmatched > 0,
         });
     }
     let mut first = None;
-    for note in mine {
+    for note in sorted.files {
         let source = fetch_one(&stage, note).await?;
         first.get_or_insert(source);
     }

@@ -5,7 +5,8 @@
 //! - `GET /healthz`: 200 while the process runs (liveness).
 //! - `GET /readyz`: 200 once the stage has set up its streams and while the NATS connection is
 //!   up, until shutdown begins; 503 otherwise (readiness).
-//! - `GET /metrics`: Prometheus text: messages by outcome, NATS connection and readiness.
+//! - `GET /metrics`: Prometheus text: messages by outcome, the counters every stage reports
+//!   (`roller_bus::metrics`, counted by the boxes), NATS connection and readiness.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -87,7 +87,7 @@ fn seconds(text: &str) -> Result<Duration, DurationError> {
     let parsed = Seconds::parse(text)?;
     u64::try_from(parsed.0)
         .map(Duration::from_secs)
-        .map_err(|_| DurationError::NotADuration(text.to_owned()))
+        .map_err(|_| DurationError::Negative(text.to_owned()))
 }
 
 /// Serves the datasets of `args` until SIGTERM or Ctrl-C.

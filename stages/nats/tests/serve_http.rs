@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roller_embedded as embedded;
 use roller_model::config::{DatasetConfig, ScratchConfig};
 use roller_model::duration::Seconds;
 use roller_nats::replay::replay;
@@ -152,7 +151,7 @@ fn xarray_reads_the_rolled_window_over_http_for_zarr_v3_and_v2_and_follows_a_rol
     assert_eq!(before.status, 200);
     let config = &configs[0];
     let until = roller_proto::time::parse_instant("2024-01-02T00:00:00Z").expect("time");
-    embedded::roll(config, raw_store(config), Arc::new(DeleteExpired), until).expect("roll");
+    roller_embedded::roll(config, raw_store(config), Arc::new(DeleteExpired), until).expect("roll");
     let read = read_with_xarray(
         &server.url("ukv3"),
         &notifications,
@@ -201,7 +200,7 @@ fn xarray_reads_the_reference_file_straight_from_disk_with_the_same_values_as_ov
     let config = &configs[1];
     let before = std::fs::read_to_string(reference_file(config)).expect("reference");
     let until = roller_proto::time::parse_instant("2024-01-02T00:00:00Z").expect("time");
-    embedded::roll(config, raw_store(config), Arc::new(DeleteExpired), until).expect("roll");
+    roller_embedded::roll(config, raw_store(config), Arc::new(DeleteExpired), until).expect("roll");
     let after = std::fs::read_to_string(reference_file(config)).expect("reference");
     let url = server.url(&config.name);
     let read = read_with_xarray(

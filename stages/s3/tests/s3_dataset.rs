@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use roller_embedded::{self as embedded, RunOptions};
+use roller_commit::Committer;
+use roller_embedded::RunOptions;
 use roller_model::clock::ManualClock;
 use roller_model::config::{DatasetConfig, ExpiryPolicy, S3Config};
 use roller_model::layout::Layout;
@@ -52,7 +53,7 @@ fn ingest_on_s3(
     lines: &[String],
     clock: &ManualClock,
 ) {
-    let summary = embedded::run(
+    let summary = roller_embedded::run(
         config,
         backends.store.clone(),
         lines.iter().cloned().map(Ok),
@@ -150,13 +151,9 @@ fn dataset_on_s3_matches_local_disk_and_tags_exactly_the_rolled_off_chunks() {
     assert_eq!(tagged, 0, "tagged before the grace was over");
     let grace = config.expiry.grace.0;
     let committer = || {
-        embedded::committer(
-            &config,
-            backends.store.clone(),
-            backends.expiry.clone(),
-            Arc::new(clock.clone()),
-        )
-        .expect("committer")
+        Committer::for_dataset(&config, backends.store.clone(), backends.expiry.clone())
+            .map(|c| c.with_clock(Arc::new(clock.clone())))
+            .expect("committer")
     };
     clock.advance(grace - 60);
     assert!(!committer().tidy().expect("tidy"));

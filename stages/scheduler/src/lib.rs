@@ -4,7 +4,7 @@
 //! roll subject on NATS, or `roller roll` on local disk) is the runner's business.
 
 use roller_model::config::DatasetConfig;
-use roller_model::schedule::{newest_expected_run, Cron, CronError, ScheduleConfig};
+use roller_model::schedule::{newest_expected_run, Cron, CronError};
 use roller_proto::RollEvent;
 
 /// Why the scheduler cannot run: its cadence is unusable.
@@ -21,22 +21,16 @@ pub enum SchedulerError {
 /// One dataset's scheduler: its cadence and where its window should end.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
-    dataset: String,
-    schedule: ScheduleConfig,
+    config: DatasetConfig,
     cron: Cron,
-    origin: i64,
-    step: i64,
 }
 
 impl Scheduler {
     /// The scheduler of `config`'s dataset; fails if its cron expression does not parse.
     pub fn new(config: &DatasetConfig) -> Result<Self, SchedulerError> {
         Ok(Self {
-            dataset: config.name.clone(),
             cron: Cron::parse(&config.schedule.cron)?,
-            schedule: config.schedule.clone(),
-            origin: config.origin_seconds(),
-            step: config.rolling.step.0,
+            config: config.clone(),
         })
     }
 
@@ -44,15 +38,12 @@ impl Scheduler {
     pub fn next_fire(&self, now: i64) -> Result<i64, SchedulerError> {
         self.cron
             .next_after(now)
-            .ok_or_else(|| SchedulerError::NeverFires(self.schedule.cron.clone()))
+            .ok_or_else(|| SchedulerError::NeverFires(self.config.schedule.cron.clone()))
     }
 
     /// The roll event the clock asks for at `now`: the window ends at the newest expected run.
     pub fn roll_event(&self, now: i64) -> RollEvent {
-        RollEvent {
-            dataset: self.dataset.clone(),
-            until: newest_expected_run(now, &self.schedule, self.origin, self.step),
-        }
+        roll_event(&self.config, now)
     }
 }
 

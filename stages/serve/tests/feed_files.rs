@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::InProcessServer;
-use roller_embedded::{self as embedded, RunSummary};
+use roller_embedded::RunSummary;
 use roller_model::config::DatasetConfig;
 use roller_serve::catalog::Catalog;
 use roller_test_support::feed::{match_today, mounts, ENSEMBLE_BUCKET, MODEL, PARAMETER};
@@ -78,7 +78,7 @@ fn ingest_all(config: &DatasetConfig, lines: &[String]) -> RunSummary {
 /// `read_feed.py` over roller-serve and through the reference file, against the files of
 /// `notifications`; each output must contain every one of `expected`.
 fn read_both(config: &DatasetConfig, files: &Files, notifications: &Path, expected: &[&str]) {
-    let store = embedded::open_store(config).expect("store");
+    let store = roller_embedded::open_store(config).expect("store");
     let catalog =
         Catalog::with_stores(vec![(config.clone(), store)], Duration::ZERO).expect("catalog");
     let server = InProcessServer::start(catalog);

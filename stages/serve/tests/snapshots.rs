@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roller_embedded::{self as embedded, RunOptions};
+use roller_commit::Committer;
+use roller_embedded::RunOptions;
 use roller_model::clock::{Clock, ManualClock};
 use roller_model::config::DatasetConfig;
 use roller_serve::catalog::Catalog;
@@ -61,7 +62,7 @@ fn ingest(
         clock: Arc::new(clock.clone()),
         ..RunOptions::default()
     };
-    let summary = embedded::run(
+    let summary = roller_embedded::run(
         config,
         store.clone(),
         lines.iter().cloned().map(Ok),
@@ -90,7 +91,7 @@ fn xarray_keeps_reading_its_snapshot_across_a_roll_and_fails_after_the_grace_v3_
         let runs = runs(&dir.path().join("src"));
         let name = format!("snap{format}");
         let config = config(dir.path(), &name, format, "");
-        let store = embedded::open_store(&config).expect("store");
+        let store = roller_embedded::open_store(&config).expect("store");
         let clock = ManualClock::at(roller_proto::time::now());
         let first_generation = ingest(&config, &store, &runs[..2].concat(), &clock);
         let before_roll = data_chunks(store.as_ref());
@@ -158,13 +159,9 @@ fn xarray_keeps_reading_its_snapshot_across_a_roll_and_fails_after_the_grace_v3_
         // The grace passes (and the margin after it); the committer removes the first run's
         // chunks.
         clock.advance(GRACE + 60);
-        let mut committer = embedded::committer(
-            &config,
-            store.clone(),
-            Arc::new(DeleteExpired),
-            Arc::new(clock.clone()),
-        )
-        .expect("committer");
+        let mut committer = Committer::for_dataset(&config, store.clone(), Arc::new(DeleteExpired))
+            .map(|c| c.with_clock(Arc::new(clock.clone())))
+            .expect("committer");
         assert!(
             committer.tidy().expect("tidy"),
             "released chunks removed and recorded"
@@ -202,7 +199,7 @@ fn a_reference_file_of_an_older_generation_reads_correctly_within_grace() {
     let dir = tempfile::tempdir().expect("tempdir");
     let runs = runs(&dir.path().join("src"));
     let config = config(dir.path(), "refs", 3, "[reference]\nenabled = true\n");
-    let store = embedded::open_store(&config).expect("store");
+    let store = roller_embedded::open_store(&config).expect("store");
     let clock = ManualClock::at(roller_proto::time::now());
     let generation = ingest(&config, &store, &runs[..2].concat(), &clock);
     let reference = dir.path().join("refs/reference.json");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use roller_embedded::{self as embedded, RunOptions, RunSummary};
+use roller_embedded::{RunOptions, RunSummary};
 use roller_model::config::DatasetConfig;
 use roller_model::rolling_store::RollingStore;
 use roller_storage::{LocalStore, Storage};
@@ -163,8 +163,8 @@ pub fn small_files(out: &Path, runs: usize, leads: usize, ny: usize, nx: usize) 
 
 /// Runs the embedded pipeline over notification lines.
 pub fn ingest(config: &DatasetConfig, lines: &[String]) -> RunSummary {
-    let store = embedded::open_store(config).expect("open store");
-    embedded::run(
+    let store = roller_embedded::open_store(config).expect("open store");
+    roller_embedded::run(
         config,
         store,
         lines.iter().cloned().map(Ok),
@@ -389,21 +389,5 @@ impl Drop for PythonSession {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A write report of one whole target (one part) of run `abs`, slot 0, of `dataset`: what the
-/// commit tests fold.
-pub fn single_part_report(dataset: &str, abs: i64) -> roller_proto::WriteReport {
-    roller_proto::WriteReport {
-        dataset: dataset.into(),
-        source: format!("run {abs}"),
-        abs,
-        slot: 0,
-        part: 0,
-        parts: 1,
-        chunks: 1,
-        bytes: 1,
-        schema: None,
     }
 }
