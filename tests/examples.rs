@@ -1,5 +1,6 @@
 //! The example configs in `examples/` load and validate.
 
+use roller_model::catalog;
 use roller_model::config::DatasetConfig;
 use roller_model::layout::Layout;
 use roller_test_support::workspace_root;
@@ -11,9 +12,11 @@ fn every_example_config_is_valid() {
     for entry in std::fs::read_dir(&dir).expect("examples dir") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let config =
-                DatasetConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert!(Layout::from_config(&config).parts() >= 1);
+            let configs =
+                catalog::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            for config in &configs {
+                assert!(Layout::from_config(config).parts() >= 1);
+            }
             seen += 1;
         }
     }
@@ -28,6 +31,21 @@ fn every_example_config_is_valid() {
     let maxima = load("ukv-today-max-screen-temperature.toml");
     assert_eq!(maxima.message_dims[0].size, 54);
     assert_eq!(maxima.message_dims[0].value_at(0), 3600);
+    // The catalog makes the same two datasets as their own files, but for where they live and
+    // the maxima's compression level (the catalog's default).
+    let ukv = catalog::load(&dir.join("ukv-catalog.toml")).expect("catalog");
+    let names: Vec<&str> = ukv.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["ukv-screen-temperature", "ukv-max-screen-temperature"]
+    );
+    let screen = load("ukv-today-screen-temperature.toml");
+    for (from_catalog, own) in ukv.iter().zip([&screen, &maxima]) {
+        let mut own = own.clone();
+        own.store.path = from_catalog.store.path.clone();
+        own.encoding.level = from_catalog.encoding.level;
+        assert_eq!(from_catalog, &own, "{}", own.name);
+    }
     let members = load("mogreps-uk-today-screen-temperature.toml");
     assert!(members.file_dims[0].is_per_run());
     let mogreps =

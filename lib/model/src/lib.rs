@@ -6,6 +6,7 @@
 //!
 //! It does no NetCDF and talks to no bus: storage is reached through `roller_storage`'s trait.
 
+pub mod catalog;
 pub mod cf_time;
 pub mod chunk_codec;
 pub mod clock;

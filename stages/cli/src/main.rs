@@ -72,11 +72,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Check a dataset's config and storage: that the S3 lifecycle rule deleting expired
-    /// chunks exists and (for `expiry.policy = "at_write"`) keeps chunks longer than the
-    /// window. Exits non-zero when something needs fixing.
+    /// Check a dataset's config, or a catalog's datasets, and their storage: that the S3
+    /// lifecycle rule deleting expired chunks exists and (for `expiry.policy = "at_write"`)
+    /// keeps chunks longer than the window. Lists the datasets a catalog defines. Exits non-zero
+    /// when something needs fixing.
     Check {
-        /// Dataset config (TOML).
+        /// Dataset config or catalog (TOML).
         #[arg(long)]
         config: PathBuf,
     },
@@ -298,16 +299,30 @@ fn run(cli: Cli) -> Result<()> {
             }
             nats_cmd::setup_command(&config)
         }
-        Command::Check { config } => {
-            let config = DatasetConfig::load(&config)?;
-            println!("ok: config of dataset {} is valid", config.name);
-            let backends = roller_s3::Backends::open(&config)?;
-            let findings = roller_s3::setup::check_storage(&config, &backends);
-            for finding in &findings {
-                let status = if finding.ok { "ok" } else { "problem" };
-                println!("{status}: {}", finding.message);
+        Command::Check { config: path } => {
+            let configs = roller_model::catalog::load(&path)?;
+            if let [config] = &configs[..] {
+                println!("ok: config of dataset {} is valid", config.name);
+            } else {
+                println!(
+                    "ok: {} defines {} datasets, all valid:",
+                    path.display(),
+                    configs.len()
+                );
+                for config in &configs {
+                    println!("  {}", describe_dataset(config));
+                }
             }
-            let problems = findings.iter().filter(|f| !f.ok).count();
+            let mut problems = 0;
+            for config in &configs {
+                let backends = roller_s3::Backends::open(config)?;
+                let findings = roller_s3::setup::check_storage(config, &backends);
+                for finding in &findings {
+                    let status = if finding.ok { "ok" } else { "problem" };
+                    println!("{status}: {}: {}", config.name, finding.message);
+                }
+                problems += findings.iter().filter(|f| !f.ok).count();
+            }
             if problems > 0 {
                 bail!("{problems} problem(s) found");
             }
@@ -338,6 +353,21 @@ fn run(cli: Cli) -> Result<()> {
         Command::BenchServe(args) => bench_serve::run(&args),
         Command::Sample(args) => sample::run(&args),
     }
+}
+
+/// One line about a dataset of a catalog: its name, what it takes, its window and its store.
+fn describe_dataset(config: &DatasetConfig) -> String {
+    format!(
+        "{}: {} / {} ({}), {} runs of {}, {} lead times, in {}",
+        config.name,
+        config.matching.model,
+        config.matching.name,
+        config.variable,
+        config.rolling.window,
+        roller_model::duration::Seconds(config.rolling.step.0).render(),
+        config.message_dims.iter().map(|m| m.size).product::<u32>(),
+        config.store.path.display()
+    )
 }
 
 fn synth_options(args: &SynthArgs) -> Result<SynthOptions> {

@@ -73,6 +73,36 @@ pub enum ConfigError {
         #[source]
         source: LocationError,
     },
+    /// A catalog's structure is wrong (a stray top-level key, no dataset, a name or store
+    /// path used twice).
+    #[error("catalog {origin}: {reason}")]
+    Catalog {
+        /// The file.
+        origin: String,
+        /// What is wrong and what would be right.
+        reason: String,
+    },
+    /// One dataset of a catalog is not valid.
+    #[error("catalog {origin}, dataset {index} (`{name}`): {source}")]
+    InDataset {
+        /// The file.
+        origin: String,
+        /// Its place in the catalog, from 0.
+        index: usize,
+        /// Its name, if it has one.
+        name: String,
+        /// What is wrong with it.
+        #[source]
+        source: Box<ConfigError>,
+    },
+    /// A command that takes one dataset was given a catalog.
+    #[error("config {origin} is a catalog of {count} datasets; this command takes one dataset's config (a file without `[[dataset]]` tables)")]
+    IsCatalog {
+        /// The file.
+        origin: String,
+        /// How many datasets it holds.
+        count: usize,
+    },
     /// The `schedule` section is not acceptable.
     #[error("config key {0}")]
     Schedule(#[from] ScheduleError),
@@ -152,11 +182,33 @@ impl DatasetConfig {
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let doc: toml::Value = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: origin.to_string(),
+            source,
+        })?;
+        if let Some(table) = doc.as_table().filter(|t| crate::catalog::is_catalog(t)) {
+            return Err(ConfigError::IsCatalog {
+                origin: origin.to_owned(),
+                count: table
+                    .get(crate::catalog::DATASETS_KEY)
+                    .and_then(toml::Value::as_array)
+                    .map_or(0, Vec::len),
+            });
+        }
+        Self::from_value_with_env(doc, origin, env)
+    }
+
+    /// Builds a config from parsed TOML (one dataset's table), applies overrides from `env`
+    /// and validates.
+    pub fn from_value_with_env(
+        mut doc: toml::Value,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let parse_err = |source: toml::de::Error| ConfigError::Parse {
             origin: origin.to_string(),
             source,
         };
-        let mut doc: toml::Value = toml::from_str(text).map_err(parse_err)?;
         for (name, value) in env {
             if let Some(path) = name.strip_prefix(ENV_PREFIX) {
                 apply_override(&mut doc, path, &value)?;
@@ -324,7 +376,7 @@ fn apply_override(doc: &mut toml::Value, path: &str, value: &str) -> Result<(), 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::duration::Seconds;
 

@@ -1,0 +1,287 @@
+//! Catalogs: one TOML file describing many datasets. A catalog has a `[defaults]` table (any
+//! dataset key: window, store path, codec, schedule...) and one `[[dataset]]` table per
+//! dataset; each dataset is its defaults with its own keys laid over them (tables merge key by
+//! key, anything else is replaced), and `{name}` in a default string becomes the dataset's name
+//! (`store.path = "/data/{name}"`). Environment overrides (`ROLLER__...`) then apply to every
+//! dataset, as they do to a single dataset's file, and each dataset is validated like one.
+//!
+//! Every command that takes `--config` reads a file through [`load`], so a dataset's own file
+//! is a catalog of one.
+//!
+//! ```toml
+//! [defaults]
+//! rolling = { dim = "forecast_reference_time", step = "1h", window = 8 }
+//! store.path = "/data/{name}"
+//!
+//! [[dataset]]
+//! name = "ukv-temperature"
+//! variable = "air_temperature"
+//! # match, message_dims, file_dims...
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::config::{ConfigError, DatasetConfig};
+
+/// The top-level key of a catalog's datasets.
+pub const DATASETS_KEY: &str = "dataset";
+
+/// The top-level key of a catalog's shared defaults.
+pub const DEFAULTS_KEY: &str = "defaults";
+
+/// Whether parsed TOML is a catalog (it has `[[dataset]]` tables or `[defaults]`) rather than
+/// one dataset.
+pub fn is_catalog(doc: &toml::Table) -> bool {
+    doc.contains_key(DATASETS_KEY) || doc.contains_key(DEFAULTS_KEY)
+}
+
+/// Reads a dataset's config or a catalog, applying `ROLLER__*` overrides from the process
+/// environment to every dataset.
+pub fn load(path: &Path) -> Result<Vec<DatasetConfig>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    from_toml_with_env(&text, &path.display().to_string(), std::env::vars())
+}
+
+/// Parses a dataset's config or a catalog from TOML text, applying the `ROLLER__*` pairs of
+/// `env` to every dataset; fails on the first dataset that is not valid, naming it.
+pub fn from_toml_with_env(
+    text: &str,
+    origin: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<DatasetConfig>, ConfigError> {
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let doc: toml::Table = toml::from_str(text).map_err(|source| ConfigError::Parse {
+        origin: origin.to_owned(),
+        source,
+    })?;
+    if !is_catalog(&doc) {
+        return Ok(vec![DatasetConfig::from_value_with_env(
+            toml::Value::Table(doc),
+            origin,
+            env,
+        )?]);
+    }
+    let mut defaults = toml::Table::new();
+    let mut datasets = Vec::new();
+    for (key, value) in doc {
+        match (key.as_str(), value) {
+            (DEFAULTS_KEY, toml::Value::Table(table)) => defaults = table,
+            (DATASETS_KEY, toml::Value::Array(items)) => datasets = items,
+            (DEFAULTS_KEY | DATASETS_KEY, _) => {
+                return Err(ConfigError::Catalog {
+                    origin: origin.to_owned(),
+                    reason: format!(
+                        "`{key}` must be a table (`[{DEFAULTS_KEY}]`) or an array of tables (`[[{DATASETS_KEY}]]`)"
+                    ),
+                })
+            }
+            (other, _) => {
+                return Err(ConfigError::Catalog {
+                    origin: origin.to_owned(),
+                    reason: format!(
+                        "unknown top-level key `{other}`; a catalog has only `[{DEFAULTS_KEY}]` and `[[{DATASETS_KEY}]]` (dataset keys go inside them)"
+                    ),
+                })
+            }
+        }
+    }
+    if datasets.is_empty() {
+        return Err(ConfigError::Catalog {
+            origin: origin.to_owned(),
+            reason: format!("it defines no dataset; add a `[[{DATASETS_KEY}]]` table"),
+        });
+    }
+    let mut configs = Vec::with_capacity(datasets.len());
+    let mut names = BTreeSet::new();
+    let mut stores = BTreeSet::new();
+    for (index, item) in datasets.into_iter().enumerate() {
+        let toml::Value::Table(own) = item else {
+            return Err(ConfigError::Catalog {
+                origin: origin.to_owned(),
+                reason: format!("dataset {index} is not a table"),
+            });
+        };
+        let name = own
+            .get("name")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let mut merged = substitute_name(&defaults, &name);
+        merge(&mut merged, own);
+        let config =
+            DatasetConfig::from_value_with_env(toml::Value::Table(merged), origin, env.clone())
+                .map_err(|source| ConfigError::InDataset {
+                    origin: origin.to_owned(),
+                    index,
+                    name: name.clone(),
+                    source: Box::new(source),
+                })?;
+        if !names.insert(config.name.clone()) {
+            return Err(ConfigError::Catalog {
+                origin: origin.to_owned(),
+                reason: format!("dataset `{}` is defined twice", config.name),
+            });
+        }
+        if !stores.insert(config.store.path.clone()) {
+            return Err(ConfigError::Catalog {
+                origin: origin.to_owned(),
+                reason: format!(
+                    "dataset `{}` has the store path {} of an earlier dataset; give each its own (e.g. `store.path = \"/data/{{name}}\"` in the defaults)",
+                    config.name,
+                    config.store.path.display()
+                ),
+            });
+        }
+        configs.push(config);
+    }
+    Ok(configs)
+}
+
+/// Lays `over` onto `base`: tables merge key by key, any other value replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(value)) => merge(inner, value),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// A copy of `defaults` with `{name}` in every string replaced by `name`.
+fn substitute_name(defaults: &toml::Table, name: &str) -> toml::Table {
+    fn walk(value: &toml::Value, name: &str) -> toml::Value {
+        match value {
+            toml::Value::String(text) => toml::Value::String(text.replace("{name}", name)),
+            toml::Value::Array(items) => {
+                toml::Value::Array(items.iter().map(|v| walk(v, name)).collect())
+            }
+            toml::Value::Table(table) => toml::Value::Table(
+                table
+                    .iter()
+                    .map(|(k, v)| (k.clone(), walk(v, name)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    defaults
+        .iter()
+        .map(|(k, v)| (k.clone(), walk(v, name)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CATALOG: &str = r#"
+        [defaults]
+        variable = "air_temperature"
+        rolling = { dim = "forecast_reference_time", step = "1h", window = 8 }
+        store.path = "/data/{name}"
+        encoding = { codec = "zstd", level = 3 }
+        [[defaults.message_dims]]
+        name = "forecast_period"
+        step = "1h"
+        size = 4
+        [[defaults.file_dims]]
+        name = "projection_y_coordinate"
+        size = 970
+        chunk = 485
+        [[defaults.file_dims]]
+        name = "projection_x_coordinate"
+        size = 1042
+        chunk = 521
+
+        [[dataset]]
+        name = "ukv-temperature"
+        match = { model = "uk-deterministic-2km", name = "temperature_at_screen_level" }
+
+        [[dataset]]
+        name = "ukv-rain"
+        variable = "rainfall_rate"
+        match = { model = "uk-deterministic-2km", name = "rainfall_rate" }
+        rolling = { window = 4 }
+        encoding = { level = 1 }
+    "#;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Vec<DatasetConfig>, ConfigError> {
+        from_toml_with_env(
+            text,
+            "catalog.toml",
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    }
+
+    #[test]
+    fn each_dataset_is_its_defaults_with_its_own_keys_laid_over() {
+        let configs = parse(CATALOG, &[]).expect("valid catalog");
+        let [temperature, rain] = &configs[..] else {
+            panic!("two datasets, not {}", configs.len())
+        };
+        assert_eq!(temperature.name, "ukv-temperature");
+        assert_eq!(temperature.variable, "air_temperature");
+        assert_eq!(temperature.rolling.window, 8);
+        assert_eq!(temperature.level(), 3);
+        assert_eq!(
+            temperature.store.path,
+            std::path::PathBuf::from("/data/ukv-temperature")
+        );
+        assert_eq!(rain.variable, "rainfall_rate");
+        // Tables merge key by key: the window changes, the step and dim stay.
+        assert_eq!(rain.rolling.window, 4);
+        assert_eq!(rain.rolling.step.0, 3600);
+        assert_eq!(rain.level(), 1);
+        assert_eq!(rain.store.path, std::path::PathBuf::from("/data/ukv-rain"));
+        assert_eq!(rain.file_dims.len(), 2);
+    }
+
+    #[test]
+    fn environment_overrides_apply_to_every_dataset() {
+        let configs = parse(CATALOG, &[("ROLLER__ROLLING__WINDOW", "48")]).expect("valid");
+        assert!(configs.iter().all(|c| c.rolling.window == 48));
+    }
+
+    #[test]
+    fn a_dataset_file_is_a_catalog_of_one() {
+        let one = crate::config::tests::UKV;
+        let configs = parse(one, &[]).expect("a dataset's own file");
+        assert_eq!(configs.len(), 1);
+        assert_eq!(configs[0], DatasetConfig::from_toml(one).expect("same"));
+    }
+
+    #[test]
+    fn mistakes_name_the_dataset_and_the_key() {
+        let bad = CATALOG.replace("rolling = { window = 4 }", "rolling = { window = 0 }");
+        let err = parse(&bad, &[]).expect_err("window 0").to_string();
+        assert!(
+            err.contains("ukv-rain") && err.contains("rolling.window"),
+            "{err}"
+        );
+        let twice = CATALOG.replace("name = \"ukv-rain\"", "name = \"ukv-temperature\"");
+        let err = parse(&twice, &[]).expect_err("a name twice").to_string();
+        assert!(err.contains("defined twice"), "{err}");
+        let shared = CATALOG.replace("/data/{name}", "/data/all");
+        let err = parse(&shared, &[]).expect_err("one store").to_string();
+        assert!(err.contains("store path"), "{err}");
+        let stray = format!("window = 3\n{CATALOG}");
+        let err = parse(&stray, &[]).expect_err("a stray key").to_string();
+        assert!(err.contains("unknown top-level key `window`"), "{err}");
+        for empty in ["dataset = []\n", "[defaults]\nvariable = \"x\"\n"] {
+            let err = parse(empty, &[]).expect_err("no dataset").to_string();
+            assert!(err.contains("no dataset"), "{empty}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_single_dataset_command_says_a_catalog_is_one() {
+        let err = DatasetConfig::from_toml(CATALOG).expect_err("a catalog");
+        assert!(err.to_string().contains("catalog of 2 datasets"), "{err}");
+    }
+}
