@@ -77,9 +77,9 @@ enum Command {
     /// keeps chunks longer than the window. Lists the datasets a catalog defines. Exits non-zero
     /// when something needs fixing.
     Check {
-        /// Dataset config or catalog (TOML).
-        #[arg(long)]
-        config: PathBuf,
+        /// Dataset config or catalog (TOML); repeat for several.
+        #[arg(long = "config", required = true)]
+        configs: Vec<PathBuf>,
     },
     /// Publish notifications (JSON lines) on a dataset's ingest subject, with deduplication ids.
     Replay {
@@ -299,19 +299,27 @@ fn run(cli: Cli) -> Result<()> {
             }
             nats_cmd::setup_command(&config)
         }
-        Command::Check { config: path } => {
-            let configs = roller_model::catalog::load(&path)?;
-            if let [config] = &configs[..] {
-                println!("ok: config of dataset {} is valid", config.name);
-            } else {
-                println!(
-                    "ok: {} defines {} datasets, all valid:",
-                    path.display(),
-                    configs.len()
-                );
-                for config in &configs {
-                    println!("  {}", describe_dataset(config));
+        Command::Check { configs: paths } => {
+            let mut configs = Vec::new();
+            for path in &paths {
+                let found = roller_model::catalog::load(path)?;
+                if let [config] = &found[..] {
+                    println!("ok: config of dataset {} is valid", config.name);
+                } else {
+                    println!(
+                        "ok: {} defines {} datasets, all valid:",
+                        path.display(),
+                        found.len()
+                    );
+                    for config in &found {
+                        println!("  {}", describe_dataset(config));
+                    }
                 }
+                configs.extend(found);
+            }
+            let mut names = std::collections::BTreeSet::new();
+            if let Some(twice) = configs.iter().find(|c| !names.insert(c.name.as_str())) {
+                bail!("dataset `{}` is configured twice", twice.name);
             }
             let mut problems = 0;
             for config in &configs {

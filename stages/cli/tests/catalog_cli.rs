@@ -72,6 +72,38 @@ fn check_lists_a_catalogs_datasets_and_single_dataset_commands_refuse_a_catalog(
         "{stdout}"
     );
 
+    // Several files: every dataset of each, each name once.
+    let other = dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        CATALOG
+            .replace("STORES", &stores.display().to_string())
+            .replace("ukv-", "other-"),
+    )
+    .expect("write");
+    let both = Command::new(env!("CARGO_BIN_EXE_roller"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .arg("--config")
+        .arg(&other)
+        .output()
+        .expect("roller check");
+    let stdout = String::from_utf8_lossy(&both.stdout);
+    assert!(both.status.success(), "{both:?}");
+    assert!(
+        stdout.contains("other-max-screen-temperature: "),
+        "{stdout}"
+    );
+    let twice = Command::new(env!("CARGO_BIN_EXE_roller"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("roller check");
+    assert!(!twice.status.success(), "{twice:?}");
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("configured twice"));
+
     let notices = dir.path().join("none.jsonl");
     std::fs::write(&notices, "").expect("notices");
     let run = Command::new(env!("CARGO_BIN_EXE_roller"))

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use roller_model::config::DatasetConfig;
 use roller_model::duration::{DurationError, Seconds};
 
 use roller_serve::catalog::DEFAULT_SNAPSHOT_CACHE;
@@ -36,7 +35,7 @@ pub struct ServeCli {
 /// Command-line arguments of `roller-serve` (and `roller serve`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// Dataset config (TOML); repeat for several datasets.
+    /// Dataset config or catalog (TOML); repeat for several.
     #[arg(
         long = "config",
         required = true,
@@ -92,11 +91,10 @@ fn seconds(text: &str) -> Result<Duration, DurationError> {
 
 /// Serves the datasets of `args` until SIGTERM or Ctrl-C.
 pub fn run(args: &ServeArgs) -> Result<()> {
-    let configs = args
-        .configs
-        .iter()
-        .map(|path| DatasetConfig::load(path))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut configs = Vec::new();
+    for path in &args.configs {
+        configs.extend(roller_model::catalog::load(path)?);
+    }
     let stores = configs
         .into_iter()
         .map(|config| {

@@ -452,3 +452,31 @@ fn the_status_page_in_headless_chromium_shows_names_window_completeness_quickloo
     );
     println!("screenshot: {}", shot.display());
 }
+
+#[test]
+fn a_catalog_serves_every_dataset_it_defines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (configs, _, _) = datasets(dir.path());
+    let tables: Vec<toml::Value> = configs
+        .iter()
+        .map(|c| toml::Value::try_from(c).expect("a config as TOML"))
+        .collect();
+    let mut catalog = toml::Table::new();
+    catalog.insert("dataset".into(), toml::Value::Array(tables));
+    let path = dir.path().join("catalog.toml");
+    std::fs::write(&path, toml::to_string(&catalog).expect("TOML")).expect("write catalog");
+    let server = Server::start(&[&path], &dir.path().join("serve.log"));
+    let page = request(server.port, "GET", "/", &[]);
+    assert_eq!(page.status, 200);
+    let page = String::from_utf8_lossy(&page.body);
+    for config in &configs {
+        assert!(
+            page.contains(&config.name),
+            "{} missing from\n{page}",
+            config.name
+        );
+    }
+    let v3 = request(server.port, "GET", "/ukv3/zarr.json", &[]);
+    let v2 = request(server.port, "GET", "/ukv2/.zgroup", &[]);
+    assert_eq!((v3.status, v2.status), (200, 200));
+}
