@@ -34,13 +34,14 @@ match = { model = "uk-deterministic-2km", name = "temperature_at_screen_level_ma
 rolling = { window = 12 }
 "#;
 
-fn roller(args: &[&str], config: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_roller"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run roller")
+/// Runs `roller ARGS --config C1 --config C2 ...`.
+fn roller(args: &[&str], configs: &[&std::path::Path]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_roller"));
+    command.args(args);
+    for config in configs {
+        command.arg("--config").arg(config);
+    }
+    command.output().expect("run roller")
 }
 
 #[test]
@@ -54,7 +55,7 @@ fn check_lists_a_catalogs_datasets_and_single_dataset_commands_refuse_a_catalog(
     )
     .expect("write catalog");
 
-    let check = roller(&["check"], &path);
+    let check = roller(&["check"], &[&path]);
     let stdout = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "{check:?}");
     assert!(stdout.contains("defines 2 datasets, all valid"), "{stdout}");
@@ -81,38 +82,21 @@ fn check_lists_a_catalogs_datasets_and_single_dataset_commands_refuse_a_catalog(
             .replace("ukv-", "other-"),
     )
     .expect("write");
-    let both = Command::new(env!("CARGO_BIN_EXE_roller"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .arg("--config")
-        .arg(&other)
-        .output()
-        .expect("roller check");
+    let both = roller(&["check"], &[&path, &other]);
     let stdout = String::from_utf8_lossy(&both.stdout);
     assert!(both.status.success(), "{both:?}");
     assert!(
         stdout.contains("other-max-screen-temperature: "),
         "{stdout}"
     );
-    let twice = Command::new(env!("CARGO_BIN_EXE_roller"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .expect("roller check");
+    let twice = roller(&["check"], &[&path, &path]);
     assert!(!twice.status.success(), "{twice:?}");
     assert!(String::from_utf8_lossy(&twice.stderr).contains("configured twice"));
 
     let notices = dir.path().join("none.jsonl");
     std::fs::write(&notices, "").expect("notices");
-    let run = Command::new(env!("CARGO_BIN_EXE_roller"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .arg("--notifications")
-        .arg(&notices)
-        .output()
-        .expect("roller run");
+    let notices = notices.display().to_string();
+    let run = roller(&["run", "--notifications", &notices], &[&path]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success(), "{run:?}");
     assert!(stderr.contains("is a catalog of 2 datasets"), "{stderr}");
@@ -125,7 +109,7 @@ fn check_lists_a_catalogs_datasets_and_single_dataset_commands_refuse_a_catalog(
             .replace("window = 12", "window = 0"),
     )
     .expect("write");
-    let check = roller(&["check"], &broken);
+    let check = roller(&["check"], &[&broken]);
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert!(!check.status.success(), "{check:?}");
     assert!(
