@@ -162,14 +162,14 @@ pub fn run(
     options: &RunOptions,
 ) -> Result<RunSummary, RunError> {
     let layout = Layout::from_config(config);
+    let metrics = Arc::new(Metrics::default());
     let mut committer = Committer::for_dataset(config, storage.clone(), options.expiry.clone())?
-        .with_clock(options.clock.clone());
+        .with_clock(options.clock.clone())
+        .with_metrics(metrics.clone());
     let mut fetcher = Fetcher::new(&config.source)?;
     if let Some(objects) = &options.objects {
         fetcher = fetcher.with_objects(objects.clone(), std::env::temp_dir());
     }
-    let metrics = Arc::new(Metrics::default());
-    committer = committer.with_metrics(metrics.clone());
     let decoder = Decoder::new(layout.clone(), storage.clone()).with_metrics(metrics.clone());
     let writer = Writer::new(layout, storage)?.with_metrics(metrics.clone());
     let dead = CollectedDeadLetters::default();
