@@ -106,6 +106,7 @@ const BOXES_AND_LAYERS: &[&str] = &[
     "roller-model",
     "roller-bus",
     "roller-embedded",
+    "roller-bridge",
     "roller-fetch",
     "roller-decode",
     "roller-write",
@@ -132,6 +133,8 @@ fn only_decode_links_netcdf() {
         "roller-storage",
         "roller-model",
         "roller-bus",
+        "roller-bridge",
+        "roller-sqs",
         "roller-fetch",
         "roller-write",
         "roller-commit",
@@ -172,7 +175,7 @@ fn the_check_finds_a_dependency_that_is_there() {
 fn the_synthetic_file_generator_stays_out_of_the_stages() {
     for package in BOXES_AND_LAYERS
         .iter()
-        .chain(&["roller-s3", "roller-nats", "roller-serve"])
+        .chain(&["roller-s3", "roller-sqs", "roller-nats", "roller-serve"])
     {
         assert_free_of(package, &["roller-synth"]);
     }

@@ -73,6 +73,48 @@ pub fn parse(text: &str) -> Result<Vec<Notice>, NotificationError> {
     unwrapped(&map)
 }
 
+/// The identity of one feed message, for deduplicating it on the feed (`Nats-Msg-Id`): the
+/// `bucket/key` of the first file it announces, followed by `@` and the S3 ETag when the event
+/// record carries one (the same key published again with new content is a new message).
+/// `None` when the message announces no file (a test event); an error when it does not parse.
+pub fn message_id(text: &str) -> Result<Option<String>, NotificationError> {
+    let notices = parse(text)?;
+    let Some(first) = notices.iter().find_map(|n| match n {
+        Notice::File(note) => Some(note),
+        Notice::Skipped { .. } => None,
+    }) else {
+        return Ok(None);
+    };
+    Ok(Some(match first_etag(text) {
+        Some(etag) => format!("{}@{etag}", first.id()),
+        None => first.id(),
+    }))
+}
+
+/// The ETag of the first `ObjectCreated` record of an S3 event (in an SNS envelope or not).
+fn first_etag(text: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    let body = match value.get("Message").and_then(Value::as_str) {
+        Some(message) if value.get("Type").and_then(Value::as_str) == Some("Notification") => {
+            serde_json::from_str(message).ok()?
+        }
+        _ => value,
+    };
+    let created = |record: &&Value| {
+        record
+            .pointer("/eventName")
+            .and_then(Value::as_str)
+            .is_some_and(|e| {
+                e.strip_prefix("s3:")
+                    .unwrap_or(e)
+                    .starts_with("ObjectCreated:")
+            })
+    };
+    let record = body.get("Records")?.as_array()?.iter().find(created)?;
+    let etag = record.pointer("/s3/object/eTag")?.as_str()?;
+    (!etag.is_empty()).then(|| etag.to_owned())
+}
+
 fn is_sns_envelope(map: &Map<String, Value>) -> bool {
     map.get("Type").and_then(Value::as_str) == Some("Notification") && map.contains_key("Message")
 }
@@ -298,6 +340,26 @@ mod tests {
             serde_json::json!({"Type": "Notification", "MessageId": "x", "Message": event})
                 .to_string();
         assert_eq!(files(&wrapped), notes);
+    }
+
+    #[test]
+    fn a_message_is_identified_by_its_first_file_and_etag() {
+        let event = r#"{"Records":[{"eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"k","eTag":"old"}}},{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"uk-deterministic-2km/20250614T0000Z/20250614T0100Z-PT0001H00M-rainfall_rate.nc","eTag":"e1"}}}]}"#;
+        let id = "b/uk-deterministic-2km/20250614T0000Z/20250614T0100Z-PT0001H00M-rainfall_rate.nc";
+        assert_eq!(message_id(event).expect("parses"), Some(format!("{id}@e1")));
+        let wrapped =
+            serde_json::json!({"Type": "Notification", "MessageId": "x", "Message": event})
+                .to_string();
+        assert_eq!(
+            message_id(&wrapped).expect("parses"),
+            Some(format!("{id}@e1"))
+        );
+        // aws-earth notices carry no ETag: the key alone.
+        let [n] = files(REAL_SNS).try_into().expect("one notice");
+        assert_eq!(message_id(REAL_SNS).expect("parses"), Some(n.id()));
+        let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#;
+        assert_eq!(message_id(test).expect("parses"), None);
+        assert!(message_id("{").is_err());
     }
 
     #[test]

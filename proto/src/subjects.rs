@@ -3,7 +3,9 @@
 //! can share a NATS account.
 //!
 //! ```text
-//! {p}.ingest.{dataset}            notifications, JSON (what `nats pub` and `roller replay` send)
+//! {p}.feed                       the feed: any notice in any form, for every dataset (the bridge
+//!                                 publishes here; fetch routes each notice to the datasets it matches)
+//! {p}.ingest.{dataset}            notifications for one dataset, JSON (`nats pub`, `roller replay`)
 //! {p}.work.fetched.{dataset}      fetch -> decode   (FetchedFile, bincode)
 //! {p}.work.slab.{dataset}         decode -> write   (SlabTicket, bincode)
 //! {p}.events.report.{dataset}     write -> commit   (WriteReport, bincode)
@@ -117,9 +119,19 @@ impl Subjects {
         format!("{}_{}", self.prefix.to_ascii_uppercase(), kind.suffix())
     }
 
-    /// Every subject a stream holds, e.g. `roller.ingest.>`.
-    pub fn stream_subjects(&self, kind: StreamKind) -> String {
-        format!("{}.{}.>", self.prefix, kind.token())
+    /// Every subject a stream holds, e.g. `roller.work.>`; the ingest stream also holds the
+    /// feed subject.
+    pub fn stream_subjects(&self, kind: StreamKind) -> Vec<String> {
+        let all = format!("{}.{}.>", self.prefix, kind.token());
+        match kind {
+            StreamKind::Ingest => vec![all, self.feed()],
+            _ => vec![all],
+        }
+    }
+
+    /// The feed: every notice the publisher sends, in any form, for whichever datasets match it.
+    pub fn feed(&self) -> String {
+        format!("{}.feed", self.prefix)
     }
 
     /// Where notifications for `dataset` are published.
@@ -159,7 +171,7 @@ impl Subjects {
 
     /// Every dead letter.
     pub fn all_dead(&self) -> String {
-        self.stream_subjects(StreamKind::Dead)
+        format!("{}.{}.>", self.prefix, StreamKind::Dead.token())
     }
 
     /// Durable consumer name of a stage for a dataset, e.g. `decode_ukv-air-temperature`.
@@ -190,6 +202,14 @@ pub mod headers {
     pub const SOURCE: &str = "Roller-Source";
     /// How many times the message had been delivered.
     pub const DELIVERIES: &str = "Roller-Deliveries";
+    /// The queue a message came from (dead letters of the bridge).
+    pub const QUEUE: &str = "Roller-Queue";
+    /// The queue's id of the message (SQS `MessageId`).
+    pub const QUEUE_MESSAGE_ID: &str = "Roller-Queue-Message-Id";
+    /// How many times the queue had handed the message out (SQS `ApproximateReceiveCount`).
+    pub const QUEUE_RECEIVE_COUNT: &str = "Roller-Queue-Receive-Count";
+    /// When the message was sent to the queue, milliseconds since the epoch (SQS `SentTimestamp`).
+    pub const QUEUE_SENT_TIMESTAMP: &str = "Roller-Queue-Sent-Timestamp";
 }
 
 #[cfg(test)]
@@ -200,7 +220,11 @@ mod tests {
     fn names_follow_the_prefix() {
         let s = Subjects::new("roller").expect("valid");
         assert_eq!(s.stream(StreamKind::Ingest), "ROLLER_INGEST");
-        assert_eq!(s.stream_subjects(StreamKind::Work), "roller.work.>");
+        assert_eq!(s.stream_subjects(StreamKind::Work), ["roller.work.>"]);
+        assert_eq!(
+            s.stream_subjects(StreamKind::Ingest),
+            ["roller.ingest.>", "roller.feed"]
+        );
         assert_eq!(s.ingest("ukv"), "roller.ingest.ukv");
         assert_eq!(s.dead("decode", "ukv"), "roller.dead.decode.ukv");
         assert_eq!(s.consumer("write", "ukv"), "write_ukv");

@@ -1,6 +1,7 @@
 //! The counters every stage reports, in every mode. The boxes count what they do in their own
 //! code (fetch the notices it reads, skips and drops; decode the files and bytes; write the
-//! chunks; commit the commits and roll events), so embedded mode's summary and a stage
+//! chunks; commit the commits and roll events; the bridge what it moves from the publisher's
+//! queue onto the feed), so embedded mode's summary and a stage
 //! process's `/metrics` come from the same increments. What happens to messages on the bus
 //! (acked, retried, dead-lettered) is the bus's to count.
 
@@ -33,11 +34,23 @@ pub enum Counter {
     Commits,
     /// Roll events folded into the window.
     RollEvents,
+    /// Messages the bridge received from the publisher's queue.
+    QueueReceived,
+    /// Messages the bridge published on the feed (stored by JetStream).
+    FeedPublished,
+    /// Messages the bridge published that the feed had already stored (same deduplication id).
+    FeedDuplicates,
+    /// Queue messages no form parses, sent to the dead-letter stream by the bridge.
+    QueueDeadLettered,
+    /// Messages the bridge deleted from the queue (after the feed stored them).
+    QueueDeleted,
+    /// Failed requests to the queue (throttling, server errors, network).
+    QueueErrors,
 }
 
 impl Counter {
     /// Every counter, in the order they are reported.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 17] = [
         Self::Notices,
         Self::Skipped,
         Self::Unmatched,
@@ -49,6 +62,12 @@ impl Counter {
         Self::StoredBytes,
         Self::Commits,
         Self::RollEvents,
+        Self::QueueReceived,
+        Self::FeedPublished,
+        Self::FeedDuplicates,
+        Self::QueueDeadLettered,
+        Self::QueueDeleted,
+        Self::QueueErrors,
     ];
 
     /// The Prometheus name (`roller_<name>_total`).
@@ -65,6 +84,12 @@ impl Counter {
             Self::StoredBytes => "stored_bytes",
             Self::Commits => "commits",
             Self::RollEvents => "roll_events",
+            Self::QueueReceived => "queue_received",
+            Self::FeedPublished => "feed_published",
+            Self::FeedDuplicates => "feed_duplicates",
+            Self::QueueDeadLettered => "queue_dead_lettered",
+            Self::QueueDeleted => "queue_deleted",
+            Self::QueueErrors => "queue_errors",
         }
     }
 
@@ -82,6 +107,14 @@ impl Counter {
             Self::StoredBytes => "Encoded bytes stored.",
             Self::Commits => "Commits published.",
             Self::RollEvents => "Roll events folded into the window.",
+            Self::QueueReceived => "Messages received from the publisher's queue.",
+            Self::FeedPublished => "Queue messages stored on the feed.",
+            Self::FeedDuplicates => "Queue messages the feed had already stored (deduplicated).",
+            Self::QueueDeadLettered => "Queue messages no form parses, dead-lettered.",
+            Self::QueueDeleted => "Messages deleted from the queue once the feed stored them.",
+            Self::QueueErrors => {
+                "Failed requests to the queue (throttling, server errors, network)."
+            }
         }
     }
 
@@ -90,14 +123,18 @@ impl Counter {
     }
 }
 
-/// A process's counters, shared by its stages.
+/// A process's counters, shared by its stages, and one gauge: the age of the oldest message
+/// in the bridge's latest batch from the queue (how far behind the publisher it is).
 #[derive(Debug, Default)]
-pub struct Metrics([AtomicU64; Counter::ALL.len()]);
+pub struct Metrics {
+    counters: [AtomicU64; Counter::ALL.len()],
+    oldest_queue_message_seconds: AtomicU64,
+}
 
 impl Metrics {
     /// Adds `n` to `counter`.
     pub fn add(&self, counter: Counter, n: u64) {
-        self.0[counter.index()].fetch_add(n, Ordering::Relaxed);
+        self.counters[counter.index()].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Adds one to `counter`.
@@ -107,7 +144,18 @@ impl Metrics {
 
     /// The current value of `counter`.
     pub fn get(&self, counter: Counter) -> u64 {
-        self.0[counter.index()].load(Ordering::Relaxed)
+        self.counters[counter.index()].load(Ordering::Relaxed)
+    }
+
+    /// Sets the age of the oldest message in the latest batch taken from the queue.
+    pub fn set_oldest_queue_message_age(&self, seconds: u64) {
+        self.oldest_queue_message_seconds
+            .store(seconds, Ordering::Relaxed);
+    }
+
+    /// The age of the oldest message in the latest batch taken from the queue, in seconds.
+    pub fn oldest_queue_message_age(&self) -> u64 {
+        self.oldest_queue_message_seconds.load(Ordering::Relaxed)
     }
 
     /// Every counter in Prometheus' text format, each with `labels` (`key="value",...`).
@@ -122,6 +170,11 @@ impl Metrics {
                 self.get(counter)
             );
         }
+        let _ = write!(
+            text,
+            "# HELP roller_queue_oldest_message_age_seconds Age of the oldest message in the bridge's latest batch from the queue.\n# TYPE roller_queue_oldest_message_age_seconds gauge\nroller_queue_oldest_message_age_seconds{{{labels}}} {}\n",
+            self.oldest_queue_message_age()
+        );
         text
     }
 }
@@ -143,6 +196,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("roller_stored_bytes_total{stage=\"s\"} 42\n"));
+        metrics.set_oldest_queue_message_age(7);
+        assert!(metrics
+            .prometheus("stage=\"s\"")
+            .contains("roller_queue_oldest_message_age_seconds{stage=\"s\"} 7\n"));
         for (i, counter) in Counter::ALL.into_iter().enumerate() {
             assert_eq!(
                 counter.index(),

@@ -34,7 +34,7 @@ pub(crate) fn setup_command(config: &DatasetConfig) -> Result<()> {
             println!(
                 "stream {} ({})",
                 t.subjects.stream(kind),
-                t.subjects.stream_subjects(kind)
+                t.subjects.stream_subjects(kind).join(", ")
             );
         }
         for stage in ["fetch", "decode", "write", "commit"] {
@@ -46,6 +46,7 @@ pub(crate) fn setup_command(config: &DatasetConfig) -> Result<()> {
             t.subjects.generation_bucket()
         );
         println!("ingest subject: {}", t.subjects.ingest(&config.name));
+        println!("feed subject: {}", t.subjects.feed());
         Ok(())
     })
 }

@@ -256,6 +256,14 @@ where
     }
 }
 
+/// `text` fit for a header value: control characters made spaces, at most 2000 characters.
+pub fn header_text(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_REASON)
+        .collect()
+}
+
 /// Builds a dead letter for `message`: its payload on `{p}.dead.{stage}.{dataset}` with
 /// headers naming the stage, the reason, the original subject, the source and the delivery
 /// count. Its `Nats-Msg-Id` is the original's stream position, so a retried publish of the same
@@ -268,12 +276,7 @@ pub fn dead_letter(
     source: Option<&str>,
 ) -> Outgoing {
     let mut map = HeaderMap::new();
-    let clean = |text: &str| -> String {
-        text.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .take(MAX_REASON)
-            .collect()
-    };
+    let clean = header_text;
     let (delivered, position) = message.info().map_or((1, None), |info| {
         (
             info.delivered,

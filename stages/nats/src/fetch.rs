@@ -1,5 +1,5 @@
-//! The fetch stage on NATS: takes a message of the feed from the dataset's ingest subject,
-//! keeps the files this dataset takes ([`files_for`], as embedded mode does), checks each
+//! The fetch stage on NATS: takes a message from the dataset's ingest subject or from the
+//! feed subject (which every dataset's fetch consumer reads), keeps the files this dataset takes ([`files_for`], as embedded mode does), checks each
 //! (source allowed, size), copies it into scratch and passes a [`FetchedFile`] on to decode.
 //! A message with nothing for this dataset is acked and counted.
 

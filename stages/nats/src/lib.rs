@@ -1,13 +1,15 @@
 //! zarr-roller's distributed stages on NATS JetStream: the bus on JetStream (consumers, acks,
 //! redelivery, dead letters, claim-checks through scratch, leases) and every stage binary's
-//! wiring (`roller-fetch` ... `roller-scheduler`, and `roller-serve`'s in [`serve`]).
+//! wiring (`roller-fetch` ... `roller-scheduler`, `roller-serve`'s in [`serve`] and
+//! `roller-bridge`'s in [`bridge`]).
 //!
 //! The same stage code as the embedded runner (the boxes' crates: `roller-fetch`,
 //! `roller-decode`, `roller-write`, `roller-commit`), driven by durable pull consumers instead of
 //! in-process channels:
 //!
 //! ```text
-//! {p}.ingest.D ─► fetch ─► {p}.work.fetched.D ─► decode ─► {p}.work.slab.D ─► write
+//! SQS ─► bridge ─► {p}.feed ─┐
+//! {p}.ingest.D ──────────────┴─► fetch ─► {p}.work.fetched.D ─► decode ─► {p}.work.slab.D ─► write
 //!     ─► {p}.events.report.D ─► commit ◄─ {p}.events.roll.D ◄─ scheduler / `roller roll`
 //! ```
 //!
@@ -16,6 +18,7 @@
 //! every work stage shares, [`lease`] keeps one commit writer per dataset, and [`run`] is the
 //! `main` of each binary.
 
+pub mod bridge;
 pub mod commit;
 pub mod consume;
 pub mod dead_letters;

@@ -124,28 +124,14 @@ pub async fn setup(
             Duration::from_secs(s.max_age.0.unsigned_abs())
         });
     for kind in StreamKind::ALL {
-        let (retention, max_age) = match kind {
-            StreamKind::Work => (stream::RetentionPolicy::WorkQueue, work_age),
-            StreamKind::Dead => (stream::RetentionPolicy::Limits, KEEP_DEAD),
-            StreamKind::Ingest | StreamKind::Events => {
-                (stream::RetentionPolicy::Limits, KEEP_EVENTS)
-            }
-        };
-        let name = subjects.stream(kind);
-        js.create_or_update_stream(stream::Config {
-            name: name.clone(),
-            subjects: vec![subjects.stream_subjects(kind)],
-            retention,
-            max_age,
-            duplicate_window: settings.dedup_window.min(max_age),
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| setup_error(format!("stream {name}"))(e.to_string()))?;
+        ensure_stream(&js, settings, kind, work_age).await?;
     }
     let consumers = [
-        ("fetch", StreamKind::Ingest, vec![subjects.ingest(&dataset)]),
+        (
+            "fetch",
+            StreamKind::Ingest,
+            vec![subjects.ingest(&dataset), subjects.feed()],
+        ),
         ("decode", StreamKind::Work, vec![subjects.fetched(&dataset)]),
         ("write", StreamKind::Work, vec![subjects.slab(&dataset)]),
         (
@@ -203,6 +189,48 @@ pub async fn setup(
         subjects,
         dataset,
     })
+}
+
+/// Creates or updates one stream; `work_age` is how long work messages are kept.
+async fn ensure_stream(
+    js: &jetstream::Context,
+    settings: &NatsSettings,
+    kind: StreamKind,
+    work_age: Duration,
+) -> Result<(), TopologyError> {
+    let subjects = &settings.subjects;
+    let (retention, max_age) = match kind {
+        StreamKind::Work => (stream::RetentionPolicy::WorkQueue, work_age),
+        StreamKind::Dead => (stream::RetentionPolicy::Limits, KEEP_DEAD),
+        StreamKind::Ingest | StreamKind::Events => (stream::RetentionPolicy::Limits, KEEP_EVENTS),
+    };
+    let name = subjects.stream(kind);
+    js.create_or_update_stream(stream::Config {
+        name: name.clone(),
+        subjects: subjects.stream_subjects(kind),
+        retention,
+        max_age,
+        duplicate_window: settings.dedup_window.min(max_age),
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| setup_error(format!("stream {name}"))(e.to_string()))?;
+    Ok(())
+}
+
+/// Creates or updates what the feed needs, for the bridge (which serves no dataset): the
+/// ingest stream, which holds the feed subject, and the dead-letter stream.
+pub async fn setup_feed(
+    client: async_nats::Client,
+    settings: &NatsSettings,
+) -> Result<jetstream::Context, TopologyError> {
+    let js = jetstream::new(client);
+    for kind in [StreamKind::Ingest, StreamKind::Dead] {
+        // (work_age is only used by the work stream)
+        ensure_stream(&js, settings, kind, KEEP_EVENTS).await?;
+    }
+    Ok(js)
 }
 
 impl Topology {

@@ -77,13 +77,13 @@ fn every_stage_shuts_down_cleanly_on_sigterm() {
         assert!(
             status.success(),
             "{} exited with {status}\n{}",
-            c.procs[i].kind.binary(),
+            c.procs[i].name,
             c.logs()
         );
         assert!(
             started.elapsed() < Duration::from_secs(15),
             "{} took {:?}",
-            c.procs[i].kind.binary(),
+            c.procs[i].name,
             started.elapsed()
         );
     }

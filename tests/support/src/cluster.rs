@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::nats::{spawn_isolated, NatsServer};
 use crate::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use crate::sqs::SqsServer;
 use crate::{ingest, small_files, snapshot, snapshot_store, TestDataset};
 use async_nats::jetstream::{self, message::StreamMessage};
 use roller_model::config::{DatasetConfig, S3Config};
@@ -23,12 +24,17 @@ use roller_synth::write_config;
 /// The stage binary of `kind`, next to the running test's own directory (`target/<profile>/`),
 /// where cargo puts a package's binaries before running its integration tests.
 pub fn binary(kind: StageKind) -> PathBuf {
+    binary_named(kind.binary())
+}
+
+/// The binary `name` of `roller-nats` (e.g. `roller-bridge`), as [`binary`] finds it.
+pub fn binary_named(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("tests run from target/<profile>/deps");
-    let path = profile_dir.join(kind.binary());
+    let path = profile_dir.join(name);
     assert!(
         path.exists(),
         "{} is not built: run the tests of roller-nats (cargo builds its binaries first)",
@@ -39,8 +45,8 @@ pub fn binary(kind: StageKind) -> PathBuf {
 
 /// One stage process of a cluster.
 pub struct Proc {
-    /// Which stage it runs.
-    pub kind: StageKind,
+    /// Its binary's name (`roller-fetch`, `roller-bridge`, ...).
+    pub name: &'static str,
     /// The process.
     pub child: Child,
     /// Its standard error, kept for failure messages.
@@ -234,23 +240,47 @@ impl Cluster {
 
     /// Starts a stage process; returns its index.
     pub fn spawn(&mut self, kind: StageKind) -> usize {
+        let config = ["--config".into(), self.config_path.display().to_string()];
+        self.spawn_binary(kind.binary(), &config, &[])
+    }
+
+    /// Starts `roller-bridge` polling `queue_url` with `pollers` pollers, with the SQS server's
+    /// environment; returns its index.
+    pub fn spawn_bridge(&mut self, sqs: &SqsServer, queue_url: &str, pollers: u16) -> usize {
+        let args = [
+            "--queue-url".to_owned(),
+            queue_url.to_owned(),
+            "--pollers".to_owned(),
+            pollers.to_string(),
+            // Short, so messages a killed bridge held come back quickly.
+            "--visibility-timeout".to_owned(),
+            "4".to_owned(),
+            "--wait".to_owned(),
+            "1".to_owned(),
+        ];
+        self.spawn_binary("roller-bridge", &args, &sqs.env())
+    }
+
+    /// Starts the binary `name` with `args` and the cluster's environment plus `env`; returns
+    /// its index.
+    pub fn spawn_binary(
+        &mut self,
+        name: &'static str,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> usize {
         let n = self.procs.len();
-        let log = self
-            .dir
-            .path()
-            .join("logs")
-            .join(format!("{}-{n}.log", kind.binary()));
+        let log = self.dir.path().join("logs").join(format!("{name}-{n}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = spawn_isolated(
-            Command::new(binary(kind))
-                .arg("--config")
-                .arg(&self.config_path)
-                .envs(self.env.iter().map(|(k, v)| (k, v)))
+            Command::new(binary_named(name))
+                .args(args)
+                .envs(self.env.iter().chain(env).map(|(k, v)| (k, v)))
                 .stdout(Stdio::null())
                 .stderr(file),
         )
         .expect("start stage");
-        self.procs.push(Proc { kind, child, log });
+        self.procs.push(Proc { name, child, log });
         n
     }
 
@@ -272,7 +302,7 @@ impl Cluster {
             assert!(
                 Instant::now() < deadline,
                 "{} did not exit within 30 s of SIGTERM\n{}",
-                self.procs[i].kind.binary(),
+                self.procs[i].name,
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -476,7 +506,7 @@ impl Cluster {
         for p in &self.procs {
             let log = std::fs::read_to_string(&p.log).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            text.push_str(&format!("--- {} ({})\n", p.kind.binary(), p.log.display()));
+            text.push_str(&format!("--- {} ({})\n", p.name, p.log.display()));
             for line in tail.into_iter().rev() {
                 text.push_str(line);
                 text.push('\n');

@@ -19,6 +19,7 @@ pub mod feed;
 pub mod http;
 pub mod nats;
 pub mod s3;
+pub mod sqs;
 
 /// The workspace root (where README.md and `.venv` live).
 pub fn workspace_root() -> PathBuf {

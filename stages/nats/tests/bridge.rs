@@ -1,0 +1,232 @@
+//! The bridge against a real SQS-compatible server (moto, its own process) and a real
+//! nats-server: messages in every form the publisher sends go from the queue onto the feed and,
+//! through the stage processes, into their dataset, each file once.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use roller_nats::StageKind::{Commit, Decode, Fetch, Write};
+use roller_proto::subjects::headers;
+use roller_proto::StreamKind;
+use roller_sqs::SqsQueue;
+use roller_test_support::cluster::{header, Cluster, PARTS};
+use roller_test_support::sqs::SqsServer;
+
+const CONVERGE: Duration = Duration::from_secs(180);
+
+/// A body no form of the feed parses.
+const POISON: &str = "this is not a notice";
+/// An S3 test event: parses, announces no file.
+const TEST_EVENT: &str = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2025-06-14T03:40:00.000Z","Bucket":"met-office-atmospheric-model-data"}"#;
+
+fn start_stages(c: &mut Cluster) {
+    for kind in [Fetch, Decode, Write, Commit] {
+        c.spawn(kind);
+    }
+}
+
+fn send(c: &Cluster, queue: &SqsQueue, bodies: &[String]) {
+    c.rt.block_on(queue.send_all(bodies))
+        .expect("send to the queue");
+}
+
+/// Waits until the queue holds no message, visible or in flight.
+fn wait_until_empty(c: &Cluster, queue: &SqsQueue) {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let depth = c.rt.block_on(queue.depth()).expect("queue depth");
+        if depth == (0, 0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue still holds {depth:?} (visible, in flight)\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The feed's messages, by deduplication id: each id once.
+fn feed_ids(c: &Cluster) -> Vec<String> {
+    c.messages(StreamKind::Ingest, &c.subjects.feed())
+        .iter()
+        .map(|m| header(m, "Nats-Msg-Id"))
+        .collect()
+}
+
+fn bridge_dead_letters(c: &Cluster) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    c.messages(StreamKind::Dead, &c.subjects.dead("bridge", "feed"))
+}
+
+#[test]
+fn every_form_reaches_the_dataset_once_though_sent_twice_and_bridges_are_killed_mid_run() {
+    let mut c = Cluster::todays_feed("bridged", 3, 4);
+    let expected = c.embedded_snapshot();
+    let sqs = SqsServer::start(&c.path("moto"));
+    let queue = sqs.queue(&c.rt, "met-office-feed");
+    start_stages(&mut c);
+    // Every file in one of the four forms, then the first three again, a test event and a
+    // poison message.
+    let mut bodies = c.lines.clone();
+    bodies.extend(c.lines[..3].iter().cloned());
+    bodies.push(TEST_EVENT.to_owned());
+    bodies.push(POISON.to_owned());
+    send(&c, &queue, &bodies);
+    // Bridges with one poller are killed -9 one after another while the messages flow (the
+    // first once the feed holds its first message): whatever one received and had not deleted,
+    // published or not, comes back after the visibility timeout (4 s) to the next, and the
+    // feed drops what it already stored.
+    let mut bridge = c.spawn_bridge(&sqs, queue_url(&queue), 1);
+    let deadline = Instant::now() + CONVERGE;
+    while feed_ids(&c).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached the feed\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for pause in [0, 150, 400] {
+        std::thread::sleep(Duration::from_millis(pause));
+        c.kill9(bridge);
+        bridge = c.spawn_bridge(&sqs, queue_url(&queue), 1);
+    }
+    c.wait_until_equal(&expected, CONVERGE);
+    wait_until_empty(&c, &queue);
+
+    let ids = feed_ids(&c);
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        ids.len(),
+        "a message reached the feed twice: {ids:?}"
+    );
+    // Twelve files and the test event.
+    assert_eq!(ids.len(), 13, "{ids:?}");
+    assert_eq!(
+        ids.iter().filter(|id| id.starts_with("feed:")).count(),
+        12,
+        "{ids:?}"
+    );
+    // The poison message: dead-lettered once, with its queue attributes, and gone from the queue.
+    let dead = bridge_dead_letters(&c);
+    assert_eq!(dead.len(), 1, "{}", c.logs());
+    assert_eq!(dead[0].payload.as_ref(), POISON.as_bytes());
+    assert_eq!(header(&dead[0], headers::STAGE), "bridge");
+    assert!(
+        header(&dead[0], headers::REASON).contains("JSON"),
+        "{}",
+        header(&dead[0], headers::REASON)
+    );
+    assert!(
+        header(&dead[0], headers::QUEUE_RECEIVE_COUNT)
+            .parse::<u32>()
+            .expect("a count")
+            >= 1
+    );
+    assert!(
+        header(&dead[0], headers::QUEUE_SENT_TIMESTAMP)
+            .parse::<u64>()
+            .expect("a time")
+            > 0
+    );
+    assert_eq!(header(&dead[0], headers::QUEUE), queue_url(&queue));
+    assert!(c.dead_letters("fetch").is_empty(), "{}", c.logs());
+}
+
+#[test]
+fn with_nats_stopped_nothing_is_deleted_early_and_nothing_is_lost() {
+    let mut c = Cluster::todays_feed("outage", 2, 3);
+    let expected = c.embedded_snapshot();
+    let sqs = SqsServer::start(&c.path("moto"));
+    let queue = sqs.queue(&c.rt, "met-office-feed");
+    start_stages(&mut c);
+    c.spawn_bridge(&sqs, queue_url(&queue), 2);
+    // The first file through, so that every process is connected before the outage.
+    send(&c, &queue, &c.lines[..1]);
+    c.wait_for_reports(PARTS as usize, CONVERGE);
+    wait_until_empty(&c, &queue);
+    c.nats.stop();
+    let rest = &c.lines[1..];
+    send(&c, &queue, rest);
+    // The bridge takes the messages and cannot store them: for the whole outage every one
+    // stays in the queue (visible or in flight).
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(8) {
+        let (visible, in_flight) = c.rt.block_on(queue.depth()).expect("queue depth");
+        assert_eq!(
+            visible + in_flight,
+            rest.len() as u64,
+            "a message left the queue while NATS was down\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    c.nats.restart();
+    c.wait_until_equal(&expected, CONVERGE);
+    wait_until_empty(&c, &queue);
+    assert_eq!(feed_ids(&c).len(), c.lines.len());
+}
+
+#[test]
+fn two_bridges_on_one_queue_split_the_work_without_duplicates() {
+    let mut c = Cluster::todays_feed("shared", 3, 4);
+    let expected = c.embedded_snapshot();
+    let sqs = SqsServer::start(&c.path("moto"));
+    let queue = sqs.queue(&c.rt, "met-office-feed");
+    start_stages(&mut c);
+    let bridges = [
+        c.spawn_bridge(&sqs, queue_url(&queue), 1),
+        c.spawn_bridge(&sqs, queue_url(&queue), 1),
+    ];
+    // Each file twice, in batches, while both bridges poll.
+    let mut bodies = c.lines.clone();
+    bodies.extend(c.lines.iter().cloned());
+    for batch in bodies.chunks(4) {
+        send(&c, &queue, batch);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    c.wait_until_equal(&expected, CONVERGE);
+    wait_until_empty(&c, &queue);
+    let ids = feed_ids(&c);
+    assert_eq!(
+        ids.len(),
+        c.lines.len(),
+        "each file once on the feed: {ids:?}"
+    );
+    // SIGTERM: each bridge stops polling, finishes and exits 0 with what it moved.
+    let received: Vec<u64> = bridges
+        .iter()
+        .map(|&i| {
+            let status = c.terminate(i);
+            assert!(status.success(), "bridge {i}: {status}\n{}", c.logs());
+            received_by(&c, i)
+        })
+        .collect();
+    assert!(
+        received.iter().all(|&n| n > 0),
+        "both bridges should take messages from the queue: {received:?}\n{}",
+        c.logs()
+    );
+    assert_eq!(received.iter().sum::<u64>(), bodies.len() as u64);
+}
+
+fn queue_url(queue: &SqsQueue) -> &str {
+    use roller_bridge::Queue as _;
+    queue.url()
+}
+
+/// How many messages bridge process `i` received, from the summary it logs when it stops.
+fn received_by(c: &Cluster, i: usize) -> u64 {
+    let log = std::fs::read_to_string(&c.procs[i].log).expect("bridge log");
+    let summary = log
+        .lines()
+        .find(|l| l.contains("bridge stopped"))
+        .unwrap_or_else(|| panic!("bridge {i} logged no summary\n{log}"));
+    summary
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("received="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in `{summary}`"))
+}
