@@ -173,9 +173,10 @@ fn the_check_finds_a_dependency_that_is_there() {
 
 #[test]
 fn the_synthetic_file_generator_stays_out_of_the_stages() {
-    for package in BOXES_AND_LAYERS
-        .iter()
-        .chain(&["roller-s3", "roller-sqs", "roller-nats", "roller-serve"])
+    for package in
+        BOXES_AND_LAYERS
+            .iter()
+            .chain(&["roller-s3", "roller-sqs", "roller-nats", "roller-serve"])
     {
         assert_free_of(package, &["roller-synth"]);
     }

@@ -10,6 +10,8 @@ use roller_proto::subjects::headers;
 use roller_proto::StreamKind;
 use roller_sqs::SqsQueue;
 use roller_test_support::cluster::{header, Cluster, PARTS};
+use roller_test_support::http::request;
+use roller_test_support::nats::free_port;
 use roller_test_support::sqs::SqsServer;
 
 const CONVERGE: Duration = Duration::from_secs(180);
@@ -163,6 +165,12 @@ fn with_nats_stopped_nothing_is_deleted_early_and_nothing_is_lost() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Publishes waiting on the outage kept their messages hidden from other pollers.
+    assert!(
+        c.logged("message kept hidden longer"),
+        "no visibility was extended\n{}",
+        c.logs()
+    );
     c.nats.restart();
     c.wait_until_equal(&expected, CONVERGE);
     wait_until_empty(&c, &queue);
@@ -176,10 +184,14 @@ fn two_bridges_on_one_queue_split_the_work_without_duplicates() {
     let sqs = SqsServer::start(&c.path("moto"));
     let queue = sqs.queue(&c.rt, "met-office-feed");
     start_stages(&mut c);
-    let bridges = [
-        c.spawn_bridge(&sqs, queue_url(&queue), 1),
-        c.spawn_bridge(&sqs, queue_url(&queue), 1),
-    ];
+    let ports = [free_port(), free_port()];
+    let bridges = ports.map(|port| {
+        let health = [(
+            "ROLLER_HEALTH_LISTEN".to_owned(),
+            format!("127.0.0.1:{port}"),
+        )];
+        c.spawn_bridge_with(&sqs, queue_url(&queue), 1, &health)
+    });
     // Each file twice, in batches, while both bridges poll.
     let mut bodies = c.lines.clone();
     bodies.extend(c.lines.iter().cloned());
@@ -195,15 +207,38 @@ fn two_bridges_on_one_queue_split_the_work_without_duplicates() {
         c.lines.len(),
         "each file once on the feed: {ids:?}"
     );
-    // SIGTERM: each bridge stops polling, finishes and exits 0 with what it moved.
-    let received: Vec<u64> = bridges
+    // Each bridge's metrics say what it moved.
+    let metric = |port: u16, name: &str| -> u64 {
+        let text = request(port, "GET", "/metrics", &[]).body_text();
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    let received: Vec<u64> = ports
         .iter()
-        .map(|&i| {
-            let status = c.terminate(i);
-            assert!(status.success(), "bridge {i}: {status}\n{}", c.logs());
-            received_by(&c, i)
-        })
+        .map(|&port| metric(port, "roller_queue_received_total"))
         .collect();
+    let stored: u64 = ports
+        .iter()
+        .map(|&port| metric(port, "roller_feed_published_total"))
+        .sum();
+    let deleted: u64 = ports
+        .iter()
+        .map(|&port| metric(port, "roller_queue_deleted_total"))
+        .sum();
+    assert_eq!(
+        (stored, deleted),
+        (c.lines.len() as u64, bodies.len() as u64)
+    );
+    assert!(ports.iter().all(|&port| metric(port, "roller_ready") == 1));
+    // SIGTERM: each bridge stops polling, finishes and exits 0, logging what it moved.
+    for (&i, &n) in bridges.iter().zip(&received) {
+        let status = c.terminate(i);
+        assert!(status.success(), "bridge {i}: {status}\n{}", c.logs());
+        assert_eq!(received_by(&c, i), n);
+    }
     assert!(
         received.iter().all(|&n| n > 0),
         "both bridges should take messages from the queue: {received:?}\n{}",

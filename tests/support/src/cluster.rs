@@ -247,6 +247,17 @@ impl Cluster {
     /// Starts `roller-bridge` polling `queue_url` with `pollers` pollers, with the SQS server's
     /// environment; returns its index.
     pub fn spawn_bridge(&mut self, sqs: &SqsServer, queue_url: &str, pollers: u16) -> usize {
+        self.spawn_bridge_with(sqs, queue_url, pollers, &[])
+    }
+
+    /// [`Cluster::spawn_bridge`] with more environment (e.g. `ROLLER_HEALTH_LISTEN`).
+    pub fn spawn_bridge_with(
+        &mut self,
+        sqs: &SqsServer,
+        queue_url: &str,
+        pollers: u16,
+        env: &[(String, String)],
+    ) -> usize {
         let args = [
             "--queue-url".to_owned(),
             queue_url.to_owned(),
@@ -258,7 +269,8 @@ impl Cluster {
             "--wait".to_owned(),
             "1".to_owned(),
         ];
-        self.spawn_binary("roller-bridge", &args, &sqs.env())
+        let env: Vec<(String, String)> = sqs.env().into_iter().chain(env.iter().cloned()).collect();
+        self.spawn_binary("roller-bridge", &args, &env)
     }
 
     /// Starts the binary `name` with `args` and the cluster's environment plus `env`; returns
