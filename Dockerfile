@@ -8,11 +8,11 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 # One multi-call binary: `roller` is every stage when called by the stage's name (the links
-# below), so the image carries one copy of the libraries instead of seven (44 MB in all).
+# below), so the image carries one copy of the libraries instead of eight (44 MB in all).
 RUN cargo build --release --locked -p roller-cli --bin roller \
     && mkdir -p /out \
     && cp target/release/roller /out/ \
-    && for stage in roller-fetch roller-decode roller-write roller-commit roller-scheduler roller-serve; do \
+    && for stage in roller-bridge roller-fetch roller-decode roller-write roller-commit roller-scheduler roller-serve; do \
            ln -s roller "/out/$stage"; \
        done
 

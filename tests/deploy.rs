@@ -45,11 +45,15 @@ const LONG_RUNNING: [&str; 6] = [
     "roller-serve",
 ];
 
+/// The bridge's compose service (started only with `--profile bridge`: it needs a real queue).
+const BRIDGE: &str = "roller-bridge";
+
 /// Every variable our binaries read, and the AWS SDK's standard ones.
 fn known_variables() -> BTreeSet<String> {
     roller_nats::run::environment_variables()
         .into_iter()
         .chain(roller_nats::serve::environment_variables())
+        .chain(roller_nats::bridge::environment_variables())
         .chain(AWS_STANDARD.iter().map(|s| (*s).to_owned()))
         .collect()
 }
@@ -207,7 +211,7 @@ fn the_compose_file_is_valid_and_runs_our_binaries_with_variables_they_read() {
             "{name}: the store is not on the S3 service"
         );
     }
-    for expected in ["setup", "sample-data"].iter().chain(&LONG_RUNNING) {
+    for expected in ["setup", "sample-data", BRIDGE].iter().chain(&LONG_RUNNING) {
         assert!(ours.contains(*expected), "no {expected} service: {ours:?}");
     }
 }
@@ -662,6 +666,10 @@ fn the_helm_chart_renders_valid_kubernetes_objects_with_default_values() {
     let (documents, values) = render_chart(None);
     let (deployments, scaled) = check_objects(&documents, &values);
     assert!(scaled.is_empty(), "KEDA is off by default");
+    assert!(
+        !deployments.contains_key("zarr-roller-bridge"),
+        "the bridge is off by default"
+    );
     for stage in ["fetch", "decode", "write", "commit", "scheduler"] {
         let d = &deployments[&format!("zarr-roller-{stage}")];
         let spec = d.spec.as_ref().expect("spec");
@@ -754,6 +762,38 @@ fn the_helm_chart_with_keda_scales_fetch_decode_and_write_on_their_consumer_lag(
             .into_iter()
             .collect()
     );
+    // The bridge polls the queue with its own credentials.
+    let bridge = deployments["zarr-roller-bridge"]
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("the bridge's pod");
+    let container = &bridge.containers[0];
+    assert_eq!(
+        container.command.as_deref(),
+        Some(&["roller-bridge".to_owned()][..])
+    );
+    let args = container.args.clone().unwrap_or_default();
+    assert_eq!(
+        args,
+        [
+            "--queue-url",
+            values["bridge"]["queueUrls"][0].as_str().expect("a queue")
+        ]
+    );
+    let bridge_env = container.env.clone().unwrap_or_default();
+    let secret_of = |name: &str| {
+        bridge_env
+            .iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.value_from.as_ref())
+            .and_then(|f| f.secret_key_ref.as_ref())
+            .map(|r| r.name.clone())
+    };
+    assert_eq!(
+        secret_of("AWS_ACCESS_KEY_ID").as_deref(),
+        values["bridge"]["credentialsSecret"].as_str()
+    );
     // Credentials from Secrets, and the IRSA role on the service account.
     let fetch = &deployments["zarr-roller-fetch"];
     let pod = fetch
@@ -787,7 +827,7 @@ fn the_image_links_every_stage_name_to_the_one_roller_binary() {
         .lines()
         .find(|l| l.trim_start().starts_with("&& for stage in"))
         .expect("the loop that links the stage names");
-    for name in LONG_RUNNING {
+    for name in LONG_RUNNING.iter().chain(&[BRIDGE]) {
         assert!(
             links.contains(name),
             "{name} is not linked to roller: {links}"

@@ -178,6 +178,7 @@ fn multi_call() -> Option<std::process::ExitCode> {
         "roller-write" => StageKind::Write,
         "roller-commit" => StageKind::Commit,
         "roller-scheduler" => StageKind::Scheduler,
+        "roller-bridge" => return Some(roller_nats::bridge::main()),
         "roller-serve" => {
             let cli = roller_nats::serve::ServeCli::parse();
             roller_nats::run::init_logging();

@@ -59,3 +59,29 @@ fn called_as_roller_serve_it_takes_the_servers_arguments() {
         "under its own name it is still the CLI"
     );
 }
+
+#[test]
+fn called_as_roller_bridge_it_is_the_bridge() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bridge = linked(dir.path(), "roller-bridge");
+    let help = Command::new(&bridge)
+        .arg("--help")
+        .output()
+        .expect("run roller-bridge --help");
+    let stdout = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success(), "{stdout}");
+    assert!(stdout.contains("--queue-url"), "{stdout}");
+    // NATS unreachable at start: exit 1 with what to check.
+    let closed = format!(
+        "nats://127.0.0.1:{}",
+        roller_test_support::nats::free_port()
+    );
+    let out = Command::new(&bridge)
+        .args(["--queue-url", "http://127.0.0.1:9/123456789012/q"])
+        .env("NATS_URL", closed)
+        .output()
+        .expect("run roller-bridge");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
+}

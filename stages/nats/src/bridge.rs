@@ -135,6 +135,13 @@ pub struct BridgeArgs {
     pub region: Option<String>,
 }
 
+/// Every environment variable `roller-bridge` reads, besides the AWS SDK's standard ones
+/// (credentials, `AWS_REGION`, `AWS_ENDPOINT_URL_SQS`).
+pub fn environment_variables() -> Vec<String> {
+    use clap::CommandFactory as _;
+    crate::run::variables_read_by(&BridgeArgs::command())
+}
+
 /// A queue URL must be an http(s) URL.
 fn queue_url(text: &str) -> Result<String, String> {
     let text = text.trim();

@@ -231,7 +231,13 @@ fn holder_id() -> String {
 /// tuning settings, and `RUST_LOG`. Deployment checks compare their environments with this.
 pub fn environment_variables() -> Vec<String> {
     use clap::CommandFactory as _;
-    let mut names: Vec<String> = Args::command()
+    variables_read_by(&Args::command())
+}
+
+/// The variables a binary with the command line `command` reads: its arguments' and the NATS
+/// settings', and `RUST_LOG`.
+pub(crate) fn variables_read_by(command: &clap::Command) -> Vec<String> {
+    let mut names: Vec<String> = command
         .get_arguments()
         .filter_map(|a| a.get_env())
         .map(|name| name.to_string_lossy().into_owned())
