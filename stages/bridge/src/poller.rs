@@ -74,6 +74,18 @@ impl Backoff {
     }
 }
 
+/// Deletes from the queue the messages the feed stored. If this fails, the messages come back
+/// after the visibility timeout and the feed drops them as duplicates.
+async fn delete<Q: Queue>(queue: Arc<Q>, receipts: Vec<String>, metrics: Arc<Metrics>) {
+    match queue.delete(receipts).await {
+        Ok(deleted) => metrics.add(Counter::QueueDeleted, deleted as u64),
+        Err(e) => {
+            metrics.incr(Counter::QueueErrors);
+            tracing::warn!(error = %e, "deleting stored messages from the queue failed; they will be delivered again and deduplicated");
+        }
+    }
+}
+
 /// Moves messages from one queue onto the feed.
 #[derive(Debug)]
 pub struct Poller<Q, O> {
@@ -95,10 +107,13 @@ impl<Q: Queue, O: Outlet> Poller<Q, O> {
     }
 
     /// Polls until `stop` is cancelled; a batch being moved when it is cancelled is finished
-    /// (published and deleted) first.
+    /// (published and deleted) first. A batch's delete runs while the next batch is received, so
+    /// one poller keeps the queue busy.
     pub async fn run(&self, stop: &CancellationToken) {
         let mut backoff = Backoff::new();
+        let mut deletes = tokio::task::JoinSet::new();
         while !stop.is_cancelled() {
+            while deletes.try_join_next().is_some() {}
             let received = tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
@@ -113,19 +128,24 @@ impl<Q: Queue, O: Outlet> Poller<Q, O> {
                     continue;
                 }
             };
-            if self.forward_batch(messages).await {
+            let (stored, all) = self.publish_batch(&messages).await;
+            if !stored.is_empty() {
+                deletes.spawn(delete(self.queue.clone(), stored, self.metrics.clone()));
+            }
+            if all {
                 backoff.reset();
             } else {
                 backoff.wait(stop).await;
             }
         }
+        while deletes.join_next().await.is_some() {}
     }
 
-    /// Publishes a batch and deletes from the queue what the feed stored (or dead-lettered);
-    /// returns whether every message was stored.
-    pub async fn forward_batch(&self, messages: Vec<QueueMessage>) -> bool {
+    /// Publishes a batch (dead-lettering poison messages); returns the receipts of the messages
+    /// the feed stored, to delete from the queue, and whether that was all of them.
+    pub async fn publish_batch(&self, messages: &[QueueMessage]) -> (Vec<String>, bool) {
         if messages.is_empty() {
-            return true;
+            return (Vec::new(), true);
         }
         self.metrics
             .add(Counter::QueueReceived, messages.len() as u64);
@@ -137,31 +157,20 @@ impl<Q: Queue, O: Outlet> Poller<Q, O> {
                 .set_oldest_queue_message_age(now.saturating_sub(sent) / 1000);
         }
         let outcomes = futures::future::join_all(messages.iter().map(|m| self.forward(m))).await;
-        let receipts: Vec<String> = messages
+        let stored: Vec<String> = messages
             .iter()
             .zip(&outcomes)
-            .filter(|(_, stored)| stored.is_ok())
+            .filter(|(_, outcome)| outcome.is_ok())
             .map(|(m, _)| m.receipt.clone())
             .collect();
-        if !receipts.is_empty() {
-            match self.queue.delete(receipts).await {
-                Ok(deleted) => self.metrics.add(Counter::QueueDeleted, deleted as u64),
-                Err(e) => {
-                    // The messages come back after the visibility timeout; the feed drops them
-                    // as duplicates.
-                    self.metrics.incr(Counter::QueueErrors);
-                    tracing::warn!(error = %e, "deleting stored messages from the queue failed; they will be delivered again and deduplicated");
-                }
-            }
-        }
-        let failed = outcomes.iter().filter(|o| o.is_err()).count();
+        let failed = messages.len() - stored.len();
         if failed > 0 {
             tracing::warn!(
                 failed,
                 "the feed did not store every message; they stay in the queue and come back after the visibility timeout"
             );
         }
-        failed == 0
+        (stored, failed == 0)
     }
 
     /// Publishes one message (or dead-letters it when no form parses it).

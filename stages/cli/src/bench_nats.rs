@@ -31,7 +31,7 @@ pub(crate) struct BenchNatsArgs {
 const SETTLE: Duration = Duration::from_secs(3);
 
 /// Processes killed on drop, each with the name it is reported under.
-struct Procs(Vec<(&'static str, Child)>);
+pub(crate) struct Procs(pub(crate) Vec<(&'static str, Child)>);
 
 impl Procs {
     /// CPU seconds (user + system) each process has used so far, from `/proc/PID/stat`.
@@ -44,7 +44,7 @@ impl Procs {
 }
 
 /// User + system CPU seconds of process `pid` (Linux), `None` where `/proc` does not tell.
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     stat_ticks(&format!("/proc/{pid}/stat"), 11)
 }
 
@@ -97,16 +97,11 @@ pub(crate) fn free_port() -> Result<u16> {
         .port())
 }
 
-/// A fresh nats-server and one process per stage over `config`; returns the processes and the
-/// server URL once the server listens.
-fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
-    let bin_dir = std::env::current_exe()?
-        .parent()
-        .context("binary directory")?
-        .to_path_buf();
+/// A fresh nats-server storing under `dir/nats`, added to `procs`; returns its URL once it
+/// listens.
+pub(crate) fn start_nats(dir: &Path, procs: &mut Procs) -> Result<String> {
     let port = free_port()?;
     let _ = std::fs::remove_dir_all(dir.join("nats"));
-    let mut procs = Procs(Vec::new());
     procs.0.push((
         "nats-server",
         Command::new(tool("ROLLER_NATS_SERVER", "nats-server"))
@@ -117,14 +112,31 @@ fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
             .spawn()
             .context("starting nats-server (./dev test installs it into .venv)")?,
     ));
+    wait_listening(port, "nats-server")?;
+    Ok(format!("nats://127.0.0.1:{port}"))
+}
+
+/// Waits up to 20 s until something listens on `port`.
+pub(crate) fn wait_listening(port: u16, what: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
-            bail!("nats-server did not start");
+            bail!("{what} did not start");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let url = format!("nats://127.0.0.1:{port}");
+    Ok(())
+}
+
+/// A fresh nats-server and one process per stage over `config`; returns the processes and the
+/// server URL once the server listens.
+fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("binary directory")?
+        .to_path_buf();
+    let mut procs = Procs(Vec::new());
+    let url = start_nats(dir, &mut procs)?;
     for stage in [
         "roller-fetch",
         "roller-decode",

@@ -1,6 +1,7 @@
 //! `roller`: the zarr-roller command line. Parses arguments and calls the library.
 
 mod bench;
+mod bench_bridge;
 mod bench_floor;
 mod bench_nats;
 mod bench_s3;
@@ -104,6 +105,9 @@ enum Command {
     /// Benchmark the NATS pipeline (one process per stage) against embedded mode, and its
     /// notification-to-visible latency. Needs the stage binaries built next to this one.
     BenchNats(bench_nats::BenchNatsArgs),
+    /// Benchmark the bridge: a burst of one UKV run's notices from an SQS queue (moto, started
+    /// on loopback) onto the feed, with 1 and 4 pollers. Needs roller-bridge built next to this.
+    BenchBridge(bench_bridge::BenchBridgeArgs),
     /// Benchmark a dataset on S3 (a SeaweedFS started on loopback) against local disk, with
     /// the requests per ingested file.
     BenchS3(bench_s3::BenchS3Args),
@@ -358,6 +362,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => roller_nats::serve::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::BenchNats(args) => bench_nats::run(&args),
+        Command::BenchBridge(args) => bench_bridge::run(&args),
         Command::BenchS3(args) => bench_s3::run(&args),
         Command::BenchServe(args) => bench_serve::run(&args),
         Command::Sample(args) => sample::run(&args),
