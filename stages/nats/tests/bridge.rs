@@ -186,11 +186,12 @@ fn two_bridges_on_one_queue_split_the_work_without_duplicates() {
     start_stages(&mut c);
     let ports = [free_port(), free_port()];
     let bridges = ports.map(|port| {
-        let health = [(
+        let mut env = sqs.env();
+        env.push((
             "ROLLER_HEALTH_LISTEN".to_owned(),
             format!("127.0.0.1:{port}"),
-        )];
-        c.spawn_bridge_with(&sqs, queue_url(&queue), 1, &health)
+        ));
+        c.spawn_bridge_with(queue_url(&queue), 1, &env)
     });
     // Each file twice, in batches, while both bridges poll.
     let mut bodies = c.lines.clone();
@@ -264,4 +265,45 @@ fn received_by(c: &Cluster, i: usize) -> u64 {
         .find_map(|word| word.strip_prefix("received="))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no count in `{summary}`"))
+}
+
+#[test]
+fn an_unreachable_queue_is_retried_with_backoff_until_it_answers() {
+    let mut c = Cluster::todays_feed("late-queue", 2, 2);
+    let expected = c.embedded_snapshot();
+    start_stages(&mut c);
+    // The bridge starts before the queue service exists.
+    let port = free_port();
+    let health = free_port();
+    let mut env = roller_test_support::sqs::env_for(port);
+    env.push((
+        "ROLLER_HEALTH_LISTEN".to_owned(),
+        format!("127.0.0.1:{health}"),
+    ));
+    let url = roller_test_support::sqs::queue_url(port, "late");
+    let bridge = c.spawn_bridge_with(&url, 1, &env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !c.logged("receiving from the queue failed; backing off") {
+        assert!(Instant::now() < deadline, "no backoff logged\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        c.procs[bridge].child.try_wait().expect("wait").is_none(),
+        "the bridge exited\n{}",
+        c.logs()
+    );
+    let metrics = request(health, "GET", "/metrics", &[]).body_text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("roller_queue_errors_total{") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    // The service comes up: the bridge takes the queue's messages on its next try.
+    let sqs = SqsServer::start_on(&c.path("moto"), port);
+    let queue = sqs.queue(&c.rt, "late");
+    assert_eq!(queue_url(&queue), url);
+    send(&c, &queue, &c.lines);
+    c.wait_until_equal(&expected, CONVERGE);
+    wait_until_empty(&c, &queue);
 }

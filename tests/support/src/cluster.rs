@@ -247,13 +247,13 @@ impl Cluster {
     /// Starts `roller-bridge` polling `queue_url` with `pollers` pollers, with the SQS server's
     /// environment; returns its index.
     pub fn spawn_bridge(&mut self, sqs: &SqsServer, queue_url: &str, pollers: u16) -> usize {
-        self.spawn_bridge_with(sqs, queue_url, pollers, &[])
+        self.spawn_bridge_with(queue_url, pollers, &sqs.env())
     }
 
-    /// [`Cluster::spawn_bridge`] with more environment (e.g. `ROLLER_HEALTH_LISTEN`).
+    /// Starts `roller-bridge` polling `queue_url` with `pollers` pollers and the environment
+    /// `env` (the SQS server's, `ROLLER_HEALTH_LISTEN`...); returns its index.
     pub fn spawn_bridge_with(
         &mut self,
-        sqs: &SqsServer,
         queue_url: &str,
         pollers: u16,
         env: &[(String, String)],
@@ -269,8 +269,7 @@ impl Cluster {
             "--wait".to_owned(),
             "1".to_owned(),
         ];
-        let env: Vec<(String, String)> = sqs.env().into_iter().chain(env.iter().cloned()).collect();
-        self.spawn_binary("roller-bridge", &args, &env)
+        self.spawn_binary("roller-bridge", &args, env)
     }
 
     /// Starts the binary `name` with `args` and the cluster's environment plus `env`; returns

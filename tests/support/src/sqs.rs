@@ -23,6 +23,16 @@ pub fn moto_server_binary() -> PathBuf {
     PathBuf::from("moto_server")
 }
 
+/// The endpoint URL of a server on `port`.
+pub fn endpoint(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The URL moto gives the queue `name` on `port` (its default account).
+pub fn queue_url(port: u16, name: &str) -> String {
+    format!("{}/123456789012/{name}", endpoint(port))
+}
+
 /// A running moto server.
 #[derive(Debug)]
 pub struct SqsServer {
@@ -33,8 +43,12 @@ pub struct SqsServer {
 impl SqsServer {
     /// Starts a server, logging into `dir`, and waits until it answers.
     pub fn start(dir: &Path) -> Self {
+        Self::start_on(dir, free_port())
+    }
+
+    /// Starts a server on `port` (e.g. one a bridge is already trying to reach).
+    pub fn start_on(dir: &Path, port: u16) -> Self {
         std::fs::create_dir_all(dir).expect("create the moto dir");
-        let port = free_port();
         let log = std::fs::File::create(dir.join("moto.log")).expect("moto log");
         let child = spawn_isolated(
             Command::new(moto_server_binary())
@@ -66,20 +80,12 @@ impl SqsServer {
 
     /// The endpoint URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        endpoint(self.port)
     }
 
     /// The environment a bridge needs to reach this server (credentials moto accepts).
     pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-            ("AWS_REGION", "eu-west-2".to_owned()),
-            ("AWS_ENDPOINT_URL_SQS", self.url()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        env_for(self.port)
     }
 
     /// Creates the queue `name` (on `rt`) and returns it.
@@ -94,6 +100,19 @@ impl SqsServer {
             SqsQueue::create(client, name).await.expect("create queue")
         })
     }
+}
+
+/// The environment a bridge needs to reach a moto server on `port` (started or not).
+pub fn env_for(port: u16) -> Vec<(String, String)> {
+    [
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_REGION", "eu-west-2".to_owned()),
+        ("AWS_ENDPOINT_URL_SQS", endpoint(port)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 impl Drop for SqsServer {
