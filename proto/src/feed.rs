@@ -91,6 +91,12 @@ pub fn message_id(text: &str) -> Result<Option<String>, NotificationError> {
     }))
 }
 
+/// The deduplication id (`Nats-Msg-Id`) of a message on the feed subject: `feed:` and its
+/// [`message_id`]; `None` when it announces no file.
+pub fn feed_msg_id(text: &str) -> Result<Option<String>, NotificationError> {
+    Ok(message_id(text)?.map(|id| format!("feed:{id}")))
+}
+
 /// The ETag of the first `ObjectCreated` record of an S3 event (in an SNS envelope or not).
 fn first_etag(text: &str) -> Option<String> {
     let value: Value = serde_json::from_str(text).ok()?;
@@ -112,7 +118,9 @@ fn first_etag(text: &str) -> Option<String> {
     };
     let record = body.get("Records")?.as_array()?.iter().find(created)?;
     let etag = record.pointer("/s3/object/eTag")?.as_str()?;
-    (!etag.is_empty()).then(|| etag.to_owned())
+    // An ETag is hex digits (and quotes): anything else is left out of the identity.
+    let usable = !etag.is_empty() && etag.len() <= 128 && !etag.chars().any(char::is_control);
+    usable.then(|| etag.to_owned())
 }
 
 fn is_sns_envelope(map: &Map<String, Value>) -> bool {
@@ -164,6 +172,7 @@ fn s3_record(record: &Value) -> Result<Notice, NotificationError> {
         None | Some(Value::Null) => None,
         Some(value) => Some(crate::notification::whole_bytes("s3.object.size", value)?),
     };
+    crate::notification::printable("s3.bucket.name", bucket)?;
     let mut note = from_key(bucket, &url_decode(key)?, size)?;
     // S3 writes milliseconds (`2025-06-14T03:40:00.123Z`); whole seconds are kept.
     note.created_time = text("/eventTime")
@@ -196,9 +205,12 @@ pub fn from_key(
     object_size: Option<u64>,
 ) -> Result<Notification, NotificationError> {
     let bad = |reason: String| NotificationError::BadKey {
-        key: key.to_owned(),
+        key: key.escape_debug().to_string(),
         reason: format!("{reason}; expected {KEY_FORM}"),
     };
+    if key.chars().any(char::is_control) {
+        return Err(bad("it contains control characters".into()));
+    }
     let segments: Vec<&str> = key.split('/').collect();
     let (model, run, file) = match segments.as_slice() {
         [model, run, file] => (*model, parse_stamp(run), *file),
@@ -360,6 +372,26 @@ mod tests {
         let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#;
         assert_eq!(message_id(test).expect("parses"), None);
         assert!(message_id("{").is_err());
+    }
+
+    #[test]
+    fn control_characters_in_a_key_or_bucket_are_refused() {
+        let event = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"uk-deterministic-2km/20250614T0000Z/20250614T0100Z-PT0001H00M-rain%0D%0Afall.nc","eTag":"e\r\n1"}}}]}"#;
+        let e = parse(event).expect_err("CR LF in the key").to_string();
+        assert!(e.contains("control characters"), "{e}");
+        assert!(message_id(event).is_err());
+        let earth = r#"{"model":"m","name":"n","key":"a\nb.nc","forecast_reference_time":"2020-01-01T00:00:00Z"}"#;
+        let e = parse(earth).expect_err("a newline in the key").to_string();
+        assert!(e.contains("control characters"), "{e}");
+        // An unusable ETag is left out of the identity.
+        let fine = event.replace("rain%0D%0Afall", "rainfall");
+        assert_eq!(
+            message_id(&fine).expect("parses"),
+            Some(
+                "b/uk-deterministic-2km/20250614T0000Z/20250614T0100Z-PT0001H00M-rainfall.nc"
+                    .into()
+            )
+        );
     }
 
     #[test]

@@ -103,7 +103,9 @@ impl Notification {
         }
     }
 
-    /// Parses one notification from an already-decoded JSON object.
+    /// Parses one notification from an already-decoded JSON object. A key or bucket with control
+    /// characters is refused: no object is named so, and the identity goes into message
+    /// headers.
     pub fn from_map(map: &Map<String, Value>) -> Result<Self, NotificationError> {
         let fields = Fields(map);
         let key = fields.required_text("key")?;
@@ -113,10 +115,15 @@ impl Notification {
                 reason: "is empty".into(),
             });
         }
+        printable("key", &key)?;
+        let bucket = fields.text("bucket")?;
+        if let Some(bucket) = &bucket {
+            printable("bucket", bucket)?;
+        }
         Ok(Self {
             model: fields.required_text("model")?,
             name: fields.required_text("name")?,
-            bucket: fields.text("bucket")?,
+            bucket,
             key,
             object_size: match map.get("object_size") {
                 None | Some(Value::Null) => None,
@@ -185,6 +192,18 @@ pub(crate) fn whole_bytes(field: &'static str, value: &Value) -> Result<u64, Not
         reason = "checked above: a whole, non-negative number below 2^53"
     )]
     Ok(float as u64)
+}
+
+/// Refuses a field with control characters (a newline in a key would end a header line).
+pub(crate) fn printable(field: &'static str, value: &str) -> Result<(), NotificationError> {
+    if value.chars().any(char::is_control) {
+        return Err(NotificationError::Invalid {
+            field,
+            reason: "contains control characters (newlines, tabs...), which no object name has"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 fn parse_float(text: &str) -> Option<f64> {

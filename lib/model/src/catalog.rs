@@ -46,6 +46,38 @@ pub fn load(path: &Path) -> Result<Vec<DatasetConfig>, ConfigError> {
     from_toml_with_env(&text, &path.display().to_string(), std::env::vars())
 }
 
+/// Reads every file of `paths` (each a dataset's config or a catalog) into one list of
+/// datasets; a dataset name or store path given twice, in one file or across them, is refused.
+pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<DatasetConfig>, ConfigError> {
+    let mut configs: Vec<DatasetConfig> = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        for config in load(path)? {
+            let clash = configs
+                .iter()
+                .find(|c| c.name == config.name || c.store.path == config.store.path);
+            if let Some(earlier) = clash {
+                let what = if earlier.name == config.name {
+                    format!("dataset `{}` is configured twice", config.name)
+                } else {
+                    format!(
+                        "datasets `{}` and `{}` share the store path {}",
+                        earlier.name,
+                        config.name,
+                        config.store.path.display()
+                    )
+                };
+                return Err(ConfigError::Catalog {
+                    origin: path.display().to_string(),
+                    reason: format!("{what}; give each dataset its own name and store"),
+                });
+            }
+            configs.push(config);
+        }
+    }
+    Ok(configs)
+}
+
 /// Parses a dataset's config or a catalog from TOML text, applying the `ROLLER__*` pairs of
 /// `env` to every dataset; fails on the first dataset that is not valid, naming it.
 pub fn from_toml_with_env(
@@ -246,6 +278,26 @@ mod tests {
     fn environment_overrides_apply_to_every_dataset() {
         let configs = parse(CATALOG, &[("ROLLER__ROLLING__WINDOW", "48")]).expect("valid");
         assert!(configs.iter().all(|c| c.rolling.window == 48));
+    }
+
+    #[test]
+    fn several_files_are_one_list_with_each_name_and_store_once() {
+        let dir = std::env::temp_dir().join(format!("roller-load-all-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let catalog = dir.join("catalog.toml");
+        std::fs::write(&catalog, CATALOG).expect("write");
+        let one = dir.join("one.toml");
+        std::fs::write(&one, crate::config::tests::UKV).expect("write");
+        let all = load_all(&[&catalog, &one]).expect("three datasets");
+        assert_eq!(all.len(), 3);
+        let err = load_all(&[&catalog, &catalog])
+            .expect_err("twice")
+            .to_string();
+        assert!(
+            err.contains("`ukv-temperature` is configured twice"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

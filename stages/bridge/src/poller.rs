@@ -41,8 +41,8 @@ impl Default for PollerConfig {
 /// message id when it announces no file. An error (the reason) when no form of the feed parses
 /// the body: the message is poison.
 pub fn feed_id(message: &QueueMessage) -> Result<String, String> {
-    match feed::message_id(&message.body) {
-        Ok(Some(id)) => Ok(format!("feed:{id}")),
+    match feed::feed_msg_id(&message.body) {
+        Ok(Some(id)) => Ok(id),
         Ok(None) => Ok(format!("queue:{}", message.id)),
         Err(e) => Err(e.to_string()),
     }
@@ -156,7 +156,12 @@ impl<Q: Queue, O: Outlet> Poller<Q, O> {
             self.metrics
                 .set_oldest_queue_message_age(now.saturating_sub(sent) / 1000);
         }
-        let outcomes = futures::future::join_all(messages.iter().map(|m| self.forward(m))).await;
+        let outcomes = self
+            .keep_hidden(
+                messages,
+                futures::future::join_all(messages.iter().map(|m| self.forward(m))),
+            )
+            .await;
         let stored: Vec<String> = messages
             .iter()
             .zip(&outcomes)
@@ -177,9 +182,7 @@ impl<Q: Queue, O: Outlet> Poller<Q, O> {
     async fn forward(&self, message: &QueueMessage) -> Result<Published, OutletError> {
         match feed_id(message) {
             Ok(id) => {
-                let published = self
-                    .keep_hidden(message, self.outlet.publish(&message.body, &id))
-                    .await;
+                let published = self.outlet.publish(&message.body, &id).await;
                 match &published {
                     Ok(Published::Stored) => self.metrics.incr(Counter::FeedPublished),
                     Ok(Published::Duplicate) => self.metrics.incr(Counter::FeedDuplicates),
@@ -193,16 +196,14 @@ impl<Q: Queue, O: Outlet> Poller<Q, O> {
                 tracing::warn!(
                     message = %message.id,
                     queue = %self.queue.url(),
-                    %reason,
-                    "a queue message is no notice of the feed; dead-lettered and removed from the queue"
+                    reason = ?reason,
+                    "a queue message is no notice of the feed; dead-lettering it, then removing it from the queue"
                 );
                 let stored = self
-                    .keep_hidden(
-                        message,
-                        self.outlet.dead_letter(message, self.queue.url(), &reason),
-                    )
+                    .outlet
+                    .dead_letter(message, self.queue.url(), &reason)
                     .await;
-                if stored.is_ok() {
+                if matches!(stored, Ok(Published::Stored)) {
                     self.metrics.incr(Counter::QueueDeadLettered);
                 }
                 stored
@@ -210,9 +211,10 @@ impl<Q: Queue, O: Outlet> Poller<Q, O> {
         }
     }
 
-    /// Runs `work`, extending the message's visibility each time half of it has passed, so a
-    /// slow publish does not hand the message to another poller.
-    async fn keep_hidden<F: Future>(&self, message: &QueueMessage, work: F) -> F::Output {
+    /// Runs `work` on a batch, extending every message's visibility each time half of it has
+    /// passed, so a slow publish (or a batch waiting on its slowest publish) does not hand
+    /// messages to another poller.
+    async fn keep_hidden<F: Future>(&self, messages: &[QueueMessage], work: F) -> F::Output {
         let every = self.config.visibility / 2;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tokio::pin!(work);
@@ -220,11 +222,13 @@ impl<Q: Queue, O: Outlet> Poller<Q, O> {
             tokio::select! {
                 out = &mut work => return out,
                 _ = tick.tick() => {
-                    match self.queue.extend(&message.receipt, self.config.visibility).await {
-                        Ok(()) => tracing::info!(message = %message.id, "publish is slow; message kept hidden longer"),
-                        Err(e) => {
-                            self.metrics.incr(Counter::QueueErrors);
-                            tracing::warn!(message = %message.id, error = %e, "extending the message's visibility failed");
+                    for message in messages {
+                        match self.queue.extend(&message.receipt, self.config.visibility).await {
+                            Ok(()) => tracing::info!(message = %message.id, "publish is slow; message kept hidden longer"),
+                            Err(e) => {
+                                self.metrics.incr(Counter::QueueErrors);
+                                tracing::warn!(message = %message.id, error = %e, "extending the message's visibility failed");
+                            }
                         }
                     }
                 }

@@ -37,11 +37,13 @@ struct Cli {
 enum Command {
     /// Write synthetic UKV-like NetCDF files and a notifications.jsonl announcing them.
     Synth(SynthArgs),
-    /// Ingest notifications (JSON lines) into a dataset, all stages in this process.
+    /// Ingest notifications (JSON lines) into a dataset, or every dataset of a catalog, all
+    /// stages in this process.
     Run {
-        /// Dataset config (TOML).
-        #[arg(long)]
-        config: PathBuf,
+        /// Dataset config or catalog (TOML); repeat for several. Each dataset takes the
+        /// notices it matches.
+        #[arg(long = "config", required = true)]
+        configs: Vec<PathBuf>,
         /// Notifications file, or `-` for standard input.
         #[arg(long)]
         notifications: String,
@@ -67,11 +69,11 @@ enum Command {
         via: Option<String>,
     },
     /// Create (or update) a dataset's S3 buckets and lifecycle rule (when it is on S3) and its
-    /// NATS streams, consumers and key-value buckets.
+    /// NATS streams, consumers and key-value buckets; for each dataset of a catalog.
     Setup {
-        /// Dataset config (TOML).
-        #[arg(long)]
-        config: PathBuf,
+        /// Dataset config or catalog (TOML); repeat for several.
+        #[arg(long = "config", required = true)]
+        configs: Vec<PathBuf>,
     },
     /// Check a dataset's config, or a catalog's datasets, and their storage: that the S3
     /// lifecycle rule deleting expired chunks exists and (for `expiry.policy = "at_write"`)
@@ -84,9 +86,10 @@ enum Command {
     },
     /// Publish notifications (JSON lines) on a dataset's ingest subject, with deduplication ids.
     Replay {
-        /// Dataset config (TOML).
-        #[arg(long)]
-        config: PathBuf,
+        /// Dataset config or catalog (TOML); repeat for several. One dataset: its ingest
+        /// subject; several: the feed subject, where each takes what it matches.
+        #[arg(long = "config", required = true)]
+        configs: Vec<PathBuf>,
         /// Notifications file, or `-` for standard input.
         file: String,
     },
@@ -229,39 +232,33 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Run {
-            config,
+            configs,
             notifications,
             write_workers,
             stats_json,
         } => {
-            let config = DatasetConfig::load(&config)?;
-            let mut options = RunOptions::default();
-            if let Some(n) = write_workers {
-                options.write_workers = n;
+            let configs = roller_model::catalog::load_all(&configs)?;
+            if let [config] = &configs[..] {
+                return run_one(config, &notifications, write_workers, stats_json);
             }
-            let started = std::time::Instant::now();
-            let summary = ingest(&config, &notifications, options)?;
-            if stats_json {
-                let seconds = started.elapsed().as_secs_f64();
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "route": "rust",
-                        "files": summary.files,
-                        "failed": summary.dead_letters.len(),
-                        "seconds": seconds,
-                        "files_per_s": summary.files as f64 / seconds,
-                        "decoded_mb_per_s": summary.decoded_bytes as f64 / 1e6 / seconds,
-                        "peak_rss_mb": bench::peak_rss_mb(),
-                    })
-                );
-            } else {
-                print_summary(&summary);
+            if notifications == "-" {
+                bail!("with several datasets, give the notifications as a file: each dataset reads all of them");
             }
-            if summary.dead_letters.is_empty() {
+            let mut dead_letters = 0;
+            for config in &configs {
+                println!("== {}", config.name);
+                match run_one(config, &notifications, write_workers, stats_json) {
+                    Ok(()) => {}
+                    Err(e) => match e.downcast_ref::<DeadLettered>() {
+                        Some(DeadLettered(n)) => dead_letters += n,
+                        None => return Err(e.context(format!("dataset `{}`", config.name))),
+                    },
+                }
+            }
+            if dead_letters == 0 {
                 Ok(())
             } else {
-                Err(DeadLettered(summary.dead_letters.len()).into())
+                Err(DeadLettered(dead_letters).into())
             }
         }
         Command::Roll { config, until, via } => {
@@ -296,13 +293,15 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Setup { config } => {
-            let config = DatasetConfig::load(&config)?;
-            let backends = roller_s3::Backends::open(&config)?;
-            for line in roller_s3::setup::setup_storage(&config, &backends)? {
-                println!("{line}");
+        Command::Setup { configs } => {
+            for config in roller_model::catalog::load_all(&configs)? {
+                let backends = roller_s3::Backends::open(&config)?;
+                for line in roller_s3::setup::setup_storage(&config, &backends)? {
+                    println!("{line}");
+                }
+                nats_cmd::setup_command(&config)?;
             }
-            nats_cmd::setup_command(&config)
+            Ok(())
         }
         Command::Check { configs: paths } => {
             let mut configs = Vec::new();
@@ -341,9 +340,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Replay { config, file } => {
-            let config = DatasetConfig::load(&config)?;
-            let done = nats_cmd::replay_command(&config, &file)?;
+        Command::Replay { configs, file } => {
+            let configs = roller_model::catalog::load_all(&configs)?;
+            let done = nats_cmd::replay_command(&configs, &file)?;
             println!(
                 "published {} notifications ({} dropped as duplicates, {} unparseable: they go to the dead-letter stream)",
                 done.published, done.duplicates, done.unparsed
@@ -366,6 +365,45 @@ fn run(cli: Cli) -> Result<()> {
         Command::BenchS3(args) => bench_s3::run(&args),
         Command::BenchServe(args) => bench_serve::run(&args),
         Command::Sample(args) => sample::run(&args),
+    }
+}
+
+/// `roller run` for one dataset: ingests every notice of `notifications` it matches, prints the
+/// summary (or the JSON line of `--stats-json`); [`DeadLettered`] when any notice was.
+fn run_one(
+    config: &DatasetConfig,
+    notifications: &str,
+    write_workers: Option<usize>,
+    stats_json: bool,
+) -> Result<()> {
+    let mut options = RunOptions::default();
+    if let Some(n) = write_workers {
+        options.write_workers = n;
+    }
+    let started = std::time::Instant::now();
+    let summary = ingest(config, notifications, options)?;
+    if stats_json {
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            serde_json::json!({
+                "route": "rust",
+                "dataset": config.name,
+                "files": summary.files,
+                "failed": summary.dead_letters.len(),
+                "seconds": seconds,
+                "files_per_s": summary.files as f64 / seconds,
+                "decoded_mb_per_s": summary.decoded_bytes as f64 / 1e6 / seconds,
+                "peak_rss_mb": bench::peak_rss_mb(),
+            })
+        );
+    } else {
+        print_summary(&summary);
+    }
+    if summary.dead_letters.is_empty() {
+        Ok(())
+    } else {
+        Err(DeadLettered(summary.dead_letters.len()).into())
     }
 }
 

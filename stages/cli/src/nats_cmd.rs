@@ -6,7 +6,7 @@ use std::io::BufRead;
 
 use anyhow::{Context, Result};
 use roller_model::config::DatasetConfig;
-use roller_nats::replay::{replay, Replayed};
+use roller_nats::replay::{replay, replay_feed, Replayed};
 use roller_nats::scheduler::publish_roll;
 use roller_nats::shutdown::Shutdown;
 use roller_nats::topology::{connect, setup, Topology};
@@ -21,9 +21,21 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 async fn topology(config: &DatasetConfig) -> Result<Topology> {
+    topologies(std::slice::from_ref(config))
+        .await?
+        .pop()
+        .context("no dataset")
+}
+
+/// Connects once and sets up every dataset's streams, consumers and buckets.
+async fn topologies(configs: &[DatasetConfig]) -> Result<Vec<Topology>> {
     let settings = NatsSettings::from_env()?;
     let client = connect(&settings, "roller").await?;
-    Ok(setup(client, &settings, config).await?)
+    let mut all = Vec::with_capacity(configs.len());
+    for config in configs {
+        all.push(setup(client.clone(), &settings, config).await?);
+    }
+    Ok(all)
 }
 
 /// `roller setup`: creates (or updates) the streams, consumers and buckets; prints them.
@@ -51,8 +63,10 @@ pub(crate) fn setup_command(config: &DatasetConfig) -> Result<()> {
     })
 }
 
-/// `roller replay`: publishes every line of `source` (a file or `-`) on the ingest subject.
-pub(crate) fn replay_command(config: &DatasetConfig, source: &str) -> Result<Replayed> {
+/// `roller replay`: publishes every line of `source` (a file or `-`) on the dataset's ingest
+/// subject, or, given several datasets, on the feed subject (each dataset's streams and
+/// consumers set up first).
+pub(crate) fn replay_command(configs: &[DatasetConfig], source: &str) -> Result<Replayed> {
     let lines: Vec<String> = if source == "-" {
         std::io::stdin()
             .lock()
@@ -66,7 +80,16 @@ pub(crate) fn replay_command(config: &DatasetConfig, source: &str) -> Result<Rep
             .collect::<std::io::Result<_>>()
             .with_context(|| format!("reading {source}"))?
     };
-    replay_lines(config, lines)
+    match configs {
+        [config] => replay_lines(config, lines),
+        _ => runtime()?.block_on(async {
+            let t = topologies(configs)
+                .await?
+                .pop()
+                .context("no dataset to replay into")?;
+            Ok(replay_feed(&t.js, &t.subjects, lines).await?)
+        }),
+    }
 }
 
 /// Publishes `lines` on the dataset's ingest subject (what `roller replay` does with a file).

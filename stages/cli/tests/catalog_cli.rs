@@ -93,12 +93,9 @@ fn check_lists_a_catalogs_datasets_and_single_dataset_commands_refuse_a_catalog(
     assert!(!twice.status.success(), "{twice:?}");
     assert!(String::from_utf8_lossy(&twice.stderr).contains("configured twice"));
 
-    let notices = dir.path().join("none.jsonl");
-    std::fs::write(&notices, "").expect("notices");
-    let notices = notices.display().to_string();
-    let run = roller(&["run", "--notifications", &notices], &[&path]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success(), "{run:?}");
+    let roll = roller(&["roll", "--via", "local"], &[&path]);
+    let stderr = String::from_utf8_lossy(&roll.stderr);
+    assert!(!roll.status.success(), "{roll:?}");
     assert!(stderr.contains("is a catalog of 2 datasets"), "{stderr}");
 
     let broken = dir.path().join("broken.toml");

@@ -84,4 +84,13 @@ fn called_as_roller_bridge_it_is_the_bridge() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
+    // A visibility timeout past the dedup window would let a redelivery be stored twice.
+    let out = Command::new(&bridge)
+        .args(["--queue-url", "http://127.0.0.1:9/123456789012/q"])
+        .args(["--visibility-timeout", "600"])
+        .output()
+        .expect("run roller-bridge");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ROLLER_DEDUP_WINDOW"), "{stderr}");
 }

@@ -11,14 +11,16 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::Context;
 use async_nats::HeaderMap;
 use clap::Parser;
-use roller_bridge::{Outlet, OutletError, Poller, PollerConfig, Published, QueueMessage};
+use roller_bridge::{
+    Outlet, OutletError, Poller, PollerConfig, Published, QueueError, QueueErrorKind, QueueMessage,
+};
 use roller_bus::metrics::Counter;
 use roller_proto::subjects::headers;
 use roller_proto::Subjects;
 use roller_sqs::{SqsQueue, SqsSettings};
 
 use crate::consume::header_text;
-use crate::health::{self, Health};
+use crate::health::{self, Health, HealthSet};
 use crate::run::init_logging;
 use crate::settings::NatsSettings;
 use crate::shutdown::Shutdown;
@@ -159,7 +161,14 @@ pub async fn run_bridge(
     args: BridgeArgs,
     settings: NatsSettings,
     shutdown: Shutdown,
-) -> Result<(), TopologyError> {
+) -> Result<(), BridgeError> {
+    let window = settings.dedup_window.as_secs();
+    if args.visibility_timeout >= window {
+        return Err(BridgeError::VisibilityBeyondDedup {
+            visibility: args.visibility_timeout,
+            window,
+        });
+    }
     let health = Health::new(BINARY, "feed");
     {
         let (health, stop) = (health.clone(), shutdown.stop_pulling.clone());
@@ -169,11 +178,13 @@ pub async fn run_bridge(
         });
     }
     if let Some(address) = settings.health_listen {
-        health::start(address, health.clone(), &shutdown)
+        health::start(address, HealthSet::new(vec![health.clone()]), &shutdown)
             .await
-            .map_err(|e| TopologyError::Setup {
-                what: format!("health endpoints on {address} (ROLLER_HEALTH_LISTEN)"),
-                reason: e.to_string(),
+            .map_err(|e| {
+                BridgeError::Topology(TopologyError::Setup {
+                    what: format!("health endpoints on {address} (ROLLER_HEALTH_LISTEN)"),
+                    reason: e.to_string(),
+                })
             })?;
     }
     let client = connect(&settings, BINARY).await?;
@@ -193,6 +204,15 @@ pub async fn run_bridge(
     let mut pollers = tokio::task::JoinSet::new();
     for url in &args.queue_urls {
         let queue = Arc::new(SqsQueue::new(sqs.clone(), url.clone()));
+        // A queue that refuses us (no such queue, no permission) is a configuration error;
+        // one that does not answer yet is retried by the pollers.
+        match queue.depth().await {
+            Ok((visible, in_flight)) => {
+                tracing::info!(queue = %url, visible, in_flight, "queue reachable");
+            }
+            Err(e) if e.kind == QueueErrorKind::Refused => return Err(BridgeError::Queue(e)),
+            Err(e) => tracing::warn!(error = %e, "the queue does not answer yet; polling anyway"),
+        }
         for _ in 0..args.pollers {
             let poller = Poller::new(queue.clone(), feed.clone(), config, health.counters());
             let stop = shutdown.stop_pulling.clone();
@@ -200,11 +220,7 @@ pub async fn run_bridge(
         }
         tracing::info!(queue = %url, pollers = args.pollers, feed = %settings.subjects.feed(), "bridging the queue onto the feed");
     }
-    while let Some(done) = pollers.join_next().await {
-        if let Err(e) = done {
-            tracing::error!(error = %e, "a poller failed");
-        }
-    }
+    let failed = supervise(pollers, &shutdown, settings.shutdown_grace).await;
     let counters = health.counters();
     tracing::info!(
         received = counters.get(Counter::QueueReceived),
@@ -215,11 +231,66 @@ pub async fn run_bridge(
         queue_errors = counters.get(Counter::QueueErrors),
         "bridge stopped"
     );
-    Ok(())
+    failed.map_or(Ok(()), |reason| Err(BridgeError::Poller(reason)))
 }
 
-/// The whole `main` of `roller-bridge`: exit 2 on bad settings, 1 if NATS is unreachable at
-/// start, 0 after a graceful shutdown.
+/// Waits for the pollers to finish after a shutdown; a poller that ends before it (a panic)
+/// triggers the shutdown and is reported. Once the grace has passed, pollers still moving a
+/// batch are abandoned: its messages come back to the queue after the visibility timeout.
+async fn supervise(
+    mut pollers: tokio::task::JoinSet<()>,
+    shutdown: &Shutdown,
+    grace: Duration,
+) -> Option<String> {
+    let mut failed = None;
+    let joined = async {
+        while let Some(done) = pollers.join_next().await {
+            let early = !shutdown.stop_pulling.is_cancelled();
+            if let Err(e) = &done {
+                tracing::error!(error = %e, "a poller failed; stopping the bridge");
+            }
+            if early || done.is_err() {
+                failed.get_or_insert_with(|| match done {
+                    Err(e) => e.to_string(),
+                    Ok(()) => "a poller stopped before the bridge was told to".to_owned(),
+                });
+                shutdown.trigger(grace);
+            }
+        }
+    };
+    tokio::select! {
+        () = joined => {}
+        () = shutdown.give_up.cancelled() => {
+            tracing::warn!("shutdown grace passed; abandoning the batches in hand (their messages come back to the queue)");
+        }
+    }
+    failed
+}
+
+/// Why the bridge could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// A message that came back after the dedup window would be stored twice.
+    #[error("--visibility-timeout ({visibility} s) must be shorter than ROLLER_DEDUP_WINDOW ({window} s): a message the queue hands out again after the window would be stored on the feed twice")]
+    VisibilityBeyondDedup {
+        /// The visibility timeout, seconds.
+        visibility: u64,
+        /// The dedup window, seconds.
+        window: u64,
+    },
+    /// NATS could not be reached or set up.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// A queue refused the bridge.
+    #[error("{0}. Check the queue URL, the region and that the credentials may call sqs:ReceiveMessage, sqs:DeleteMessage, sqs:ChangeMessageVisibility and sqs:GetQueueAttributes on it")]
+    Queue(#[source] QueueError),
+    /// A poller stopped unexpectedly.
+    #[error("a poller stopped unexpectedly: {0}")]
+    Poller(String),
+}
+
+/// The whole `main` of `roller-bridge`: exit 2 on bad settings, 1 if NATS is unreachable or a
+/// queue refuses the bridge at start (or a poller fails), 0 after a graceful shutdown.
 pub fn main() -> ExitCode {
     let args = BridgeArgs::parse();
     init_logging();
@@ -247,6 +318,10 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ BridgeError::VisibilityBeyondDedup { .. }) => {
+            eprintln!("{BINARY}: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("{BINARY}: {e}");
             ExitCode::FAILURE

@@ -139,11 +139,80 @@ impl Health {
     }
 }
 
+/// The health of every dataset a process serves, on one endpoint: ready when every dataset's
+/// stage is, metrics of all of them with their `dataset` labels.
+#[derive(Debug, Clone)]
+pub struct HealthSet(Vec<Arc<Health>>);
+
+impl HealthSet {
+    /// The set of `datasets`' health.
+    pub fn new(datasets: Vec<Arc<Health>>) -> Self {
+        Self(datasets)
+    }
+
+    /// Whether every dataset's stage is ready.
+    pub fn is_ready(&self) -> bool {
+        self.0.iter().all(|h| h.is_ready())
+    }
+
+    /// Every dataset's metrics, each metric family once (its help and type, then one line per
+    /// dataset), as Prometheus' text format requires.
+    pub fn metrics(&self) -> String {
+        merge_families(self.0.iter().map(|h| h.metrics()))
+    }
+}
+
+/// Merges Prometheus texts of the same families: each family's `# HELP` and `# TYPE` once, then
+/// every text's samples of it, families in their first order.
+fn merge_families(texts: impl IntoIterator<Item = String>) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut families: std::collections::HashMap<String, (Vec<String>, Vec<String>)> =
+        std::collections::HashMap::new();
+    for text in texts {
+        for line in text.lines() {
+            let (family, is_comment) = match line.strip_prefix("# ") {
+                Some(rest) => (
+                    rest.split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    true,
+                ),
+                None => (
+                    line.split(['{', ' ']).next().unwrap_or_default().to_owned(),
+                    false,
+                ),
+            };
+            let entry = families.entry(family.clone()).or_insert_with(|| {
+                order.push(family);
+                (Vec::new(), Vec::new())
+            });
+            if is_comment {
+                if !entry.0.iter().any(|l| l == line) {
+                    entry.0.push(line.to_owned());
+                }
+            } else {
+                entry.1.push(line.to_owned());
+            }
+        }
+    }
+    let mut out = String::new();
+    for family in order {
+        if let Some((comments, samples)) = families.get(&family) {
+            for line in comments.iter().chain(samples) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(health): State<Arc<Health>>) -> Response {
+async fn readyz(State(health): State<HealthSet>) -> Response {
     if health.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -155,7 +224,7 @@ async fn readyz(State(health): State<Arc<Health>>) -> Response {
     }
 }
 
-async fn metrics(State(health): State<Arc<Health>>) -> Response {
+async fn metrics(State(health): State<HealthSet>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         health.metrics(),
@@ -164,7 +233,7 @@ async fn metrics(State(health): State<Arc<Health>>) -> Response {
 }
 
 /// The endpoints over `health`.
-pub fn router(health: Arc<Health>) -> Router {
+pub fn router(health: HealthSet) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -175,7 +244,7 @@ pub fn router(health: Arc<Health>) -> Router {
 /// Serves the endpoints on `address` until the stage stops pulling. Returns once listening.
 pub async fn start(
     address: SocketAddr,
-    health: Arc<Health>,
+    health: HealthSet,
     shutdown: &Shutdown,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
@@ -216,5 +285,35 @@ mod tests {
             .contains("roller_chunks_total{stage=\"roller-fetch\",dataset=\"ukv_x\"} 3"));
         assert!(text.contains("roller_ready{stage=\"roller-fetch\",dataset=\"ukv_x\"} 0"));
         assert!(!health.is_ready());
+    }
+
+    #[test]
+    fn a_process_serving_several_datasets_reports_each_family_once() {
+        let (a, b) = (
+            Health::new("roller-write", "a"),
+            Health::new("roller-write", "b"),
+        );
+        b.counters().add(roller_bus::metrics::Counter::Chunks, 5);
+        let text = HealthSet::new(vec![a, b]).metrics();
+        assert_eq!(
+            text.matches("# HELP roller_chunks_total ").count(),
+            1,
+            "{text}"
+        );
+        let chunks: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("roller_chunks_total{"))
+            .collect();
+        assert_eq!(
+            chunks,
+            [
+                "roller_chunks_total{stage=\"roller-write\",dataset=\"a\"} 0",
+                "roller_chunks_total{stage=\"roller-write\",dataset=\"b\"} 5"
+            ]
+        );
+        // The family's help and type come right before its samples.
+        let help = text.find("# HELP roller_chunks_total").expect("help");
+        let first = text.find("roller_chunks_total{").expect("sample");
+        assert!(help < first && !text[help..first].contains("roller_files_total{"));
     }
 }

@@ -1,7 +1,9 @@
-//! Re-ingesting notifications: each line of a JSON-lines file is published on the dataset's
-//! ingest subject, as the upstream bridge would. A line that parses gets the `Nats-Msg-Id`
-//! `{dataset}:{bucket/key}`, so the same notification twice within the dedup window does no
-//! work; a line that does not parse is published as is and ends in the dead-letter stream.
+//! Re-ingesting notifications: each line of a JSON-lines file is published on one dataset's
+//! ingest subject ([`replay`]) or on the feed subject for every dataset ([`replay_feed`], as
+//! the bridge does). A line that parses gets a `Nats-Msg-Id` (`{dataset}:{bucket/key}` on an
+//! ingest subject, the bridge's `feed:{bucket/key}[@etag]` on the feed), so the same
+//! notification twice within the dedup window does no work; a line that does not parse is
+//! published as is and ends in the dead-letter stream.
 
 use async_nats::jetstream::Context;
 use roller_proto::feed::{self, Notice};
@@ -24,6 +26,33 @@ pub struct Replayed {
 /// The deduplication id of a notification for a dataset.
 pub fn ingest_msg_id(dataset: &str, note: &Notification) -> String {
     format!("{dataset}:{}", note.id())
+}
+
+/// Publishes every non-blank line on the feed subject, where every dataset's fetch stage takes
+/// what it matches.
+pub async fn replay_feed(
+    js: &Context,
+    subjects: &Subjects,
+    lines: impl IntoIterator<Item = String>,
+) -> Result<Replayed, Abandoned> {
+    let never = CancellationToken::new();
+    let mut done = Replayed::default();
+    for line in lines {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let msg_id = feed::feed_msg_id(line).unwrap_or_else(|_| {
+            done.unparsed += 1;
+            None
+        });
+        let mut out = Outgoing::new(subjects.feed(), line.to_owned(), String::new());
+        out.msg_id = msg_id;
+        let ack = publish(js, &out, &never).await?;
+        done.published += 1;
+        done.duplicates += u64::from(ack.duplicate);
+    }
+    Ok(done)
 }
 
 /// Publishes every non-blank line on `dataset`'s ingest subject.

@@ -16,7 +16,7 @@ use roller_s3::Backends;
 use roller_write::Writer;
 
 use crate::consume::{run_workers, WorkerSetup};
-use crate::health::{self, Health};
+use crate::health::{self, Health, HealthSet};
 use crate::settings::NatsSettings;
 use crate::shutdown::Shutdown;
 use crate::topology::{connect, setup};
@@ -89,16 +89,81 @@ fn scratch_of(config: &DatasetConfig, backends: &Backends) -> Result<Scratch, St
         .map_err(|e| StageError::Config(format!("opening scratch: {e}")))
 }
 
-/// Runs one stage until `shutdown` completes.
+/// Runs stage `kind` for one dataset until `shutdown` (see [`run_stages`]).
 pub async fn run_stage(
     kind: StageKind,
     config: DatasetConfig,
     settings: NatsSettings,
     shutdown: Shutdown,
 ) -> Result<(), StageError> {
+    run_stages(kind, vec![config], settings, shutdown).await
+}
+
+/// Runs stage `kind` for every dataset of `configs` in this process until `shutdown`: one NATS
+/// connection, one health endpoint, and per dataset its own consumer and workers, so a
+/// dataset whose storage fails or whose files are bad retries and dead-letters on its own while
+/// the others flow. Every store is opened before NATS is touched, so a bad location fails fast.
+pub async fn run_stages(
+    kind: StageKind,
+    configs: Vec<DatasetConfig>,
+    settings: NatsSettings,
+    shutdown: Shutdown,
+) -> Result<(), StageError> {
     let config_error = |e: &dyn std::fmt::Display| StageError::Config(e.to_string());
-    // Open storage before touching NATS, so a bad location fails fast.
-    let backends = Backends::open(&config).map_err(|e| config_error(&e))?;
+    let mut datasets = Vec::with_capacity(configs.len());
+    for config in configs {
+        let backends = Backends::open(&config)
+            .map_err(|e| StageError::Config(format!("dataset `{}`: {e}", config.name)))?;
+        let health = Health::new(kind.binary(), &config.name);
+        datasets.push((config, backends, health));
+    }
+    let healths: Vec<Arc<Health>> = datasets.iter().map(|(_, _, h)| h.clone()).collect();
+    {
+        let (healths, stop) = (healths.clone(), shutdown.stop_pulling.clone());
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            for health in healths {
+                health.set_draining();
+            }
+        });
+    }
+    if let Some(address) = settings.health_listen {
+        health::start(address, HealthSet::new(healths), &shutdown)
+            .await
+            .map_err(|e| {
+                config_error(&format!(
+                    "cannot serve the health endpoints on {address} (ROLLER_HEALTH_LISTEN): {e}"
+                ))
+            })?;
+    }
+    let client = connect(&settings, kind.binary()).await?;
+    let runs = datasets.into_iter().map(|(config, backends, health)| {
+        run_dataset(
+            kind,
+            config,
+            backends,
+            health,
+            client.clone(),
+            &settings,
+            &shutdown,
+        )
+    });
+    futures::future::try_join_all(runs).await?;
+    tracing::info!(stage = kind.binary(), "stopped");
+    Ok(())
+}
+
+/// Stage `kind` for one dataset, on a process's connection.
+async fn run_dataset(
+    kind: StageKind,
+    config: DatasetConfig,
+    backends: Backends,
+    health: Arc<Health>,
+    client: async_nats::Client,
+    settings: &NatsSettings,
+    shutdown: &Shutdown,
+) -> Result<(), StageError> {
+    let config_error = |e: &dyn std::fmt::Display| StageError::Config(e.to_string());
     let scratch = match kind {
         StageKind::Commit => None,
         StageKind::Scheduler => config
@@ -108,25 +173,7 @@ pub async fn run_stage(
             .transpose()?,
         _ => Some(scratch_of(&config, &backends)?),
     };
-    let health = Health::new(kind.binary(), &config.name);
-    {
-        let (health, stop) = (health.clone(), shutdown.stop_pulling.clone());
-        tokio::spawn(async move {
-            stop.cancelled().await;
-            health.set_draining();
-        });
-    }
-    if let Some(address) = settings.health_listen {
-        health::start(address, health.clone(), &shutdown)
-            .await
-            .map_err(|e| {
-                StageError::Config(format!(
-                    "cannot serve the health endpoints on {address} (ROLLER_HEALTH_LISTEN): {e}"
-                ))
-            })?;
-    }
-    let client = connect(&settings, kind.binary()).await?;
-    let topology = setup(client.clone(), &settings, &config).await?;
+    let topology = setup(client.clone(), settings, &config).await?;
     health.set_ready(client);
     let layout = Layout::from_config(&config);
     let workers = settings.workers.unwrap_or_else(|| kind.default_workers());
@@ -208,10 +255,9 @@ pub async fn run_stage(
             commit::run(stage).await?;
         }
         StageKind::Scheduler => {
-            scheduler::run(&config, &topology, scratch, &shutdown).await?;
+            scheduler::run(&config, &topology, scratch, shutdown).await?;
         }
     }
-    tracing::info!(stage = kind.binary(), "stopped");
     Ok(())
 }
 
@@ -263,9 +309,15 @@ pub(crate) fn variables_read_by(command: &clap::Command) -> Vec<String> {
     about = "A zarr-roller stage on NATS JetStream. Connection settings come from NATS_URL, NATS_CREDS, ROLLER_STREAM_PREFIX (see the README)."
 )]
 struct Args {
-    /// The dataset's TOML config (every key can be overridden with ROLLER__SECTION__KEY).
-    #[arg(long, env = "ROLLER_CONFIG")]
-    config: PathBuf,
+    /// A dataset's TOML config or a catalog; repeat for several (comma-separated in the
+    /// environment). Every key can be overridden with ROLLER__SECTION__KEY.
+    #[arg(
+        long = "config",
+        env = "ROLLER_CONFIG",
+        value_delimiter = ',',
+        required = true
+    )]
+    configs: Vec<PathBuf>,
 }
 
 /// Sets up logging from `RUST_LOG` (default `info`).
@@ -285,8 +337,8 @@ pub fn main(kind: StageKind) -> ExitCode {
     let args = Args::parse();
     init_logging();
     let name = kind.binary();
-    let config = match DatasetConfig::load(&args.config) {
-        Ok(config) => config,
+    let configs = match roller_model::catalog::load_all(&args.configs) {
+        Ok(configs) => configs,
         Err(e) => {
             eprintln!("{name}: {e}");
             return ExitCode::from(2);
@@ -312,7 +364,7 @@ pub fn main(kind: StageKind) -> ExitCode {
     let result = runtime.block_on(async {
         let shutdown = Shutdown::new();
         shutdown.on_signals(settings.shutdown_grace);
-        run_stage(kind, config, settings, shutdown).await
+        run_stages(kind, configs, settings, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -49,7 +49,12 @@ async fn build(
     settings: &SqsSettings,
     credentials: Option<aws_sdk_sqs::config::Credentials>,
 ) -> aws_sdk_sqs::Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    // Long polls wait up to 20 s: an attempt may take that long, not much longer.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(40))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
     if let Some(credentials) = credentials {
         loader = loader.credentials_provider(credentials);
     }

@@ -44,13 +44,18 @@ fn stamp(seconds: i64) -> String {
 
 /// Copies `files` under `mount` as today's keys and announces each in every form.
 pub fn todays_feed(files: &[SynthFile], mount: &Path) -> TodaysFeed {
+    todays_feed_of(files, mount, PARAMETER)
+}
+
+/// [`todays_feed`] with the files published as `parameter` (the token in their keys).
+pub fn todays_feed_of(files: &[SynthFile], mount: &Path, parameter: &str) -> TodaysFeed {
     let mut forms: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     for file in files {
         let note = Notification::from_json(&file.notification).expect("synthetic notice");
         let run = note.forecast_reference_time;
         let lead = note.forecast_period.expect("a lead time");
         let key = format!(
-            "{MODEL}/{}/{}-PT{:04}H{:02}M-{PARAMETER}.nc",
+            "{MODEL}/{}/{}-PT{:04}H{:02}M-{parameter}.nc",
             stamp(run),
             stamp(run + lead),
             lead / 3600,
@@ -62,7 +67,7 @@ pub fn todays_feed(files: &[SynthFile], mount: &Path) -> TodaysFeed {
         let size = std::fs::metadata(&path).expect("size").len();
         // As the aws-earth feed sent it: strings, and the size as a float.
         let earth = json!({
-            "model": MODEL, "name": PARAMETER, "bucket": BUCKET, "key": key,
+            "model": MODEL, "name": parameter, "bucket": BUCKET, "key": key,
             "object_size": size as f64, "forecast_reference_time": format_instant(run),
             "forecast_period": lead.to_string(), "forecast_period_units": "seconds",
             "time": format_instant(run + lead), "created_time": format_instant(run + 3 * 3600),
