@@ -358,7 +358,7 @@ fn the_compose_topology_as_local_processes_ingests_the_sample_stream() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         if std::net::TcpStream::connect(("127.0.0.1", serve_port)).is_ok() {
-            let page = request(serve_port, "GET", "/", &[]);
+            let page = request(serve_port, "GET", "/_status/ukv-air-temperature", &[]);
             let html = String::from_utf8_lossy(&page.body);
             if html.matches("<td class=\"ok\"").count() == 6 {
                 break;

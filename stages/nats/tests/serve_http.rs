@@ -389,13 +389,16 @@ fn the_status_page_in_headless_chromium_shows_names_window_completeness_quickloo
         &[("NATS_URL", &nats.url())],
     );
     let index = format!("http://127.0.0.1:{}/", server.port);
+    let page_of = |name: &str| {
+        let page = request(server.port, "GET", &format!("/_status/{name}"), &[]);
+        assert_eq!(page.status, 200);
+        String::from_utf8_lossy(&page.body).into_owned()
+    };
 
     // The two bad messages reach the dead-letter stream through the real fetch stage.
     let deadline = Instant::now() + Duration::from_secs(30);
     let page = loop {
-        let page = request(server.port, "GET", "/", &[]);
-        assert_eq!(page.status, 200);
-        let html = String::from_utf8_lossy(&page.body).into_owned();
+        let html = page_of("ukv3");
         if html.contains("<dd class=\"dead\">2</dd>") {
             break html;
         }
@@ -409,13 +412,20 @@ fn the_status_page_in_headless_chromium_shows_names_window_completeness_quickloo
     shutdown.give_up.cancel();
     stage.join().expect("fetch stage thread");
     // ukv2 has no dead letters (the stream is per dataset).
-    assert!(page.contains("<dd class=\"dead\">0</dd>"), "{page}");
+    let other = page_of("ukv2");
+    assert!(other.contains("<dd class=\"dead\">0</dd>"), "{other}");
 
     // Completeness: every field of the window is visible (3 runs x 2 lead times).
+    for html in [&page, &other] {
+        assert_eq!(
+            html.matches("<td class=\"ok\"").count(),
+            WINDOW * LEADS,
+            "{html}"
+        );
+    }
     assert_eq!(
-        page.matches("<td class=\"ok\"").count(),
-        2 * WINDOW * LEADS,
-        "{page}"
+        request(server.port, "GET", "/_status/nope", &[]).status,
+        404
     );
 
     // The quick-look is a PNG.
@@ -428,28 +438,121 @@ fn the_status_page_in_headless_chromium_shows_names_window_completeness_quickloo
         404
     );
 
-    // In the browser: names, the window and the loaded images.
+    // In the browser, the index: a row per dataset with its window, newest run, completeness
+    // and dead letters, linking to the dataset's page; sorted and filtered from the URL.
     let dom = browser::dump_dom(&index);
+    assert!(dom.contains("data-ready=\"yes\""), "the script ran: {dom}");
     for name in ["ukv3", "ukv2"] {
-        assert!(dom.contains(&format!("<h2>{name}</h2>")), "{dom}");
         assert!(
-            dom.contains(&format!("id=\"quicklook-{name}\"")),
-            "no quick-look for {name}: {dom}"
+            dom.contains(&format!("<a href=\"/_status/{name}\">{name}</a>")),
+            "{dom}"
         );
     }
+    assert_eq!(dom.matches("3 of 3 runs").count(), 2, "{dom}");
+    assert_eq!(dom.matches("2 of 2 lead times").count(), 2, "{dom}");
+    assert!(dom.contains("2024-01-01T18:00:00Z"), "{dom}");
+    assert!(
+        dom.contains("<tr data-name=\"ukv3\" class=\"dead\">"),
+        "{dom}"
+    );
+    let filtered = browser::dump_dom(&format!("{index}?filter=ukv2"));
+    assert!(
+        filtered.contains("<tr data-name=\"ukv3\" class=\"dead\" hidden=\"\">"),
+        "{filtered}"
+    );
+    assert!(filtered.contains("<tr data-name=\"ukv2\">"), "{filtered}");
+    let by_name = |url: &str| {
+        let dom = browser::dump_dom(url);
+        let (a, b) = (
+            dom.find("data-name=\"ukv2\""),
+            dom.find("data-name=\"ukv3\""),
+        );
+        a.zip(b).map(|(a, b)| a < b).expect("both rows")
+    };
+    assert!(
+        by_name(&format!("{index}?sort=name")),
+        "ukv2 first ascending"
+    );
+    assert!(
+        !by_name(&format!("{index}?sort=name&dir=desc")),
+        "ukv3 first descending"
+    );
+    assert!(
+        by_name(&format!("{index}?sort=dead")),
+        "fewer dead letters first"
+    );
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-index.png");
+    browser::screenshot(&index, &shot);
+    let bytes = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000,
+        "{}",
+        shot.display()
+    );
+    println!("screenshot: {}", shot.display());
+
+    // A dataset's page: its name, the window and the loaded quick-look.
+    let dataset = format!("{index}_status/ukv3");
+    let dom = browser::dump_dom(&dataset);
+    assert!(dom.contains("<h2>ukv3</h2>"), "{dom}");
+    assert!(
+        dom.contains("id=\"quicklook-ukv3\""),
+        "no quick-look: {dom}"
+    );
     assert!(
         dom.contains("2024-01-01T06:00:00Z to 2024-01-01T18:00:00Z (3 of 3 runs)"),
         "{dom}"
     );
-    assert_eq!(dom.matches("data-loaded=\"yes\"").count(), 2, "{dom}");
+    assert_eq!(dom.matches("data-loaded=\"yes\"").count(), 1, "{dom}");
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
-    browser::screenshot(&index, &shot);
+    browser::screenshot(&dataset, &shot);
     let bytes = std::fs::read(&shot).expect("screenshot");
     assert!(
         bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
         "{}",
         shot.display()
     );
+    println!("screenshot: {}", shot.display());
+}
+
+#[test]
+fn the_index_stays_usable_with_two_hundred_datasets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (configs, _, _) = datasets(dir.path());
+    let template = toml::Value::try_from(&configs[0]).expect("a config as TOML");
+    let tables: Vec<toml::Value> = (0..200)
+        .map(|i| {
+            let mut table = template.clone();
+            let name = format!("param-{i:03}");
+            table["name"] = toml::Value::String(name.clone());
+            table["store"]["path"] =
+                toml::Value::String(dir.path().join("stores").join(&name).display().to_string());
+            table
+        })
+        .collect();
+    let mut catalog = toml::Table::new();
+    catalog.insert("dataset".into(), toml::Value::Array(tables));
+    let path = dir.path().join("catalog.toml");
+    std::fs::write(&path, toml::to_string(&catalog).expect("TOML")).expect("write catalog");
+    let server = Server::start(&[&path], &dir.path().join("serve.log"));
+    let page = request(server.port, "GET", "/", &[]);
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8_lossy(&page.body);
+    assert_eq!(html.matches("<tr data-name=").count(), 200);
+    assert_eq!(html.matches("no commit yet").count(), 200);
+    assert!(html.contains("200 datasets"), "{html}");
+    // No images on the index: its weight grows by a row per dataset.
+    assert!(!html.contains("<img"));
+    assert!(page.body.len() < 200 * 1024, "{} bytes", page.body.len());
+    let index = format!("http://127.0.0.1:{}/", server.port);
+    let dom = browser::dump_dom(&format!("{index}?filter=param-19"));
+    let shown = dom.matches("<tr data-name=\"param-").count() - dom.matches("hidden=\"\">").count();
+    assert_eq!(shown, 10, "param-190 to param-199");
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-index-200.png");
+    browser::screenshot(&index, &shot);
+    assert!(std::fs::read(&shot)
+        .expect("screenshot")
+        .starts_with(b"\x89PNG"));
     println!("screenshot: {}", shot.display());
 }
 

@@ -33,8 +33,10 @@ pub enum CatalogError {
     /// Two configs name the same dataset.
     #[error("dataset `{0}` is configured twice")]
     Duplicate(String),
-    /// The name is reserved for the status page's images.
-    #[error("a dataset cannot be named `{0}`: the server uses /{0}/ for the status page's images; rename it")]
+    /// The name is reserved for the status pages (their images, the dataset pages).
+    #[error(
+        "a dataset cannot be named `{0}`: the server uses /{0}/ for the status pages; rename it"
+    )]
     Reserved(String),
 }
 
@@ -128,7 +130,7 @@ impl Catalog {
         let mut map = BTreeMap::new();
         for (config, storage) in datasets {
             let name = config.name.clone();
-            if name == crate::quicklook::QUICKLOOK_DIR {
+            if name == crate::quicklook::QUICKLOOK_DIR || name == crate::status::STATUS_DIR {
                 return Err(CatalogError::Reserved(name));
             }
             let entry = Entry {

@@ -9,6 +9,7 @@
 //! long as the URL still maps to the same physical chunk. Metadata documents and derived
 //! coordinate chunks change with commits; they may be cached for `metadata_max_age`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use crate::quicklook::QuickLooks;
 use crate::quicklook::QUICKLOOK_DIR;
 use crate::range::{self, Ranged};
 use crate::request_path::{self, Target};
+use crate::status::STATUS_DIR;
 
 /// What the server needs.
 #[derive(Debug)]
@@ -118,12 +120,17 @@ async fn handle(
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let (dataset, generation, key) = match target {
-        Target::Index => return status_page(served, &headers).await,
+        Target::Index => return index_page(served).await,
         Target::Object {
             dataset: QUICKLOOK_DIR,
             generation: None,
             key,
         } => return quicklook(served, &method, key).await,
+        Target::Object {
+            dataset: STATUS_DIR,
+            generation: None,
+            key,
+        } => return dataset_page(served, &headers, key.to_owned()).await,
         Target::Latest { dataset } => return latest(served, &headers, dataset.to_owned()).await,
         Target::Object {
             dataset,
@@ -190,13 +197,13 @@ async fn latest(served: Arc<Served>, headers: &HeaderMap, dataset: String) -> Re
     }
 }
 
-async fn status_page(served: Arc<Served>, headers: &HeaderMap) -> Response {
-    let base = served.base_url(headers);
+/// Every dataset's dead-letter count (not counted without NATS).
+async fn dead_letter_counts(served: &Served) -> HashMap<String, DeadCount> {
     let counts = match &served.dead_letters {
         Some(counter) => Some(counter.counts().await),
         None => None,
     };
-    let dead = served
+    served
         .catalog
         .names()
         .map(|name| {
@@ -207,19 +214,47 @@ async fn status_page(served: Arc<Served>, headers: &HeaderMap) -> Response {
             };
             (name.to_owned(), count)
         })
-        .collect();
-    let page = tokio::task::spawn_blocking(move || {
-        crate::status::page(&served.catalog, &served.quicklooks, &dead, &base)
-    })
-    .await;
+        .collect()
+}
+
+/// An HTML page, never cached.
+fn html_page(page: Result<Option<String>, tokio::task::JoinError>) -> Response {
     match page {
-        Ok(html) => Response::builder()
+        Ok(Some(html)) => Response::builder()
             .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
             .header(header::CACHE_CONTROL, "no-cache")
             .body(Body::from(html))
             .unwrap_or_default(),
+        Ok(None) => plain(StatusCode::NOT_FOUND, "no such dataset"),
         Err(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "the status page failed"),
     }
+}
+
+/// `/`: the index of every dataset.
+async fn index_page(served: Arc<Served>) -> Response {
+    let dead = dead_letter_counts(&served).await;
+    let now = roller_proto::time::now();
+    html_page(
+        tokio::task::spawn_blocking(move || {
+            Some(crate::status::index(&served.catalog, &dead, now))
+        })
+        .await,
+    )
+}
+
+/// `/_status/<dataset>`: one dataset's page.
+async fn dataset_page(served: Arc<Served>, headers: &HeaderMap, name: String) -> Response {
+    let base = served.base_url(headers);
+    let dead = dead_letter_counts(&served)
+        .await
+        .remove(&name)
+        .unwrap_or(DeadCount::NotConfigured);
+    html_page(
+        tokio::task::spawn_blocking(move || {
+            crate::status::dataset_page(&served.catalog, &served.quicklooks, &name, dead, &base)
+        })
+        .await,
+    )
 }
 
 /// `/_quicklook/<dataset>.png`.
