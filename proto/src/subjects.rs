@@ -184,6 +184,11 @@ impl Subjects {
         format!("{}_COMMIT_LEASE", self.prefix.to_ascii_uppercase())
     }
 
+    /// Key-value bucket of the commit replicas present (the leases spread over them).
+    pub fn members_bucket(&self) -> String {
+        format!("{}_COMMIT_MEMBERS", self.prefix.to_ascii_uppercase())
+    }
+
     /// Key-value bucket holding each dataset's committed generation (the fencing token).
     pub fn generation_bucket(&self) -> String {
         format!("{}_COMMIT_GENERATION", self.prefix.to_ascii_uppercase())

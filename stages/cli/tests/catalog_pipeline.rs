@@ -237,3 +237,255 @@ fn a_mixed_feed_fills_every_dataset_of_a_catalog_alike_embedded_distributed_and_
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// Who holds each dataset's commit lease, and every commit event published, per dataset.
+fn leases_and_commits(
+    url: &str,
+    prefix: &str,
+    datasets: &[String],
+) -> (
+    BTreeMap<String, String>,
+    BTreeMap<String, Vec<roller_proto::CommitEvent>>,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = async_nats::connect(url).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        let subjects = roller_proto::Subjects::new(prefix).expect("prefix");
+        let mut holders = BTreeMap::new();
+        if let Ok(leases) = js.get_key_value(subjects.lease_bucket()).await {
+            for dataset in datasets {
+                if let Ok(Some(holder)) = leases.get(dataset).await {
+                    holders.insert(
+                        dataset.clone(),
+                        String::from_utf8_lossy(&holder).into_owned(),
+                    );
+                }
+            }
+        }
+        let mut commits: BTreeMap<String, Vec<roller_proto::CommitEvent>> = BTreeMap::new();
+        if let Ok(mut stream) = js
+            .get_stream(subjects.stream(roller_proto::StreamKind::Events))
+            .await
+        {
+            let state = stream.info().await.expect("stream info").state.clone();
+            for seq in state.first_sequence..=state.last_sequence {
+                let Ok(message) = stream.get_raw_message(seq).await else {
+                    continue;
+                };
+                if let Some(dataset) = datasets
+                    .iter()
+                    .find(|d| message.subject.as_str() == subjects.committed(d))
+                {
+                    let event: roller_proto::CommitEvent =
+                        roller_proto::wire::decode(&message.payload).expect("a commit event");
+                    commits.entry(dataset.clone()).or_default().push(event);
+                }
+            }
+        }
+        (holders, commits)
+    })
+}
+
+#[test]
+fn two_commit_replicas_share_a_catalogs_leases_and_one_takes_the_others_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    // Four parameters, each announced with the same synthetic files under its own keys.
+    let files = small_files(&root.join("src"), 2, 3, 64, 48);
+    let parameters: Vec<String> = (0..4).map(|i| format!("parameter_{i}")).collect();
+    let datasets: Vec<(String, String)> = parameters
+        .iter()
+        .map(|p| (format!("ukv-{}", p.replace('_', "-")), p.clone()))
+        .collect();
+    let named: Vec<(&str, &str)> = datasets
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.as_str()))
+        .collect();
+    let mut first_run = Vec::new();
+    let mut second_run = Vec::new();
+    for (_, parameter) in &named {
+        let feed = todays_feed_of(&files, &root.join("bucket"), parameter);
+        // The synthetic files are 2 runs x 3 lead times, in run order.
+        let lines = &feed.forms["s3-event"];
+        first_run.extend(lines[..3].iter().cloned());
+        second_run.extend(lines[3..].iter().cloned());
+    }
+    let all: Vec<String> = first_run.iter().chain(&second_run).cloned().collect();
+    let write_lines = |name: &str, lines: &[String]| {
+        let path = root.join(name);
+        std::fs::write(&path, lines.join("\n")).expect("write notices");
+        path.display().to_string()
+    };
+    let (first, second, everything) = (
+        write_lines("first.jsonl", &first_run),
+        write_lines("second.jsonl", &second_run),
+        write_lines("all.jsonl", &all),
+    );
+    let embedded = root.join("embedded");
+    let run = roller(
+        &["run", "--notifications", &everything],
+        &[&catalog(root, &embedded, &named)],
+        &[],
+    );
+    assert!(run.status.success(), "{run:?}");
+
+    let nats = NatsServer::start(&root.join("nats"));
+    let distributed = root.join("distributed");
+    let on_nats = catalog(root, &distributed, &named);
+    let prefix = "spread";
+    let env = [
+        ("NATS_URL", nats.url()),
+        ("ROLLER_STREAM_PREFIX", prefix.to_owned()),
+        ("ROLLER_LEASE_TTL", "3s".to_owned()),
+        ("ROLLER_ACK_WAIT", "3s".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let bin = root.join("bin");
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::create_dir_all(&logs).expect("logs");
+    let spawn = |name: &str, n: usize| {
+        let log = std::fs::File::create(logs.join(format!("{name}-{n}.log"))).expect("log");
+        spawn_isolated(
+            Command::new(stage(&bin, name))
+                .arg("--config")
+                .arg(&on_nats)
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .stdout(Stdio::null())
+                .stderr(log),
+        )
+        .expect("start a stage")
+    };
+    let all_logs = || -> String {
+        std::fs::read_dir(&logs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(12).collect();
+                format!(
+                    "--- {}\n{}\n",
+                    e.path().display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect()
+    };
+    let mut procs = Killed(Vec::new());
+    for (n, name) in ["roller-fetch", "roller-decode", "roller-write"]
+        .iter()
+        .enumerate()
+    {
+        procs.0.push(spawn(name, n));
+    }
+    // One commit replica, then a second: the first hands the second its share.
+    procs.0.push(spawn("roller-commit", 3));
+    std::thread::sleep(Duration::from_secs(2));
+    procs.0.push(spawn("roller-commit", 4));
+    let names: Vec<String> = datasets.iter().map(|(n, _)| n.clone()).collect();
+    let holder_of = |child: &Child| format!("-{}", child.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let spread = loop {
+        let (holders, _) = leases_and_commits(&nats.url(), prefix, &names);
+        let by: Vec<usize> = [&procs.0[3], &procs.0[4]]
+            .iter()
+            .map(|child| {
+                holders
+                    .values()
+                    .filter(|h| h.ends_with(&holder_of(child)))
+                    .count()
+            })
+            .collect();
+        if holders.len() == 4 && by.iter().all(|&n| n >= 1) {
+            break by;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leases did not spread over both replicas: {holders:?}\n{}",
+            all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(spread.iter().sum::<usize>(), 4);
+
+    // The first run flows through both leaders; then one replica dies and the other takes its
+    // datasets over (within the lease TTL and a membership's expiry) for the second run.
+    let replay = roller(&["replay", &first], &[&on_nats], &env);
+    assert!(replay.status.success(), "{replay:?}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !names.iter().all(|name| {
+        std::fs::read_to_string(distributed.join(name).join("roller.json"))
+            .is_ok_and(|r| r.contains("\"head\""))
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "no first commits\n{}",
+            all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dead = procs.0.remove(4);
+    let dead_holder = holder_of(&dead);
+    drop(Killed(vec![dead]));
+    let survivor = holder_of(&procs.0[3]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (holders, _) = leases_and_commits(&nats.url(), prefix, &names);
+        if holders.len() == 4 && holders.values().all(|h| h.ends_with(&survivor)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the survivor did not take every lease: {holders:?}\n{}",
+            all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let replay = roller(&["replay", &second], &[&on_nats], &env);
+    assert!(replay.status.success(), "{replay:?}");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let same = names
+            .iter()
+            .all(|name| snapshot(&distributed.join(name)) == snapshot(&embedded.join(name)));
+        if same {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the datasets did not converge to the embedded run\n{}",
+            all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Never two writers: each dataset's generations go up by one, and its commits come from
+    // one holder, then (for the datasets the dead replica led) the survivor.
+    let (_, commits) = leases_and_commits(&nats.url(), prefix, &names);
+    for name in &names {
+        let events = &commits[name];
+        let generations: Vec<u64> = events.iter().map(|e| e.generation).collect();
+        assert_eq!(
+            generations,
+            (1..=generations.len() as u64).collect::<Vec<_>>(),
+            "{name}: a gap or a repeat"
+        );
+        let mut holders: Vec<&str> = events.iter().map(|e| e.holder.as_str()).collect();
+        holders.dedup();
+        assert!(holders.len() <= 3, "{name}: {holders:?}");
+        assert!(
+            holders.last().is_some_and(|h| h.ends_with(&survivor)),
+            "{name}: the survivor commits last: {holders:?}"
+        );
+    }
+    assert!(
+        names.iter().any(|name| commits[name]
+            .iter()
+            .any(|e| e.holder.ends_with(&dead_holder))),
+        "the second replica led some dataset before it died"
+    );
+}

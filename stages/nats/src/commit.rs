@@ -20,6 +20,7 @@ use roller_storage::Storage;
 use crate::consume::dead_letter;
 use crate::health::{Health, Outcome};
 use crate::lease::Lease;
+use crate::members::Members;
 use crate::publish::{publish, Outgoing};
 use crate::shutdown::Shutdown;
 use crate::topology::{Topology, TopologyError};
@@ -60,6 +61,8 @@ pub struct CommitStage {
     pub health: Arc<Health>,
     /// Who this instance is (host and process), for the lease and commit events.
     pub holder: String,
+    /// The commit replicas present, which the datasets' leases spread over.
+    pub members: Arc<Members>,
 }
 
 /// Runs until shutdown: stand by for the lease, lead while holding it, repeat.
@@ -87,6 +90,7 @@ pub async fn run(stage: Arc<CommitStage>) -> Result<(), CommitStageError> {
             &stage.config.name,
             &stage.holder,
             stage.lease_ttl,
+            &stage.members,
             &stop,
         )
         .await
@@ -94,10 +98,22 @@ pub async fn run(stage: Arc<CommitStage>) -> Result<(), CommitStageError> {
             break;
         };
         let led = lead(&stage, &consumer, &mut lease).await;
+        if !matches!(led, Ok(Led::HandedBack)) {
+            stage.members.gave_up();
+        }
         lease.release().await;
         led?;
     }
     Ok(())
+}
+
+/// How leading a dataset ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Led {
+    /// Shutdown, or the lease was lost.
+    Stopped,
+    /// Handed back to the dataset's preferred replica (this one led more than its share).
+    HandedBack,
 }
 
 /// Commits while the lease is held. Returns on shutdown or when the lease is lost.
@@ -105,7 +121,7 @@ async fn lead(
     stage: &CommitStage,
     consumer: &PullConsumer,
     lease: &mut Lease,
-) -> Result<(), CommitStageError> {
+) -> Result<Led, CommitStageError> {
     let mut committer = tokio::task::block_in_place(|| {
         Committer::for_dataset(&stage.config, stage.store.clone(), stage.expiry.clone())
     })?
@@ -122,18 +138,25 @@ async fn commit_while_leading(
     consumer: &PullConsumer,
     lease: &mut Lease,
     committer: &mut Committer,
-) -> Result<(), CommitStageError> {
+) -> Result<Led, CommitStageError> {
     let stop = &stage.shutdown.stop_pulling;
     // Publish what opening found (a changed window or visibility); pending expiries are
     // carried out by `tidy` once released.
     if !publish_commits(stage, committer, lease, Vec::new()).await? {
-        return Ok(());
+        return Ok(Led::Stopped);
     }
     while !stop.is_cancelled() && lease.is_held() {
+        if stage.members.should_hand_back(&stage.config.name) {
+            tracing::info!(
+                dataset = %stage.config.name,
+                "leading more than this replica's share; handing the lease to the preferred replica"
+            );
+            return Ok(Led::HandedBack);
+        }
         let batch = pull_batch(consumer).await;
         if batch.is_empty() {
             if !tidy(committer, lease).await {
-                return Ok(());
+                return Ok(Led::Stopped);
             }
             continue;
         }
@@ -165,7 +188,7 @@ async fn commit_while_leading(
                 let _ = message.ack_with(AckKind::Nak(None)).await;
                 stage.health.count(Outcome::Retried);
             }
-            return Ok(());
+            return Ok(Led::Stopped);
         }
         for message in folded {
             match message.double_ack().await {
@@ -175,7 +198,7 @@ async fn commit_while_leading(
             }
         }
     }
-    Ok(())
+    Ok(Led::Stopped)
 }
 
 /// When idle: removes what the grace has released, then records it (same generation) right

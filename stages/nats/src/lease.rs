@@ -17,6 +17,8 @@ use async_nats::jetstream::kv::Store;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use crate::members::Members;
+
 /// The lease was lost or could not be checked.
 #[derive(Debug, thiserror::Error)]
 #[error("commit lease for dataset `{dataset}` lost: {reason}")]
@@ -42,19 +44,40 @@ pub struct Lease {
 
 impl Lease {
     /// Waits until this instance (`holder`) holds the lease for `dataset`, or `cancel` fires.
+    /// It tries at once when `members` says it is the dataset's preferred replica, and
+    /// otherwise only once the lease has stayed free for two TTLs.
     pub async fn acquire(
         leases: Store,
         generations: Store,
         dataset: &str,
         holder: &str,
         ttl: Duration,
+        members: &Members,
         cancel: &CancellationToken,
     ) -> Option<Self> {
         let mut waiting_logged = false;
+        let mut free_since: Option<Instant> = None;
         let revision = loop {
+            let allowed =
+                members.prefers_me(dataset) || free_since.is_some_and(|t| t.elapsed() >= ttl * 2);
+            if !allowed {
+                match leases.get(dataset).await {
+                    Ok(None) => {
+                        free_since.get_or_insert_with(Instant::now);
+                    }
+                    Ok(Some(_)) => free_since = None,
+                    Err(_) => {}
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(ttl / 5) => {}
+                    () = cancel.cancelled() => return None,
+                }
+                continue;
+            }
             match leases.create(dataset, Bytes::from(holder.to_owned())).await {
                 Ok(revision) => break revision,
                 Err(e) => {
+                    free_since = None;
                     if !waiting_logged {
                         let current = leases.get(dataset).await.ok().flatten();
                         tracing::info!(
@@ -73,12 +96,14 @@ impl Lease {
             }
         };
         let acquired_at = Instant::now();
+        members.took();
         tracing::info!(dataset, holder, "commit lease acquired");
         let generation_revision = match generations.entry(dataset).await {
             Ok(entry) => entry.map(|e| e.revision),
             Err(e) => {
                 tracing::warn!(dataset, error = %e, "reading the generation fence failed");
                 let _ = leases.delete(dataset).await;
+                members.gave_up();
                 return None;
             }
         };

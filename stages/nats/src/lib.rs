@@ -26,6 +26,7 @@ pub mod decode;
 pub mod fetch;
 pub mod health;
 pub mod lease;
+pub mod members;
 pub mod publish;
 pub mod replay;
 pub mod run;

@@ -17,6 +17,7 @@ use roller_write::Writer;
 
 use crate::consume::{run_workers, WorkerSetup};
 use crate::health::{self, Health, HealthSet};
+use crate::members::Members;
 use crate::settings::NatsSettings;
 use crate::shutdown::Shutdown;
 use crate::topology::{connect, setup};
@@ -137,20 +138,41 @@ pub async fn run_stages(
             })?;
     }
     let client = connect(&settings, kind.binary()).await?;
+    let members = match kind {
+        StageKind::Commit => Some(
+            Members::join(
+                &async_nats::jetstream::new(client.clone()),
+                settings.subjects.members_bucket(),
+                &holder_id(),
+                datasets.len(),
+                settings.lease_ttl,
+                shutdown.stop_pulling.clone(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     let runs = datasets.into_iter().map(|(config, backends, health)| {
-        run_dataset(
-            kind,
-            config,
-            backends,
-            health,
-            client.clone(),
-            &settings,
-            &shutdown,
-        )
+        let context = DatasetRun {
+            client: client.clone(),
+            settings: &settings,
+            shutdown: &shutdown,
+            members: members.clone(),
+        };
+        run_dataset(kind, config, backends, health, context)
     });
     futures::future::try_join_all(runs).await?;
     tracing::info!(stage = kind.binary(), "stopped");
     Ok(())
+}
+
+/// What a process shares with each dataset it serves.
+struct DatasetRun<'a> {
+    client: async_nats::Client,
+    settings: &'a NatsSettings,
+    shutdown: &'a Shutdown,
+    /// The commit replicas present (commit stage only).
+    members: Option<Arc<Members>>,
 }
 
 /// Stage `kind` for one dataset, on a process's connection.
@@ -159,10 +181,14 @@ async fn run_dataset(
     config: DatasetConfig,
     backends: Backends,
     health: Arc<Health>,
-    client: async_nats::Client,
-    settings: &NatsSettings,
-    shutdown: &Shutdown,
+    context: DatasetRun<'_>,
 ) -> Result<(), StageError> {
+    let DatasetRun {
+        client,
+        settings,
+        shutdown,
+        members,
+    } = context;
     let config_error = |e: &dyn std::fmt::Display| StageError::Config(e.to_string());
     let scratch = match kind {
         StageKind::Commit => None,
@@ -250,6 +276,8 @@ async fn run_dataset(
                 lease_ttl: settings.lease_ttl,
                 health: health.clone(),
                 holder: holder_id(),
+                members: members
+                    .ok_or_else(|| StageError::Config("commit replicas not joined".into()))?,
                 config,
             });
             commit::run(stage).await?;
