@@ -45,7 +45,7 @@ fn setup_replay_and_roll_publish_on_the_dataset_subjects() {
 
     let setup = stdout_of(&roller(&["setup", "--config", config_arg], &nats));
     assert!(
-        setup.contains("stream ROLLER_INGEST (roller.ingest.>)"),
+        setup.contains("stream ROLLER_INGEST (roller.ingest.>, roller.feed)"),
         "{setup}"
     );
     assert!(
