@@ -246,7 +246,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             let mut dead_letters = 0;
             for config in &configs {
-                println!("== {}", config.name);
+                if !stats_json {
+                    println!("== {}", config.name);
+                }
                 match run_one(config, &notifications, write_workers, stats_json) {
                     Ok(()) => {}
                     Err(e) => match e.downcast_ref::<DeadLettered>() {

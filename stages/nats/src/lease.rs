@@ -57,68 +57,74 @@ impl Lease {
     ) -> Option<Self> {
         let mut waiting_logged = false;
         let mut free_since: Option<Instant> = None;
-        let revision = loop {
-            let allowed =
-                members.prefers_me(dataset) || free_since.is_some_and(|t| t.elapsed() >= ttl * 2);
-            if !allowed {
-                match leases.get(dataset).await {
-                    Ok(None) => {
-                        free_since.get_or_insert_with(Instant::now);
+        loop {
+            let revision = loop {
+                let allowed = members.prefers_me(dataset)
+                    || free_since.is_some_and(|t| t.elapsed() >= ttl * 2);
+                if !allowed {
+                    match leases.get(dataset).await {
+                        Ok(None) => {
+                            free_since.get_or_insert_with(Instant::now);
+                        }
+                        Ok(Some(_)) => free_since = None,
+                        Err(_) => {}
                     }
-                    Ok(Some(_)) => free_since = None,
-                    Err(_) => {}
+                    tokio::select! {
+                        () = tokio::time::sleep(ttl / 5) => {}
+                        () = cancel.cancelled() => return None,
+                    }
+                    continue;
+                }
+                match leases.create(dataset, Bytes::from(holder.to_owned())).await {
+                    Ok(revision) => break revision,
+                    Err(e) => {
+                        free_since = None;
+                        if !waiting_logged {
+                            let current = leases.get(dataset).await.ok().flatten();
+                            tracing::info!(
+                                dataset,
+                                holder = ?current.map(|b| String::from_utf8_lossy(&b).into_owned()),
+                                reason = %e,
+                                "another commit instance holds the lease; standing by"
+                            );
+                            waiting_logged = true;
+                        }
+                    }
                 }
                 tokio::select! {
                     () = tokio::time::sleep(ttl / 5) => {}
                     () = cancel.cancelled() => return None,
                 }
-                continue;
-            }
-            match leases.create(dataset, Bytes::from(holder.to_owned())).await {
-                Ok(revision) => break revision,
+            };
+            let acquired_at = Instant::now();
+            members.took();
+            tracing::info!(dataset, holder, "commit lease acquired");
+            let generation_revision = match generations.entry(dataset).await {
+                Ok(entry) => entry.map(|e| e.revision),
                 Err(e) => {
-                    free_since = None;
-                    if !waiting_logged {
-                        let current = leases.get(dataset).await.ok().flatten();
-                        tracing::info!(
-                            dataset,
-                            holder = ?current.map(|b| String::from_utf8_lossy(&b).into_owned()),
-                            reason = %e,
-                            "another commit instance holds the lease; standing by"
-                        );
-                        waiting_logged = true;
+                    tracing::warn!(dataset, error = %e, "reading the generation fence failed; giving the lease back and trying again");
+                    let _ = leases.delete(dataset).await;
+                    members.gave_up();
+                    tokio::select! {
+                        () = tokio::time::sleep(ttl / 5) => {}
+                        () = cancel.cancelled() => return None,
                     }
+                    continue;
                 }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(ttl / 5) => {}
-                () = cancel.cancelled() => return None,
-            }
-        };
-        let acquired_at = Instant::now();
-        members.took();
-        tracing::info!(dataset, holder, "commit lease acquired");
-        let generation_revision = match generations.entry(dataset).await {
-            Ok(entry) => entry.map(|e| e.revision),
-            Err(e) => {
-                tracing::warn!(dataset, error = %e, "reading the generation fence failed");
-                let _ = leases.delete(dataset).await;
-                members.gave_up();
-                return None;
-            }
-        };
-        let lease = Self {
-            dataset: dataset.to_owned(),
-            held: Arc::new(AtomicBool::new(true)),
-            valid_until: Arc::new(Mutex::new(acquired_at + ttl)),
-            stop: CancellationToken::new(),
-            leases: leases.clone(),
-            generations,
-            generation_revision,
-            ttl,
-        };
-        lease.renew_in_background(leases, holder.to_owned(), revision);
-        Some(lease)
+            };
+            let lease = Self {
+                dataset: dataset.to_owned(),
+                held: Arc::new(AtomicBool::new(true)),
+                valid_until: Arc::new(Mutex::new(acquired_at + ttl)),
+                stop: CancellationToken::new(),
+                leases: leases.clone(),
+                generations,
+                generation_revision,
+                ttl,
+            };
+            lease.renew_in_background(leases, holder.to_owned(), revision);
+            return Some(lease);
+        }
     }
 
     fn renew_in_background(&self, leases: Store, holder: String, mut revision: u64) {

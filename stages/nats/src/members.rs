@@ -2,18 +2,22 @@
 //! "the whole feed in one deployment"): two replicas each lead about half the datasets, and
 //! when one dies the other takes its datasets once its lease and its membership expire.
 //!
-//! Each commit process keeps a key (its holder id) in the `{P}_COMMIT_MEMBERS` bucket, whose
-//! entries expire after the lease TTL unless renewed. Every dataset has a *preferred* replica
-//! among those present: the one with the highest hash of (dataset, holder), so each replica
-//! prefers about `1/n` of the datasets and a replica joining or leaving moves only its share
-//! (rendezvous hashing). The preference only steers who takes a lease; the lease itself still
-//! decides who writes (invariant 8):
+//! Each commit process keeps a key in the `{P}_COMMIT_MEMBERS` bucket, whose entries expire
+//! after the lease TTL unless renewed: `<group>.<holder>`, where the group is a hash of the
+//! dataset names it serves, so only replicas serving the same datasets count for each other
+//! (processes of other catalogs, or Helm releases of one dataset each, share the prefix).
+//! Every dataset has a *preferred* replica among those present: datasets are dealt out in name
+//! order, each to the replica with the highest hash of (dataset, holder) that has fewer than
+//! `ceil(datasets / replicas)` already, so every replica computes the same, balanced
+//! assignment. The preference only steers who takes a lease; the lease itself still decides who
+//! writes (invariant 8):
 //! - a replica tries to take a free lease at once when it is the preferred one, and otherwise
 //!   only once the lease has stayed free for two TTLs (the preferred one may be gone);
 //! - a replica that leads more than its fair share (`ceil(datasets / replicas)`) hands a
 //!   dataset it is not preferred for back, between two commits, so a replica started later
 //!   gets its share.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,9 +33,17 @@ use crate::topology::TopologyError;
 #[derive(Debug)]
 pub struct Members {
     holder: String,
-    datasets: usize,
-    live: Mutex<Vec<String>>,
+    group: String,
+    datasets: Vec<String>,
+    state: Mutex<Present>,
     leading: AtomicUsize,
+}
+
+/// The replicas present at the last beat, and which datasets each is preferred for.
+#[derive(Debug, Default)]
+struct Present {
+    live: Vec<String>,
+    preferred: HashMap<String, String>,
 }
 
 /// A stable 64-bit hash (FNV-1a), the same in every build, so all replicas agree.
@@ -46,23 +58,42 @@ fn fnv(parts: &[&str]) -> u64 {
     hash
 }
 
-/// The replica of `members` preferred for `dataset` (rendezvous hashing).
-pub fn preferred<'a>(dataset: &str, members: &'a [String]) -> Option<&'a str> {
-    members
-        .iter()
-        .max_by_key(|m| (fnv(&[dataset, m]), m.as_str()))
-        .map(String::as_str)
+/// Which replica of `members` is preferred for each of `datasets`: in name order, each dataset
+/// goes to the replica with the highest hash of (dataset, replica) among those with fewer than
+/// `ceil(datasets / replicas)`.
+pub fn assign(datasets: &[String], members: &[String]) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    if members.is_empty() {
+        return out;
+    }
+    let share = datasets.len().div_ceil(members.len());
+    let mut taken: HashMap<&str, usize> = HashMap::new();
+    let mut sorted: Vec<&String> = datasets.iter().collect();
+    sorted.sort();
+    for dataset in sorted {
+        let mut candidates: Vec<&String> = members.iter().collect();
+        candidates.sort_by_key(|m| std::cmp::Reverse((fnv(&[dataset, m]), m.as_str())));
+        let chosen = candidates
+            .iter()
+            .find(|m| taken.get(m.as_str()).copied().unwrap_or(0) < share)
+            .or(candidates.first());
+        if let Some(chosen) = chosen {
+            *taken.entry(chosen.as_str()).or_default() += 1;
+            out.insert(dataset.clone(), (*chosen).clone());
+        }
+    }
+    out
 }
 
 impl Members {
-    /// Joins the replicas present as `holder`, serving `datasets` datasets: keeps the
-    /// membership key renewed every third of `ttl` (and the list of replicas fresh) until
-    /// `stop`, then removes it.
+    /// Joins the replicas present as `holder`, serving `datasets`: keeps the membership key
+    /// renewed every third of `ttl` (and the list of replicas fresh) until `stop`, then removes
+    /// it.
     pub async fn join(
         js: &jetstream::Context,
         bucket: String,
         holder: &str,
-        datasets: usize,
+        datasets: Vec<String>,
         ttl: Duration,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, TopologyError> {
@@ -80,10 +111,16 @@ impl Members {
                 what: format!("bucket {bucket}"),
                 reason: e.to_string(),
             })?;
+        let mut names: Vec<&str> = datasets.iter().map(String::as_str).collect();
+        names.sort_unstable();
         let members = Arc::new(Self {
             holder: holder.to_owned(),
+            group: format!("{:016x}", fnv(&names)),
+            state: Mutex::new(Present {
+                live: vec![holder.to_owned()],
+                preferred: assign(&datasets, &[holder.to_owned()]),
+            }),
             datasets,
-            live: Mutex::new(vec![holder.to_owned()]),
             leading: AtomicUsize::new(0),
         });
         members.beat(&store).await;
@@ -93,7 +130,7 @@ impl Members {
                 tokio::select! {
                     () = tokio::time::sleep(ttl / 3) => this.beat(&store).await,
                     () = stop.cancelled() => {
-                        let _ = store.delete(&this.holder).await;
+                        let _ = store.delete(this.key()).await;
                         return;
                     }
                 }
@@ -102,10 +139,15 @@ impl Members {
         Ok(members)
     }
 
+    /// This replica's key in the bucket.
+    fn key(&self) -> String {
+        format!("{}.{}", self.group, self.holder)
+    }
+
     /// Renews this replica's key and re-reads who is present (alone when the bucket cannot be
     /// read: the leases still keep one writer per dataset).
     async fn beat(&self, store: &kv::Store) {
-        if let Err(e) = store.put(&self.holder, Bytes::from_static(b"1")).await {
+        if let Err(e) = store.put(self.key(), Bytes::from_static(b"1")).await {
             tracing::warn!(error = %e, "renewing the commit membership failed");
         }
         let mut present = Vec::new();
@@ -113,7 +155,10 @@ impl Members {
             Ok(mut keys) => {
                 while let Some(key) = keys.next().await {
                     match key {
-                        Ok(key) => present.push(key),
+                        Ok(key) => present.extend(
+                            key.strip_prefix(&format!("{}.", self.group))
+                                .map(str::to_owned),
+                        ),
                         Err(e) => {
                             tracing::warn!(error = %e, "listing the commit replicas failed");
                             break;
@@ -127,23 +172,31 @@ impl Members {
             present.push(self.holder.clone());
         }
         present.sort();
+        let preferred = assign(&self.datasets, &present);
         *self
-            .live
+            .state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = present;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Present {
+            live: present,
+            preferred,
+        };
     }
 
-    /// The replicas present (this one included).
-    pub fn live(&self) -> Vec<String> {
-        self.live
+    /// How many replicas are present, and whether this one is preferred for `dataset`.
+    fn view(&self, dataset: &str) -> (usize, bool) {
+        let state = self
+            .state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (
+            state.live.len(),
+            state.preferred.get(dataset) == Some(&self.holder),
+        )
     }
 
     /// Whether this replica is the preferred one for `dataset`.
     pub fn prefers_me(&self, dataset: &str) -> bool {
-        preferred(dataset, &self.live()) == Some(self.holder.as_str())
+        self.view(dataset).1
     }
 
     /// Counts a lease taken.
@@ -161,11 +214,11 @@ impl Members {
     /// Whether to hand `dataset`'s lease back: this replica is not preferred for it and leads
     /// more than its fair share. When it says yes, the lease is already counted as given up.
     pub fn should_hand_back(&self, dataset: &str) -> bool {
-        let live = self.live();
-        if live.len() < 2 || preferred(dataset, &live) == Some(self.holder.as_str()) {
+        let (live, mine) = self.view(dataset);
+        if live < 2 || mine {
             return false;
         }
-        let share = self.datasets.div_ceil(live.len());
+        let share = self.datasets.len().div_ceil(live);
         self.leading
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n > share).then(|| n - 1)
@@ -179,21 +232,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_replica_is_preferred_for_about_its_share_and_a_departure_moves_only_its_own() {
-        let two = vec!["host-a-1".to_owned(), "host-b-2".to_owned()];
+    fn datasets_are_dealt_out_evenly_and_every_replica_deals_the_same() {
         let datasets: Vec<String> = (0..51).map(|i| format!("ukv-parameter-{i}")).collect();
-        let a = datasets
-            .iter()
-            .filter(|d| preferred(d, &two) == Some("host-a-1"))
-            .count();
-        assert!((15..=36).contains(&a), "{a} of 51 preferred by one of two");
-        let three = vec![two[0].clone(), two[1].clone(), "host-c-3".to_owned()];
-        for d in &datasets {
-            let now = preferred(d, &three).expect("one");
-            if now != "host-c-3" {
-                assert_eq!(Some(now), preferred(d, &two), "{d} moved between survivors");
-            }
+        let two = vec!["host-a-1".to_owned(), "host-b-2".to_owned()];
+        let dealt = assign(&datasets, &two);
+        assert_eq!(dealt.len(), 51);
+        let a = dealt.values().filter(|m| *m == "host-a-1").count();
+        assert!((25..=26).contains(&a), "{a} of 51 to one of two");
+        let mut reversed = datasets.clone();
+        reversed.reverse();
+        assert_eq!(
+            assign(&reversed, &two),
+            dealt,
+            "the order they are listed in does not matter"
+        );
+        for four in [4, 5, 7] {
+            let few: Vec<String> = datasets[..four].to_vec();
+            let dealt = assign(&few, &two);
+            let a = dealt.values().filter(|m| *m == "host-a-1").count();
+            assert!(a.abs_diff(four - a) <= 1, "{four}: {dealt:?}");
         }
-        assert_eq!(preferred("x", &[]), None);
+        let one = vec!["host-a-1".to_owned()];
+        assert!(assign(&datasets, &one).values().all(|m| m == "host-a-1"));
+        assert!(assign(&datasets, &[]).is_empty());
     }
 }

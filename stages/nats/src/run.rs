@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use roller_bus::scratch::Scratch;
@@ -103,7 +104,9 @@ pub async fn run_stage(
 /// Runs stage `kind` for every dataset of `configs` in this process until `shutdown`: one NATS
 /// connection, one health endpoint, and per dataset its own consumer and workers, so a
 /// dataset whose storage fails or whose files are bad retries and dead-letters on its own while
-/// the others flow. Every store is opened before NATS is touched, so a bad location fails fast.
+/// the others flow (and a dataset whose stage stops with an error is started again, see
+/// [`supervise_dataset`]; a process serving one dataset stops with it instead). Every store is
+/// opened before NATS is touched, so a bad location fails fast.
 pub async fn run_stages(
     kind: StageKind,
     configs: Vec<DatasetConfig>,
@@ -144,7 +147,7 @@ pub async fn run_stages(
                 &async_nats::jetstream::new(client.clone()),
                 settings.subjects.members_bucket(),
                 &holder_id(),
-                datasets.len(),
+                datasets.iter().map(|(c, _, _)| c.name.clone()).collect(),
                 settings.lease_ttl,
                 shutdown.stop_pulling.clone(),
             )
@@ -152,21 +155,73 @@ pub async fn run_stages(
         ),
         _ => None,
     };
-    let runs = datasets.into_iter().map(|(config, backends, health)| {
-        let context = DatasetRun {
-            client: client.clone(),
-            settings: &settings,
-            shutdown: &shutdown,
-            members: members.clone(),
-        };
-        run_dataset(kind, config, backends, health, context)
-    });
-    futures::future::try_join_all(runs).await?;
+    let context = DatasetRun {
+        client,
+        settings: &settings,
+        shutdown: &shutdown,
+        members,
+    };
+    if let [(config, backends, health)] = &datasets[..] {
+        // Serving one dataset, the process stops with it (and is restarted).
+        run_dataset(
+            kind,
+            config.clone(),
+            backends.clone(),
+            health.clone(),
+            context,
+        )
+        .await?;
+    } else {
+        let runs = datasets.into_iter().map(|(config, backends, health)| {
+            supervise_dataset(kind, config, backends, health, context.clone())
+        });
+        futures::future::join_all(runs).await;
+    }
     tracing::info!(stage = kind.binary(), "stopped");
     Ok(())
 }
 
+/// Runs one dataset of several until shutdown: when its stage fails (its storage, its
+/// streams), it is started again after a backoff (doubling from 1 s to a minute) while the
+/// process's other datasets go on.
+async fn supervise_dataset(
+    kind: StageKind,
+    config: DatasetConfig,
+    backends: Backends,
+    health: Arc<Health>,
+    context: DatasetRun<'_>,
+) {
+    let stop = context.shutdown.stop_pulling.clone();
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let run = run_dataset(
+            kind,
+            config.clone(),
+            backends.clone(),
+            health.clone(),
+            context.clone(),
+        )
+        .await;
+        let Err(e) = run else { return };
+        if stop.is_cancelled() {
+            return;
+        }
+        tracing::error!(
+            dataset = %config.name,
+            error = %e,
+            retry_in_s = delay.as_secs(),
+            "this dataset's stage failed; the other datasets go on; starting it again"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+    }
+}
+
 /// What a process shares with each dataset it serves.
+#[derive(Clone)]
 struct DatasetRun<'a> {
     client: async_nats::Client,
     settings: &'a NatsSettings,

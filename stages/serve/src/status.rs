@@ -38,11 +38,16 @@ function filter(){const q=f.value.toLowerCase();for(const r of body.rows){r.hidd
 function key(r,i){const c=r.cells[i],v=c.dataset.sort!==undefined?c.dataset.sort:c.textContent,n=Number(v);return v!==''&&!isNaN(n)?n:v.toLowerCase()}
 function sort(th,dir){for(const h of t.tHead.rows[0].cells){delete h.dataset.dir}th.dataset.dir=dir;const i=th.cellIndex;
 const rows=[...body.rows].sort((a,b)=>{const x=key(a,i),y=key(b,i),c=x<y?-1:x>y?1:0;return dir==='asc'?c:-c});for(const r of rows)body.appendChild(r)}
-f.addEventListener('input',filter);
-t.tHead.addEventListener('click',e=>{const th=e.target.closest('th');if(th)sort(th,th.dataset.dir==='asc'?'desc':'asc')});
-const p=new URLSearchParams(location.search);if(p.has('filter')){f.value=p.get('filter');filter()}
-if(p.has('sort')){const th=t.tHead.querySelector('th[data-column="'+p.get('sort')+'"]');if(th)sort(th,p.get('dir')==='desc'?'desc':'asc')}
+const p=new URLSearchParams(location.search);
+function remember(){history.replaceState(null,'','?'+p.toString())}
+f.addEventListener('input',()=>{filter();if(f.value)p.set('filter',f.value);else p.delete('filter');remember()});
+t.tHead.addEventListener('click',e=>{const th=e.target.closest('th');if(!th)return;const dir=th.dataset.dir==='asc'?'desc':'asc';sort(th,dir);p.set('sort',th.dataset.column);p.set('dir',dir);remember()});
+if(p.has('filter')){f.value=p.get('filter');filter()}
+if(p.has('sort')){const th=[...t.tHead.rows[0].cells].find(h=>h.dataset.column===p.get('sort'));if(th)sort(th,p.get('dir')==='desc'?'desc':'asc')}
 document.body.dataset.ready='yes';})();"#;
+
+/// What sorts after every real value in a numeric column (a dataset with nothing committed).
+const LAST: &str = "1e15";
 
 /// Escapes text for HTML.
 fn escape(text: &str) -> String {
@@ -96,13 +101,16 @@ pub fn index(catalog: &Catalog, dead: &HashMap<String, DeadCount>, now: i64) -> 
         );
         match catalog.view(name) {
             Ok(view) => row(&mut html, &view.record(), now),
-            Err(ReadError::NotCommitted(_)) => html.push_str(
-                "<td data-sort=\"0\">no commit yet</td><td></td><td data-sort=\"-1\"></td><td data-sort=\"-1\"></td><td></td>",
-            ),
+            Err(ReadError::NotCommitted(_)) => {
+                let _ = write!(
+                    html,
+                    "<td data-sort=\"0\">no commit yet</td><td data-sort=\"-1\"></td><td data-sort=\"-1\"></td><td data-sort=\"{LAST}\"></td><td></td>"
+                );
+            }
             Err(e) => {
                 let _ = write!(
                     html,
-                    "<td data-sort=\"0\">unavailable: {}</td><td></td><td data-sort=\"-1\"></td><td data-sort=\"-1\"></td><td></td>",
+                    "<td data-sort=\"0\">unavailable: {}</td><td data-sort=\"-1\"></td><td data-sort=\"-1\"></td><td data-sort=\"{LAST}\"></td><td></td>",
                     escape(&e.to_string())
                 );
             }
@@ -144,7 +152,12 @@ fn row(html: &mut String, record: &CommitRecord, now: i64) {
                 fraction = f64::from(u32::try_from(done).unwrap_or(u32::MAX)) / f64::from(slots.max(1)),
             );
         }
-        None => html.push_str("<td>none</td><td data-sort=\"-1\"></td><td data-sort=\"-1\"></td>"),
+        None => {
+            let _ = write!(
+                html,
+                "<td data-sort=\"-1\">none</td><td data-sort=\"-1\"></td><td data-sort=\"{LAST}\"></td>"
+            );
+        }
     }
     let _ = write!(html, "<td>{}</td>", escape(&record.committed_at));
 }
