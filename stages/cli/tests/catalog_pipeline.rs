@@ -489,3 +489,115 @@ fn two_commit_replicas_share_a_catalogs_leases_and_one_takes_the_others_over() {
         "the second replica led some dataset before it died"
     );
 }
+
+#[test]
+fn a_dataset_whose_storage_is_down_holds_up_no_other_in_the_same_processes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let files = small_files(&root.join("src"), 2, 3, 64, 48);
+    let mut lines = Vec::new();
+    for (_, parameter) in DATASETS {
+        let feed = todays_feed_of(&files, &root.join("bucket"), parameter);
+        lines.extend(feed.forms["s3-event"].iter().cloned());
+    }
+    let notices = root.join("mixed.jsonl");
+    std::fs::write(&notices, lines.join("\n")).expect("write the feed");
+    let notices = notices.display().to_string();
+
+    // The reference: the healthy dataset alone.
+    let embedded = root.join("embedded");
+    let alone = catalog(root, &embedded, &DATASETS[..1]);
+    let run = roller(&["run", "--notifications", &notices], &[&alone], &[]);
+    assert!(run.status.success(), "{run:?}");
+    let expected = snapshot(&embedded.join(DATASETS[0].0));
+
+    // The same catalog, but the second dataset's store is on an S3 endpoint nobody answers
+    // (keys appended to the file go into its last `[[dataset]]` table, the second dataset's).
+    let distributed = root.join("distributed");
+    let both = catalog(root, &distributed, &DATASETS);
+    let closed = roller_test_support::nats::free_port();
+    let mut text = std::fs::read_to_string(&both).expect("catalog");
+    text.push_str(&format!(
+        "store = {{ path = \"s3://unreachable/{}\" }}\ns3 = {{ endpoint_url = \"http://127.0.0.1:{closed}\", region = \"us-east-1\", force_path_style = true }}\n",
+        DATASETS[1].0
+    ));
+    std::fs::write(&both, text).expect("write");
+    let nats = NatsServer::start(&root.join("nats"));
+    let env = [
+        ("NATS_URL", nats.url()),
+        ("ROLLER_STREAM_PREFIX", "down".to_owned()),
+        ("ROLLER_ACK_WAIT", "3s".to_owned()),
+        ("ROLLER_LEASE_TTL", "3s".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "roller-test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "roller-test-secret".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let bin = root.join("bin");
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::create_dir_all(&logs).expect("logs");
+    let mut procs = Killed(Vec::new());
+    for name in [
+        "roller-fetch",
+        "roller-decode",
+        "roller-write",
+        "roller-commit",
+    ] {
+        let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log");
+        procs.0.push(
+            spawn_isolated(
+                Command::new(stage(&bin, name))
+                    .arg("--config")
+                    .arg(&both)
+                    .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                    .stdout(Stdio::null())
+                    .stderr(log),
+            )
+            .expect("start a stage"),
+        );
+    }
+    let replay = roller(&["replay", &notices], &[&both], &env);
+    assert!(replay.status.success(), "{replay:?}");
+    let read_logs = || -> String {
+        [
+            "roller-fetch",
+            "roller-decode",
+            "roller-write",
+            "roller-commit",
+        ]
+        .iter()
+        .map(|name| {
+            let text =
+                std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(10).collect();
+            format!(
+                "--- {name}\n{}\n",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
+        .collect()
+    };
+    // The healthy dataset completes while the other one's storage stays down.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while snapshot(&distributed.join(DATASETS[0].0)) != expected {
+        assert!(
+            Instant::now() < deadline,
+            "the healthy dataset did not complete beside the failing one\n{}",
+            read_logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // The failing dataset's work is retried (not dropped) and every process is still up.
+    for child in &mut procs.0 {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "a stage process exited\n{}",
+            read_logs()
+        );
+    }
+    let commit_log = std::fs::read_to_string(logs.join("roller-commit.log")).expect("commit log");
+    assert!(
+        commit_log.contains("this dataset's stage failed; the other datasets go on"),
+        "{commit_log}"
+    );
+}
