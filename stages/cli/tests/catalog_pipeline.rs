@@ -601,3 +601,205 @@ fn a_dataset_whose_storage_is_down_holds_up_no_other_in_the_same_processes() {
         "{commit_log}"
     );
 }
+
+/// A small seeded random number generator (xorshift64*), so a chaos run can be repeated.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        usize::try_from(x >> 33).unwrap_or(0) % n.max(1)
+    }
+}
+
+/// One chaos run: while a mixed feed for two datasets flows through one set of stage
+/// processes (commit and scheduler included), random processes are killed -9 and started
+/// again and nats-server is restarted once; then both datasets must equal the embedded run.
+fn chaos(seed: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    // Two runs each, as the window holds: with more, which files of a run that rolls out are
+    // still written would depend on the order files arrive in, in either mode.
+    let temperature = small_files(&root.join("src-t"), 2, 3, 64, 48);
+    let rain = synth(&SynthOptions {
+        out: root.join("src-r"),
+        ny: 64,
+        nx: 48,
+        runs: 2,
+        leads: 3,
+        run_step: 6 * 3600,
+        first_run: SynthOptions::default().first_run + 24 * 3600,
+        ..SynthOptions::default()
+    })
+    .expect("synthesise");
+    let mut lines = Vec::new();
+    for (files, (_, parameter)) in [(&temperature, DATASETS[0]), (&rain, DATASETS[1])] {
+        let feed = todays_feed_of(files, &root.join("bucket"), parameter);
+        lines.extend(feed.forms["s3-event"].iter().cloned());
+    }
+    // Shuffled by the seed.
+    for i in (1..lines.len()).rev() {
+        let j = rng.below(i + 1);
+        lines.swap(i, j);
+    }
+    let with_schedule = |path: PathBuf| {
+        // A cadence that does not fire during the run: the scheduler runs, and is killed, but
+        // moves no window the embedded run would not.
+        let mut text = std::fs::read_to_string(&path).expect("catalog");
+        text.push_str("\n[defaults.schedule]\ncron = \"0 0 1 1 *\"\n");
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let write = |name: &str, lines: &[String]| {
+        let path = root.join(name);
+        std::fs::write(&path, lines.join("\n")).expect("write notices");
+        path.display().to_string()
+    };
+    let everything = write("all.jsonl", &lines);
+    let embedded = root.join("embedded");
+    let all = with_schedule(catalog(root, &embedded, &DATASETS));
+    let run = roller(&["run", "--notifications", &everything], &[&all], &[]);
+    assert!(run.status.success(), "{run:?}");
+    let expected: BTreeMap<&str, BTreeMap<String, Vec<u8>>> = DATASETS
+        .iter()
+        .map(|(name, _)| (*name, snapshot(&embedded.join(name))))
+        .collect();
+
+    let mut nats = NatsServer::start(&root.join("nats"));
+    let distributed = root.join("distributed");
+    let on_nats = with_schedule(catalog(root, &distributed, &DATASETS));
+    let env = [
+        ("NATS_URL", nats.url()),
+        ("ROLLER_STREAM_PREFIX", "chaos".to_owned()),
+        ("ROLLER_ACK_WAIT", "2s".to_owned()),
+        ("ROLLER_LEASE_TTL", "2s".to_owned()),
+        ("ROLLER_SHUTDOWN_GRACE", "2s".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let bin = root.join("bin");
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::create_dir_all(&logs).expect("logs");
+    const STAGES: [&str; 5] = [
+        "roller-fetch",
+        "roller-decode",
+        "roller-write",
+        "roller-commit",
+        "roller-scheduler",
+    ];
+    let mut started = 0;
+    let mut spawn = |name: &str| {
+        started += 1;
+        let log = std::fs::File::create(logs.join(format!("{name}-{started}.log"))).expect("log");
+        spawn_isolated(
+            Command::new(stage(&bin, name))
+                .arg("--config")
+                .arg(&on_nats)
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .stdout(Stdio::null())
+                .stderr(log),
+        )
+        .expect("start a stage")
+    };
+    let mut procs = Killed(STAGES.iter().map(|name| spawn(name)).collect());
+    let chunks: Vec<&[String]> = lines.chunks(lines.len().div_ceil(4)).collect();
+    let restart_nats_after = rng.below(chunks.len());
+    let mut actions = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let file = write(&format!("chunk-{i}.jsonl"), chunk);
+        let replay = roller(&["replay", &file], &[&on_nats], &env);
+        assert!(replay.status.success(), "seed {seed}: {replay:?}");
+        std::thread::sleep(Duration::from_millis(100 + 100 * rng.below(5) as u64));
+        let victim = rng.below(STAGES.len());
+        actions.push(format!("kill -9 {}", STAGES[victim]));
+        drop(Killed(vec![std::mem::replace(
+            &mut procs.0[victim],
+            spawn(STAGES[victim]),
+        )]));
+        if i == restart_nats_after {
+            actions.push("restart nats-server".to_owned());
+            nats.restart();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        // As a supervisor would: a process that exited (one started while nats-server was
+        // down exits at once: NATS unreachable at start) is started again.
+        for (i, child) in procs.0.iter_mut().enumerate() {
+            if child.try_wait().expect("wait").is_some() {
+                actions.push(format!("start exited {} again", STAGES[i]));
+                *child = spawn(STAGES[i]);
+            }
+        }
+        let got: BTreeMap<&str, BTreeMap<String, Vec<u8>>> = DATASETS
+            .iter()
+            .map(|(name, _)| (*name, snapshot(&distributed.join(name))))
+            .collect();
+        if got == expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            let tails: String = std::fs::read_dir(&logs)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(6).collect();
+                    format!(
+                        "--- {}\n{}\n",
+                        e.path().display(),
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    )
+                })
+                .collect();
+            let missing: Vec<String> = DATASETS
+                .iter()
+                .flat_map(|(name, _)| {
+                    let got = &got[name];
+                    expected[name]
+                        .iter()
+                        .filter(move |(k, v)| got.get(*k) != Some(*v))
+                        .map(move |(k, _)| format!("{name}/{k}"))
+                })
+                .take(12)
+                .collect();
+            // The whole logs, kept for a look after the test.
+            let kept =
+                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chaos-seed-{seed}"));
+            let _ = std::fs::remove_dir_all(&kept);
+            let _ = std::fs::create_dir_all(&kept);
+            for entry in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
+                let _ = std::fs::copy(entry.path(), kept.join(entry.file_name()));
+            }
+            panic!(
+                "seed {seed} ({actions:?}): the datasets did not converge to the embedded run: {:?}, missing or different: {missing:?}; logs in {}\n{tails}",
+                DATASETS
+                    .iter()
+                    .map(|(name, _)| (name, got[name].len(), expected[name].len()))
+                    .collect::<Vec<_>>(),
+                kept.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!("seed {seed}: converged after {actions:?}");
+}
+
+/// The chaos harness: seeds from `ROLLER_CHAOS_SEEDS` (comma-separated, e.g. `1,2,3,4,5`),
+/// two by default.
+#[test]
+fn chaos_kills_and_a_nats_restart_leave_every_dataset_as_the_embedded_run_makes_it() {
+    let seeds: Vec<u64> = std::env::var("ROLLER_CHAOS_SEEDS")
+        .unwrap_or_else(|_| "1,2".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("ROLLER_CHAOS_SEEDS: whole numbers"))
+        .collect();
+    for seed in seeds {
+        chaos(seed);
+    }
+}
