@@ -575,7 +575,13 @@ fn move_to_s3(
     let client =
         S3Client::with_static_credentials(&config.s3, ACCESS_KEY, SECRET_KEY).expect("S3 client");
     let backends = Backends::open_with(&config, Some(client.clone())).expect("backends");
-    roller_s3::setup::setup_storage(&config, &backends).expect("set up the buckets");
+    // SeaweedFS answers HTTP a moment before its filer takes buckets: retry for a while.
+    let mut attempt = 0;
+    while let Err(e) = roller_s3::setup::setup_storage(&config, &backends) {
+        attempt += 1;
+        assert!(attempt < 20, "set up the buckets: {e}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     client
         .create_bucket(SOURCE_BUCKET)
         .expect("create the source bucket");
