@@ -21,7 +21,7 @@ use roller_sqs::{SqsQueue, SqsSettings};
 
 use crate::consume::header_text;
 use crate::health::{self, Health, HealthSet};
-use crate::run::init_logging;
+use crate::run::{init_logging, until_signalled};
 use crate::settings::NatsSettings;
 use crate::shutdown::Shutdown;
 use crate::topology::{connect, setup_feed, TopologyError};
@@ -301,21 +301,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("{BINARY}: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(result) = until_signalled(BINARY, settings.shutdown_grace, |shutdown| {
+        run_bridge(args, settings, shutdown)
+    }) else {
+        return ExitCode::FAILURE;
     };
-    let result = runtime.block_on(async {
-        let shutdown = Shutdown::new();
-        shutdown.on_signals(settings.shutdown_grace);
-        run_bridge(args, settings, shutdown).await
-    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ BridgeError::VisibilityBeyondDedup { .. }) => {

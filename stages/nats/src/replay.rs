@@ -7,7 +7,7 @@
 
 use async_nats::jetstream::Context;
 use roller_proto::feed::{self, Notice};
-use roller_proto::{Notification, Subjects};
+use roller_proto::{Notification, NotificationError, Subjects};
 use tokio_util::sync::CancellationToken;
 
 use crate::publish::{publish, Abandoned, Outgoing};
@@ -35,24 +35,7 @@ pub async fn replay_feed(
     subjects: &Subjects,
     lines: impl IntoIterator<Item = String>,
 ) -> Result<Replayed, Abandoned> {
-    let never = CancellationToken::new();
-    let mut done = Replayed::default();
-    for line in lines {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let msg_id = feed::feed_msg_id(line).unwrap_or_else(|_| {
-            done.unparsed += 1;
-            None
-        });
-        let mut out = Outgoing::new(subjects.feed(), line.to_owned(), String::new());
-        out.msg_id = msg_id;
-        let ack = publish(js, &out, &never).await?;
-        done.published += 1;
-        done.duplicates += u64::from(ack.duplicate);
-    }
-    Ok(done)
+    publish_lines(js, subjects.feed(), lines, feed::feed_msg_id).await
 }
 
 /// Publishes every non-blank line on `dataset`'s ingest subject.
@@ -62,6 +45,26 @@ pub async fn replay(
     dataset: &str,
     lines: impl IntoIterator<Item = String>,
 ) -> Result<Replayed, Abandoned> {
+    // The message id (deduplication) names the first file the message announces.
+    let msg_id = |line: &str| {
+        feed::parse(line).map(|notices| {
+            notices.into_iter().find_map(|n| match n {
+                Notice::File(note) => Some(ingest_msg_id(dataset, &note)),
+                Notice::Skipped { .. } => None,
+            })
+        })
+    };
+    publish_lines(js, subjects.ingest(dataset), lines, msg_id).await
+}
+
+/// Publishes every non-blank line on `subject`, each with the id `msg_id` gives it (none for a
+/// line that does not parse, which is counted).
+async fn publish_lines(
+    js: &Context,
+    subject: String,
+    lines: impl IntoIterator<Item = String>,
+    msg_id: impl Fn(&str) -> Result<Option<String>, NotificationError>,
+) -> Result<Replayed, Abandoned> {
     let never = CancellationToken::new();
     let mut done = Replayed::default();
     for line in lines {
@@ -69,23 +72,11 @@ pub async fn replay(
         if line.is_empty() {
             continue;
         }
-        // The message id (deduplication) names the first file the message announces.
-        let first = feed::parse(line).map(|notices| {
-            notices.into_iter().find_map(|n| match n {
-                Notice::File(note) => Some(note),
-                Notice::Skipped { .. } => None,
-            })
+        let mut out = Outgoing::new(subject.clone(), line.to_owned(), String::new());
+        out.msg_id = msg_id(line).unwrap_or_else(|_| {
+            done.unparsed += 1;
+            None
         });
-        let msg_id = match first {
-            Ok(Some(note)) => Some(ingest_msg_id(dataset, &note)),
-            Ok(None) => None,
-            Err(_) => {
-                done.unparsed += 1;
-                None
-            }
-        };
-        let mut out = Outgoing::new(subjects.ingest(dataset), line.to_owned(), String::new());
-        out.msg_id = msg_id;
         let ack = publish(js, &out, &never).await?;
         done.published += 1;
         done.duplicates += u64::from(ack.duplicate);

@@ -403,6 +403,30 @@ struct Args {
     configs: Vec<PathBuf>,
 }
 
+/// Runs `work` on a multi-threaded runtime with a shutdown that SIGTERM or Ctrl-C triggers
+/// (giving up after `grace`); `None`, having said why, when the runtime cannot start.
+pub(crate) fn until_signalled<F: std::future::Future>(
+    name: &str,
+    grace: Duration,
+    work: impl FnOnce(Shutdown) -> F,
+) -> Option<F::Output> {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{name}: cannot start the async runtime: {e}");
+            return None;
+        }
+    };
+    Some(runtime.block_on(async {
+        let shutdown = Shutdown::new();
+        shutdown.on_signals(grace);
+        work(shutdown).await
+    }))
+}
+
 /// Sets up logging from `RUST_LOG` (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -434,21 +458,11 @@ pub fn main(kind: StageKind) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("{name}: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(result) = until_signalled(name, settings.shutdown_grace, |shutdown| {
+        run_stages(kind, configs, settings, shutdown)
+    }) else {
+        return ExitCode::FAILURE;
     };
-    let result = runtime.block_on(async {
-        let shutdown = Shutdown::new();
-        shutdown.on_signals(settings.shutdown_grace);
-        run_stages(kind, configs, settings, shutdown).await
-    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ (StageError::Config(_) | StageError::Scheduler(_))) => {

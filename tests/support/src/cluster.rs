@@ -301,10 +301,38 @@ impl Cluster {
         let _ = self.procs[i].child.wait();
     }
 
+    /// SIGSTOP: process `i` holds what it has (open requests, leases) but does nothing until
+    /// [`Cluster::resume`].
+    pub fn pause(&mut self, i: usize) {
+        assert!(
+            self.signal(i, "-STOP"),
+            "cannot pause {}",
+            self.procs[i].name
+        );
+    }
+
+    /// SIGCONT: process `i` goes on from where [`Cluster::pause`] stopped it.
+    pub fn resume(&mut self, i: usize) {
+        assert!(
+            self.signal(i, "-CONT"),
+            "cannot resume {}",
+            self.procs[i].name
+        );
+    }
+
+    /// Sends `signal` to process `i`; false if it is gone.
+    fn signal(&self, i: usize, signal: &str) -> bool {
+        let pid = self.procs[i].child.id().to_string();
+        Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// SIGTERM, then waits (up to 30 s) for the exit status.
     pub fn terminate(&mut self, i: usize) -> ExitStatus {
-        let pid = self.procs[i].child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        // Gone already? Then the wait below gives its status.
+        let _ = self.signal(i, "-TERM");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.procs[i].child.try_wait().expect("wait") {
