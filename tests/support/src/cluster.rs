@@ -301,25 +301,6 @@ impl Cluster {
         let _ = self.procs[i].child.wait();
     }
 
-    /// SIGSTOP: process `i` holds what it has (open requests, leases) but does nothing until
-    /// [`Cluster::resume`].
-    pub fn pause(&mut self, i: usize) {
-        assert!(
-            self.signal(i, "-STOP"),
-            "cannot pause {}",
-            self.procs[i].name
-        );
-    }
-
-    /// SIGCONT: process `i` goes on from where [`Cluster::pause`] stopped it.
-    pub fn resume(&mut self, i: usize) {
-        assert!(
-            self.signal(i, "-CONT"),
-            "cannot resume {}",
-            self.procs[i].name
-        );
-    }
-
     /// Sends `signal` to process `i`; false if it is gone.
     fn signal(&self, i: usize, signal: &str) -> bool {
         let pid = self.procs[i].child.id().to_string();
