@@ -5,6 +5,13 @@
 //! (`store.path = "/data/{name}"`). Environment overrides (`ROLLER__...`) then apply to every
 //! dataset, as they do to a single dataset's file, and each dataset is validated like one.
 //!
+//! A `[[template]]` makes a dataset per parameter of the feed it lists: its `name` and every
+//! string in it may hold `{parameter}` (the key's parameter token, e.g.
+//! `temperature_at_screen_level_max-PT01H`), and `parameters` maps each token to the CF
+//! variable its files hold, or to a table of that dataset's own keys (`variable` among them).
+//! A family of parameters that differ from the defaults in the same way (the 15-minute rate
+//! fields, the hourly extremes starting at PT1H, the levels) is one template with its keys.
+//!
 //! Every command that takes `--config` reads a file through [`load`], so a dataset's own file
 //! is a catalog of one.
 //!
@@ -17,6 +24,11 @@
 //! name = "ukv-temperature"
 //! variable = "air_temperature"
 //! # match, message_dims, file_dims...
+//!
+//! [[template]]
+//! name = "ukv-{parameter}"
+//! match = { model = "uk-deterministic-2km", name = "{parameter}" }
+//! parameters = { temperature_at_surface = "surface_temperature", relative_humidity_at_screen_level = "relative_humidity" }
 //! ```
 
 use std::collections::BTreeSet;
@@ -30,10 +42,37 @@ pub const DATASETS_KEY: &str = "dataset";
 /// The top-level key of a catalog's shared defaults.
 pub const DEFAULTS_KEY: &str = "defaults";
 
-/// Whether parsed TOML is a catalog (it has `[[dataset]]` tables or `[defaults]`) rather than
-/// one dataset.
+/// The top-level key of a catalog's templates (a dataset per listed parameter).
+pub const TEMPLATES_KEY: &str = "template";
+
+/// The key of a template listing its parameters.
+pub const PARAMETERS_KEY: &str = "parameters";
+
+/// The placeholder a template's strings hold for the parameter token.
+pub const PARAMETER_PLACEHOLDER: &str = "{parameter}";
+
+/// Whether parsed TOML is a catalog (it has `[[dataset]]` or `[[template]]` tables or
+/// `[defaults]`) rather than one dataset.
 pub fn is_catalog(doc: &toml::Table) -> bool {
-    doc.contains_key(DATASETS_KEY) || doc.contains_key(DEFAULTS_KEY)
+    [DATASETS_KEY, DEFAULTS_KEY, TEMPLATES_KEY]
+        .iter()
+        .any(|key| doc.contains_key(*key))
+}
+
+/// How many datasets a catalog's TOML defines: its `[[dataset]]` tables and its templates'
+/// parameters.
+pub fn dataset_count(doc: &toml::Table) -> usize {
+    let items = |key: &str| {
+        doc.get(key)
+            .and_then(toml::Value::as_array)
+            .map_or(&[][..], Vec::as_slice)
+    };
+    let templated: usize = items(TEMPLATES_KEY)
+        .iter()
+        .filter_map(|t| t.get(PARAMETERS_KEY)?.as_table())
+        .map(toml::Table::len)
+        .sum();
+    items(DATASETS_KEY).len() + templated
 }
 
 /// Reads a dataset's config or a catalog, applying `ROLLER__*` overrides from the process
@@ -99,15 +138,17 @@ pub fn from_toml_with_env(
     }
     let mut defaults = toml::Table::new();
     let mut datasets = Vec::new();
+    let mut templates = Vec::new();
     for (key, value) in doc {
         match (key.as_str(), value) {
             (DEFAULTS_KEY, toml::Value::Table(table)) => defaults = table,
             (DATASETS_KEY, toml::Value::Array(items)) => datasets = items,
-            (DEFAULTS_KEY | DATASETS_KEY, _) => {
+            (TEMPLATES_KEY, toml::Value::Array(items)) => templates = items,
+            (DEFAULTS_KEY | DATASETS_KEY | TEMPLATES_KEY, _) => {
                 return Err(ConfigError::Catalog {
                     origin: origin.to_owned(),
                     reason: format!(
-                        "`{key}` must be a table (`[{DEFAULTS_KEY}]`) or an array of tables (`[[{DATASETS_KEY}]]`)"
+                        "`{key}` must be a table (`[{DEFAULTS_KEY}]`) or an array of tables (`[[{DATASETS_KEY}]]`, `[[{TEMPLATES_KEY}]]`)"
                     ),
                 })
             }
@@ -115,16 +156,21 @@ pub fn from_toml_with_env(
                 return Err(ConfigError::Catalog {
                     origin: origin.to_owned(),
                     reason: format!(
-                        "unknown top-level key `{other}`; a catalog has only `[{DEFAULTS_KEY}]` and `[[{DATASETS_KEY}]]` (dataset keys go inside them)"
+                        "unknown top-level key `{other}`; a catalog has only `[{DEFAULTS_KEY}]`, `[[{DATASETS_KEY}]]` and `[[{TEMPLATES_KEY}]]` (dataset keys go inside them)"
                     ),
                 })
             }
         }
     }
+    for (index, template) in templates.into_iter().enumerate() {
+        datasets.extend(expand_template(template, index, origin)?);
+    }
     if datasets.is_empty() {
         return Err(ConfigError::Catalog {
             origin: origin.to_owned(),
-            reason: format!("it defines no dataset; add a `[[{DATASETS_KEY}]]` table"),
+            reason: format!(
+                "it defines no dataset; add a `[[{DATASETS_KEY}]]` or a `[[{TEMPLATES_KEY}]]` table"
+            ),
         });
     }
     let mut configs = Vec::with_capacity(datasets.len());
@@ -142,7 +188,7 @@ pub fn from_toml_with_env(
             .and_then(toml::Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let mut merged = substitute_name(&defaults, &name);
+        let mut merged = substitute(&defaults, "{name}", &name);
         merge(&mut merged, own);
         let config =
             DatasetConfig::from_value_with_env(toml::Value::Table(merged), origin, env.clone())
@@ -185,26 +231,72 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
     }
 }
 
-/// A copy of `defaults` with `{name}` in every string replaced by `name`.
-fn substitute_name(defaults: &toml::Table, name: &str) -> toml::Table {
-    fn walk(value: &toml::Value, name: &str) -> toml::Value {
-        match value {
-            toml::Value::String(text) => toml::Value::String(text.replace("{name}", name)),
-            toml::Value::Array(items) => {
-                toml::Value::Array(items.iter().map(|v| walk(v, name)).collect())
+/// The datasets a `[[template]]` makes: one per entry of its `parameters`, each the template's
+/// keys with `{parameter}` replaced, the entry's own keys laid over them.
+fn expand_template(
+    template: toml::Value,
+    index: usize,
+    origin: &str,
+) -> Result<Vec<toml::Value>, ConfigError> {
+    let refuse = |reason: String| ConfigError::Catalog {
+        origin: origin.to_owned(),
+        reason: format!("template {index}: {reason}"),
+    };
+    let toml::Value::Table(mut template) = template else {
+        return Err(refuse("is not a table".to_owned()));
+    };
+    let parameters = match template.remove(PARAMETERS_KEY) {
+        Some(toml::Value::Table(parameters)) if !parameters.is_empty() => parameters,
+        _ => {
+            return Err(refuse(format!(
+                "needs `{PARAMETERS_KEY}`, a table from each parameter token to the variable its files hold (`temperature_at_screen_level = \"air_temperature\"`) or to that dataset's own keys"
+            )))
+        }
+    };
+    let name = template
+        .get("name")
+        .and_then(toml::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if !name.contains(PARAMETER_PLACEHOLDER) {
+        return Err(refuse(format!(
+            "its `name` (`{name}`) must hold `{PARAMETER_PLACEHOLDER}`, so each parameter's dataset has its own name"
+        )));
+    }
+    let mut datasets = Vec::with_capacity(parameters.len());
+    for (parameter, own) in parameters {
+        let mut dataset = substitute(&template, PARAMETER_PLACEHOLDER, &parameter);
+        match own {
+            toml::Value::String(variable) => {
+                dataset.insert("variable".to_owned(), toml::Value::String(variable));
             }
-            toml::Value::Table(table) => toml::Value::Table(
-                table
-                    .iter()
-                    .map(|(k, v)| (k.clone(), walk(v, name)))
-                    .collect(),
-            ),
+            toml::Value::Table(own) => merge(&mut dataset, own),
+            _ => {
+                return Err(refuse(format!(
+                    "parameter `{parameter}` must map to its variable's name or to a table of its own keys"
+                )))
+            }
+        }
+        datasets.push(toml::Value::Table(dataset));
+    }
+    Ok(datasets)
+}
+
+/// A copy of `table` with `placeholder` in every string replaced by `value`.
+fn substitute(table: &toml::Table, placeholder: &str, value: &str) -> toml::Table {
+    fn walk(item: &toml::Value, placeholder: &str, value: &str) -> toml::Value {
+        match item {
+            toml::Value::String(text) => toml::Value::String(text.replace(placeholder, value)),
+            toml::Value::Array(items) => {
+                toml::Value::Array(items.iter().map(|v| walk(v, placeholder, value)).collect())
+            }
+            toml::Value::Table(table) => toml::Value::Table(substitute(table, placeholder, value)),
             other => other.clone(),
         }
     }
-    defaults
+    table
         .iter()
-        .map(|(k, v)| (k.clone(), walk(v, name)))
+        .map(|(k, v)| (k.clone(), walk(v, placeholder, value)))
         .collect()
 }
 
@@ -329,6 +421,66 @@ mod tests {
             let err = parse(empty, &[]).expect_err("no dataset").to_string();
             assert!(err.contains("no dataset"), "{empty}: {err}");
         }
+    }
+
+    #[test]
+    fn a_template_makes_a_dataset_per_parameter_with_its_own_keys() {
+        let text = format!(
+            r#"{CATALOG}
+            [[template]]
+            name = "ukv-{{parameter}}"
+            match = {{ model = "uk-deterministic-2km", name = "{{parameter}}" }}
+            rolling = {{ window = 6 }}
+            [template.parameters]
+            temperature_at_surface = "surface_temperature"
+            "temperature_at_screen_level_max-PT01H" = {{ variable = "air_temperature", rolling = {{ window = 2 }} }}
+            "#
+        );
+        let configs = parse(&text, &[]).expect("valid catalog");
+        let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ukv-temperature",
+                "ukv-rain",
+                "ukv-temperature_at_screen_level_max-PT01H",
+                "ukv-temperature_at_surface"
+            ]
+        );
+        let surface = &configs[3];
+        assert_eq!(surface.variable, "surface_temperature");
+        assert_eq!(surface.matching.name, "temperature_at_surface");
+        assert_eq!(surface.rolling.window, 6);
+        assert_eq!(surface.rolling.step.0, 3600, "the defaults lie beneath");
+        assert_eq!(
+            surface.store.path,
+            std::path::PathBuf::from("/data/ukv-temperature_at_surface")
+        );
+        let max = &configs[2];
+        assert_eq!(
+            (max.variable.as_str(), max.rolling.window),
+            ("air_temperature", 2)
+        );
+        let whole = format!("{text}\n");
+        let doc: toml::Table = toml::from_str(&whole).expect("toml");
+        assert_eq!(dataset_count(&doc), 4);
+    }
+
+    #[test]
+    fn template_mistakes_say_what_a_template_needs() {
+        let base = format!("{CATALOG}\n[[template]]\nname = \"ukv-{{parameter}}\"\n");
+        let err = parse(&base, &[]).expect_err("no parameters").to_string();
+        assert!(
+            err.contains("template 0") && err.contains("parameters"),
+            "{err}"
+        );
+        let fixed = base.replace("ukv-{parameter}", "ukv-fixed")
+            + "parameters = { rainfall_rate = \"rainfall_rate\" }\n";
+        let err = parse(&fixed, &[]).expect_err("one name").to_string();
+        assert!(err.contains("must hold `{parameter}`"), "{err}");
+        let number = base.clone() + "parameters = { rainfall_rate = 3 }\n";
+        let err = parse(&number, &[]).expect_err("a number").to_string();
+        assert!(err.contains("parameter `rainfall_rate`"), "{err}");
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub enum ConfigError {
         source: Box<ConfigError>,
     },
     /// A command that takes one dataset was given a catalog.
-    #[error("config {origin} is a catalog of {count} datasets; this command takes one dataset's config (a file without `[[dataset]]` tables)")]
+    #[error("config {origin} is a catalog of {count} datasets; this command takes one dataset's config (a file without `[[dataset]]` or `[[template]]` tables)")]
     IsCatalog {
         /// The file.
         origin: String,
@@ -189,10 +189,7 @@ impl DatasetConfig {
         if let Some(table) = doc.as_table().filter(|t| crate::catalog::is_catalog(t)) {
             return Err(ConfigError::IsCatalog {
                 origin: origin.to_owned(),
-                count: table
-                    .get(crate::catalog::DATASETS_KEY)
-                    .and_then(toml::Value::as_array)
-                    .map_or(0, Vec::len),
+                count: crate::catalog::dataset_count(table),
             });
         }
         Self::from_value_with_env(doc, origin, env)
