@@ -81,6 +81,10 @@ pub struct Layout {
     /// A run's length (seconds of `forecast_period`) when its files do not give it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_length: Option<i64>,
+    /// The chunk size (bytes) to aim at when the first file fixes the file dims; set when the
+    /// config leaves `file_dims` out (see [`crate::inferred`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_bytes: Option<u64>,
 }
 
 impl Layout {
@@ -102,7 +106,63 @@ impl Layout {
             fill_value: config.encoding.fill_value.clone(),
             visibility: config.rolling.visibility,
             run_length: config.rolling.run_length.map(|s| s.0),
+            chunk_bytes: config.file_dims.is_empty().then(|| {
+                config
+                    .encoding
+                    .chunk_bytes
+                    .unwrap_or(crate::config::DEFAULT_CHUNK_BYTES)
+            }),
         }
+    }
+
+    /// Whether the file dims are known: configured, or fixed by the dataset's first file.
+    /// Until they are, nothing can be cut, written or committed with this layout.
+    pub fn is_fixed(&self) -> bool {
+        !self.file_dims.is_empty()
+    }
+
+    /// This layout with `file_dims` (what the first file fixed).
+    #[must_use]
+    pub fn with_file_dims(mut self, file_dims: Vec<FileDimConfig>) -> Self {
+        self.file_dims = file_dims;
+        self
+    }
+
+    /// The file dims a field with dims `var_dims` (name and length, outermost first) gives
+    /// this dataset: every dim longer than 1, with chunks that halve the longest (the outer
+    /// one on a tie) until a chunk is at most [`Layout::chunk_bytes`].
+    pub fn infer_file_dims(&self, var_dims: &[(String, usize)]) -> Vec<FileDimConfig> {
+        let target = self
+            .chunk_bytes
+            .unwrap_or(crate::config::DEFAULT_CHUNK_BYTES);
+        let element = self.dtype.size() as u64;
+        let mut dims: Vec<FileDimConfig> = var_dims
+            .iter()
+            .filter(|(_, len)| *len > 1)
+            .map(|(name, len)| FileDimConfig {
+                name: name.clone(),
+                size: *len as u64,
+                chunk: *len as u64,
+                per_run: None,
+            })
+            .collect();
+        let bytes = |dims: &[FileDimConfig]| {
+            dims.iter()
+                .fold(element, |acc, d| acc.saturating_mul(d.chunk))
+        };
+        while bytes(&dims) > target {
+            let Some(longest) = dims.iter_mut().filter(|d| d.chunk > 1).reduce(|a, b| {
+                if b.chunk > a.chunk {
+                    b
+                } else {
+                    a
+                }
+            }) else {
+                break;
+            };
+            longest.chunk = longest.chunk.div_ceil(2);
+        }
+        dims
     }
 
     /// How many slots a run of `run_length` seconds fills: those whose `forecast_period` is at
@@ -247,7 +307,9 @@ impl Layout {
     /// How many parts a file is cut into: one per chunk along every file dim but the last.
     pub fn parts(&self) -> u32 {
         let grid = self.file_chunk_grid();
-        let n: u64 = grid[..grid.len() - 1].iter().product();
+        let n: u64 = grid
+            .split_last()
+            .map_or(1, |(_, leading)| leading.iter().product());
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
@@ -315,6 +377,13 @@ impl Layout {
     /// one dataset.
     pub fn compatible_with(&self, other: &Self) -> Result<(), LayoutMismatch> {
         let mut a = self.clone();
+        if !a.is_fixed() {
+            // The configured layout leaves the file dims to the first file: the stored ones
+            // are the dataset's.
+            a.file_dims.clone_from(&other.file_dims);
+        }
+        // Only used to fix the file dims, which are compared.
+        a.chunk_bytes = other.chunk_bytes;
         a.window = other.window;
         a.visibility = other.visibility;
         a.run_length = other.run_length;

@@ -12,6 +12,7 @@ pub mod chunk_codec;
 pub mod clock;
 pub mod config;
 pub mod duration;
+pub mod inferred;
 pub mod inspect;
 pub mod layout;
 pub mod matching;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! roller.json                         the commit record of the newest generation
+//! roller-layout.json                  the file dims the first file fixed (config without them)
 //! snapshots/<generation>.json         the commit record of each generation, kept for its grace
 //! chunks/<array>/<chunk key>          chunks, keyed by abs index along the rolling dim
 //! ```
@@ -16,6 +17,10 @@ use roller_storage::{Key, KeyError};
 
 /// Key of the commit record.
 pub const COMMIT_KEY: &str = "roller.json";
+
+/// Key of the file dims a dataset's first file fixed, before its first commit records them
+/// (see [`crate::inferred`]).
+pub const FIXED_DIMS_KEY: &str = "roller-layout.json";
 
 /// Prefix of the per-generation commit records.
 pub const SNAPSHOTS_PREFIX: &str = "snapshots";

@@ -95,6 +95,55 @@ impl Drop for Killed {
     }
 }
 
+/// The pipeline's stage processes, one each.
+const STAGES: [&str; 4] = [
+    "roller-fetch",
+    "roller-decode",
+    "roller-write",
+    "roller-commit",
+];
+
+/// Starts one process of each of [`STAGES`] serving `config`, each logging to
+/// `root/logs/<name>.log`; they are killed when the result is dropped.
+fn start_stages(root: &Path, config: &Path, env: &[(&str, String)]) -> Killed {
+    let bin = root.join("bin");
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::create_dir_all(&logs).expect("logs");
+    let mut procs = Killed(Vec::new());
+    for name in STAGES {
+        let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log");
+        procs.0.push(
+            spawn_isolated(
+                Command::new(stage(&bin, name))
+                    .arg("--config")
+                    .arg(config)
+                    .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                    .stdout(Stdio::null())
+                    .stderr(log),
+            )
+            .expect("start a stage"),
+        );
+    }
+    procs
+}
+
+/// The last `lines` lines of each stage's log under `root/logs`.
+fn log_tails(root: &Path, lines: usize) -> String {
+    STAGES
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(root.join("logs").join(format!("{name}.log")))
+                .unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+            format!(
+                "--- {name}\n{}\n",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn a_mixed_feed_fills_every_dataset_of_a_catalog_alike_embedded_distributed_and_one_at_a_time() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -168,30 +217,7 @@ fn a_mixed_feed_fills_every_dataset_of_a_catalog_alike_embedded_distributed_and_
         ("ROLLER_STREAM_PREFIX", "cat".to_owned()),
         ("RUST_LOG", "info".to_owned()),
     ];
-    let bin = root.join("bin");
-    std::fs::create_dir_all(&bin).expect("bin");
-    std::fs::create_dir_all(root.join("logs")).expect("logs");
-    let mut procs = Killed(Vec::new());
-    for name in [
-        "roller-fetch",
-        "roller-decode",
-        "roller-write",
-        "roller-commit",
-    ] {
-        let log =
-            std::fs::File::create(root.join("logs").join(format!("{name}.log"))).expect("log");
-        procs.0.push(
-            spawn_isolated(
-                Command::new(stage(&bin, name))
-                    .arg("--config")
-                    .arg(&on_nats)
-                    .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-                    .stdout(Stdio::null())
-                    .stderr(log),
-            )
-            .expect("start a stage"),
-        );
-    }
+    let _procs = start_stages(root, &on_nats, &env);
     let replay = roller(&["replay", &notices], &[&on_nats], &env);
     assert!(replay.status.success(), "{replay:?}");
     let said = String::from_utf8_lossy(&replay.stdout);
@@ -209,23 +235,7 @@ fn a_mixed_feed_fills_every_dataset_of_a_catalog_alike_embedded_distributed_and_
             break;
         }
         if Instant::now() > deadline {
-            let logs: String = [
-                "roller-fetch",
-                "roller-decode",
-                "roller-write",
-                "roller-commit",
-            ]
-            .iter()
-            .map(|name| {
-                let text = std::fs::read_to_string(root.join("logs").join(format!("{name}.log")))
-                    .unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                format!(
-                    "--- {name}\n{}\n",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                )
-            })
-            .collect();
+            let logs = log_tails(root, 15);
             panic!(
                 "the stages did not fill both datasets as embedded mode did within 180 s: {:?}\n{logs}",
                 DATASETS
@@ -532,51 +542,10 @@ fn a_dataset_whose_storage_is_down_holds_up_no_other_in_the_same_processes() {
         ("AWS_SECRET_ACCESS_KEY", "roller-test-secret".to_owned()),
         ("RUST_LOG", "info".to_owned()),
     ];
-    let bin = root.join("bin");
-    let logs = root.join("logs");
-    std::fs::create_dir_all(&bin).expect("bin");
-    std::fs::create_dir_all(&logs).expect("logs");
-    let mut procs = Killed(Vec::new());
-    for name in [
-        "roller-fetch",
-        "roller-decode",
-        "roller-write",
-        "roller-commit",
-    ] {
-        let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log");
-        procs.0.push(
-            spawn_isolated(
-                Command::new(stage(&bin, name))
-                    .arg("--config")
-                    .arg(&both)
-                    .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-                    .stdout(Stdio::null())
-                    .stderr(log),
-            )
-            .expect("start a stage"),
-        );
-    }
+    let mut procs = start_stages(root, &both, &env);
     let replay = roller(&["replay", &notices], &[&both], &env);
     assert!(replay.status.success(), "{replay:?}");
-    let read_logs = || -> String {
-        [
-            "roller-fetch",
-            "roller-decode",
-            "roller-write",
-            "roller-commit",
-        ]
-        .iter()
-        .map(|name| {
-            let text =
-                std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(10).collect();
-            format!(
-                "--- {name}\n{}\n",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            )
-        })
-        .collect()
-    };
+    let read_logs = || log_tails(root, 10);
     // The healthy dataset completes while the other one's storage stays down.
     let deadline = Instant::now() + Duration::from_secs(120);
     while snapshot(&distributed.join(DATASETS[0].0)) != expected {
@@ -595,7 +564,8 @@ fn a_dataset_whose_storage_is_down_holds_up_no_other_in_the_same_processes() {
             read_logs()
         );
     }
-    let commit_log = std::fs::read_to_string(logs.join("roller-commit.log")).expect("commit log");
+    let commit_log =
+        std::fs::read_to_string(root.join("logs/roller-commit.log")).expect("commit log");
     assert!(
         commit_log.contains("this dataset's stage failed; the other datasets go on"),
         "{commit_log}"
@@ -802,4 +772,201 @@ fn chaos_kills_and_a_nats_restart_leave_every_dataset_as_the_embedded_run_makes_
     for seed in seeds {
         chaos(seed);
     }
+}
+
+/// A catalog whose one template makes a dataset per parameter of [`DATASETS`] (named
+/// `ukv-{parameter}`), leaving the file dims to the first file (chunks of at most 4 KiB) unless
+/// `file_dims` (TOML `[[defaults.file_dims]]` tables) gives them.
+fn template_catalog(dir: &Path, stores: &Path, file_dims: &str) -> PathBuf {
+    let text = format!(
+        r#"[defaults]
+store = {{ path = "{stores}/{{name}}", fsync = false }}
+scratch = {{ path = "{scratch}", fsync = false }}
+rolling = {{ dim = "forecast_reference_time", step = "6h", window = 2 }}
+encoding = {{ chunk_bytes = 4096 }}
+
+[[defaults.message_dims]]
+name = "forecast_period"
+step = "1h"
+size = 3
+{file_dims}
+[[template]]
+name = "ukv-{{parameter}}"
+match = {{ model = "uk-deterministic-2km", name = "{{parameter}}" }}
+parameters = {{ {t} = "air_temperature", {r} = "air_temperature" }}
+
+[template.{mounts}
+"#,
+        stores = stores.display(),
+        scratch = dir.join("scratch").display(),
+        t = DATASETS[0].1,
+        r = DATASETS[1].1,
+        mounts = mounts(&[(BUCKET, &dir.join("bucket"))]).trim_start_matches('['),
+    );
+    let path = dir.join(format!(
+        "templates-{}.toml",
+        stores.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+    ));
+    std::fs::write(&path, text).expect("write the catalog");
+    path
+}
+
+/// A store's objects as [`snapshot`] compares them, without the record and the fixed dims
+/// (which say how the layout was reached).
+fn chunks_and_metadata(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut objects = snapshot(dir);
+    objects.retain(|key, _| key != "roller.json" && key != "roller-layout.json");
+    objects
+}
+
+/// The file dims a dataset's record holds: (name, size, chunk).
+fn recorded_file_dims(dir: &Path) -> Vec<(String, u64, u64)> {
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("roller.json")).expect("a record"))
+            .expect("record json");
+    record["layout"]["file_dims"]
+        .as_array()
+        .expect("file dims")
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap_or_default().to_owned(),
+                d["size"].as_u64().unwrap_or_default(),
+                d["chunk"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_template_makes_a_dataset_per_parameter_whose_first_file_fixes_its_layout_for_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let temperature = small_files(&root.join("src-t"), 2, 3, 64, 48);
+    let rain = synth(&SynthOptions {
+        out: root.join("src-r"),
+        ny: 64,
+        nx: 48,
+        runs: 2,
+        leads: 3,
+        run_step: 6 * 3600,
+        first_run: SynthOptions::default().first_run + 24 * 3600,
+        ..SynthOptions::default()
+    })
+    .expect("synthesise");
+    let mut lines = Vec::new();
+    for (files, (_, parameter)) in [(&temperature, DATASETS[0]), (&rain, DATASETS[1])] {
+        let feed = todays_feed_of(files, &root.join("bucket"), parameter);
+        lines.extend(feed.forms["s3-event"].iter().cloned());
+    }
+    let n = lines.len();
+    let mixed: Vec<String> = (0..n).map(|i| lines[(i * 7 + 3) % n].clone()).collect();
+    let notices = root.join("mixed.jsonl");
+    std::fs::write(&notices, mixed.join("\n")).expect("write the feed");
+    let notices = notices.display().to_string();
+    let names: Vec<String> = DATASETS
+        .iter()
+        .map(|(_, parameter)| format!("ukv-{parameter}"))
+        .collect();
+
+    // The template, embedded: a dataset per parameter, its dims fixed by its first file.
+    let embedded = root.join("embedded");
+    let templated = template_catalog(root, &embedded, "");
+    let check = roller(&["check"], &[&templated], &[]);
+    let listed = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{check:?}");
+    for name in &names {
+        assert!(
+            listed.contains(name.as_str()),
+            "check lists {name}: {listed}"
+        );
+    }
+    let run = roller(&["run", "--notifications", &notices], &[&templated], &[]);
+    assert!(run.status.success(), "{run:?}");
+    // 64 x 48 float32 is 12 KiB: halved along y, then x, to 32 x 24 (3 KiB).
+    let inferred = vec![
+        ("projection_y_coordinate".to_owned(), 64, 32),
+        ("projection_x_coordinate".to_owned(), 48, 24),
+    ];
+    // The same dims given in the config make the same chunks and metadata.
+    let explicit = root.join("explicit");
+    let listed_dims = "[[defaults.file_dims]]\nname = \"projection_y_coordinate\"\nsize = 64\nchunk = 32\n\n[[defaults.file_dims]]\nname = \"projection_x_coordinate\"\nsize = 48\nchunk = 24\n";
+    let configured = template_catalog(root, &explicit, listed_dims);
+    let run = roller(&["run", "--notifications", &notices], &[&configured], &[]);
+    assert!(run.status.success(), "{run:?}");
+    for name in &names {
+        assert_eq!(recorded_file_dims(&embedded.join(name)), inferred, "{name}");
+        let objects = chunks_and_metadata(&embedded.join(name));
+        assert_eq!(
+            objects
+                .keys()
+                .filter(|k| k.starts_with("chunks/air_temperature/"))
+                .count(),
+            6 * 4,
+            "{name}: 6 files of 2 x 2 chunks"
+        );
+        assert_eq!(objects, chunks_and_metadata(&explicit.join(name)), "{name}");
+    }
+
+    // The stage processes make the same datasets from the same template.
+    let nats = NatsServer::start(&root.join("nats"));
+    let distributed = root.join("distributed");
+    let on_nats = template_catalog(root, &distributed, "");
+    let env = [
+        ("NATS_URL", nats.url()),
+        ("ROLLER_STREAM_PREFIX", "tpl".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let _procs = start_stages(root, &on_nats, &env);
+    let replay = roller(&["replay", &notices], &[&on_nats], &env);
+    assert!(replay.status.success(), "{replay:?}");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for name in &names {
+        let expected = chunks_and_metadata(&embedded.join(name));
+        while chunks_and_metadata(&distributed.join(name)) != expected
+            || !distributed.join(name).join("roller.json").exists()
+            || recorded_file_dims(&distributed.join(name)) != inferred
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not fill as embedded within 180 s\n{}",
+                log_tails(root, 15)
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    // A later file of another shape is refused with what the first file fixed; nothing of
+    // the dataset changes.
+    let odd = synth(&SynthOptions {
+        out: root.join("src-odd"),
+        ny: 32,
+        nx: 48,
+        runs: 1,
+        leads: 1,
+        first_run: SynthOptions::default().first_run + 36 * 3600,
+        ..SynthOptions::default()
+    })
+    .expect("synthesise");
+    let feed = todays_feed_of(&odd, &root.join("bucket"), DATASETS[0].1);
+    let odd_notice = root.join("odd.jsonl");
+    std::fs::write(&odd_notice, feed.forms["s3-event"].join("\n")).expect("write");
+    let before = snapshot(&embedded.join(&names[0]));
+    let run = roller(
+        &["run", "--notifications", &odd_notice.display().to_string()],
+        &[&templated],
+        &[],
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(run.status.code(), Some(3), "dead letters: {said}");
+    assert!(
+        said.contains("projection_y_coordinate[32]")
+            && said.contains("projection_y_coordinate[64]"),
+        "the refusal names the file's dims and the fixed ones: {said}"
+    );
+    assert_eq!(snapshot(&embedded.join(&names[0])), before);
 }

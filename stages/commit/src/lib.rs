@@ -77,6 +77,12 @@ pub enum CommitError {
         /// The dataset the event names.
         event_dataset: String,
     },
+    /// A write report came before the file dims it was cut for were stored (transient).
+    #[error("dataset `{dataset}`: a write report came before any file fixed the dataset's file dims (decode fixes them before it hands on a slab); retry")]
+    NotFixed {
+        /// Dataset name.
+        dataset: String,
+    },
     /// A roll event is further ahead of the clock than [`MAX_AHEAD_SECONDS`].
     #[error("a roll to {until} is more than 2 days ahead of the clock ({now}); it would move every run out of the window: roll to a nearer time, or check the clock")]
     RollTooFarAhead {
@@ -247,12 +253,34 @@ impl Committer {
             });
         }
         match event {
-            Event::Report(report) => Ok(self.fold_report(report)),
+            Event::Report(report) => {
+                self.fix_layout()?;
+                Ok(self.fold_report(report))
+            }
             Event::Roll(roll) => {
                 self.check_roll(roll)?;
                 Ok(self.fold_roll(roll))
             }
         }
+    }
+
+    /// Reads the file dims the dataset's first file fixed into the record, when its config left
+    /// them out and no commit has recorded them yet.
+    fn fix_layout(&mut self) -> Result<(), CommitError> {
+        if self.record.layout.is_fixed() {
+            return Ok(());
+        }
+        let Some(layout) =
+            roller_model::inferred::fixed_layout(self.storage.as_ref(), &self.record.layout)?
+        else {
+            return Err(CommitError::NotFixed {
+                dataset: self.record.layout.name.clone(),
+            });
+        };
+        self.record.layout = layout;
+        self.data = data_spec(&self.record.layout);
+        self.dirty = true;
+        Ok(())
     }
 
     /// Folds a write report into the state (checked by [`Committer::fold`]).
@@ -296,7 +324,9 @@ impl Committer {
     /// Publishes the state as a new generation if it changed, then removes what has been
     /// released. Returns the new generation, or `None` if there was nothing to commit.
     pub fn commit(&mut self) -> Result<Option<Committed>, CommitError> {
-        if !self.dirty {
+        // Nothing is published before a file fixes the file dims (a config that leaves them
+        // out): rolls folded until then are published with that file.
+        if !self.dirty || !self.record.layout.is_fixed() {
             return Ok(None);
         }
         let now = self.clock.now();
@@ -485,6 +515,7 @@ impl Retryable for CommitError {
         match self {
             Self::Storage(e) => e.is_transient(),
             Self::Record(e) => e.is_transient(),
+            Self::NotFixed { .. } => true,
             _ => false,
         }
     }

@@ -11,7 +11,7 @@ pub mod hdf5_quiet;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use netcdf::types::NcVariableType;
@@ -56,6 +56,19 @@ pub enum DecodeError {
     /// Storage failed while checking static coordinates (transient).
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The file dims the dataset's first file fixed cannot be read (see
+    /// [`roller_model::inferred`]).
+    #[error("the dataset's fixed file dims: {0}")]
+    FixedDims(#[source] roller_model::record::RecordError),
+}
+
+/// A storage failure stays a (transient) storage error; anything else about the fixed dims is
+/// reported as such.
+fn fixing_failed(error: roller_model::record::RecordError) -> DecodeError {
+    match error {
+        roller_model::record::RecordError::Storage(e) => DecodeError::Storage(e),
+        other => DecodeError::FixedDims(other),
+    }
 }
 
 /// Why a file's values could not be read.
@@ -129,7 +142,10 @@ pub enum Decoded {
 /// Decodes files for one dataset.
 #[derive(Debug)]
 pub struct Decoder {
-    layout: Layout,
+    /// The layout the config describes; its file dims may be left to the first file.
+    configured: Layout,
+    /// The layout with its file dims, once known (see [`roller_model::inferred`]).
+    fixed: OnceLock<Layout>,
     storage: Arc<dyn Storage>,
     metrics: Arc<Metrics>,
     /// Static coordinate chunks known to be stored, to check each file's grid against.
@@ -142,12 +158,71 @@ type Dims = Vec<(String, usize)>;
 impl Decoder {
     /// A decoder writing into (and checking against) the dataset in `storage`.
     pub fn new(layout: Layout, storage: Arc<dyn Storage>) -> Self {
+        let fixed = OnceLock::new();
+        if layout.is_fixed() {
+            let _ = fixed.set(layout.clone());
+        }
         Self {
-            layout,
+            configured: layout,
+            fixed,
             storage,
             metrics: Arc::default(),
             stored_statics: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The dataset's layout: with its file dims once configured or fixed by a file.
+    fn layout(&self) -> &Layout {
+        self.fixed.get().unwrap_or(&self.configured)
+    }
+
+    /// Makes sure the file dims are known: read from the dataset when a file fixed them,
+    /// else fixed by this file (its variable's dims).
+    fn fix_layout(
+        &self,
+        file: &netcdf::File,
+        notification: &Notification,
+    ) -> Result<(), DecodeError> {
+        if self.fixed.get().is_some() {
+            return Ok(());
+        }
+        let fixed = match roller_model::inferred::fixed_layout(
+            self.storage.as_ref(),
+            &self.configured,
+        )
+        .map_err(fixing_failed)?
+        {
+            Some(layout) => layout,
+            None => {
+                // No variable: the check that follows says so.
+                let Some(var) = file.variable(&self.configured.variable) else {
+                    return Ok(());
+                };
+                let var_dims: Dims = var
+                    .dimensions()
+                    .iter()
+                    .map(|d| (d.name(), d.len()))
+                    .collect();
+                let layout = roller_model::inferred::fix_from_file(
+                    self.storage.as_ref(),
+                    &self.configured,
+                    &var_dims,
+                    &notification.id(),
+                )
+                .map_err(fixing_failed)?;
+                tracing::info!(
+                    dataset = %layout.name,
+                    source = %notification.id(),
+                    dims = ?layout.file_dims.iter().map(|d| format!("{}[{}] chunk {}", d.name, d.size, d.chunk)).collect::<Vec<_>>(),
+                    "the file dims are fixed (the dataset's config leaves them to its first file)"
+                );
+                layout
+            }
+        };
+        if fixed.is_fixed() {
+            let _ = self.fixed.set(fixed);
+        }
+        Ok(())
     }
 
     /// Counts files, bytes and skipped files in `metrics` (the process's shared counters).
@@ -173,6 +248,7 @@ impl Decoder {
                 path: shown.clone(),
                 source: e.into(),
             })?;
+            self.fix_layout(&file, notification)?;
             self.plan(&file, notification, &shown)?
         };
         if let Some(offset) = offset {
@@ -194,7 +270,7 @@ impl Decoder {
             path: shown.clone(),
             source,
         };
-        let direct = DirectReader::open(path, &self.layout.variable, self.layout.dtype.size())
+        let direct = DirectReader::open(path, &self.layout().variable, self.layout().dtype.size())
             .filter(|r| {
                 r.shape
                     == plan
@@ -207,18 +283,18 @@ impl Decoder {
             Some(_) => None,
             None => Some(netcdf::open(path).map_err(|e| unreadable(e.into()))?),
         };
-        let var = match &file {
-            Some(f) => Some(
-                f.variable(&self.layout.variable)
-                    .ok_or_else(|| unreadable(ReadError::Vanished(self.layout.variable.clone())))?,
-            ),
-            None => None,
-        };
+        let var =
+            match &file {
+                Some(f) => Some(f.variable(&self.layout().variable).ok_or_else(|| {
+                    unreadable(ReadError::Vanished(self.layout().variable.clone()))
+                })?),
+                None => None,
+            };
         let mut cache = ChunkCache::default();
-        let parts = self.layout.parts();
+        let parts = self.layout().parts();
         let (mut schema, mut statics) = (Some(plan.schema), plan.statics);
         for part in 0..parts {
-            let (start, shape) = self.layout.part_region(part);
+            let (start, shape) = self.layout().part_region(part);
             let (var_start, var_count) = self.var_region(&plan.var_dims, &start, &shape);
             let mut data = match (&direct, &var) {
                 (Some(reader), _) => read_direct(
@@ -226,18 +302,18 @@ impl Decoder {
                     &var_start,
                     &var_count,
                     &mut cache,
-                    self.layout.fill_bytes(),
+                    self.layout().fill_bytes(),
                 )
                 .map_err(|e| unreadable(e.into()))?,
-                (None, Some(var)) => read_netcdf(var, &var_start, &var_count, self.layout.dtype)
+                (None, Some(var)) => read_netcdf(var, &var_start, &var_count, self.layout().dtype)
                     .map_err(|e| unreadable(e.into()))?,
                 (None, None) => {
                     return Err(unreadable(ReadError::Vanished(
-                        self.layout.variable.clone(),
+                        self.layout().variable.clone(),
                     )))
                 }
             };
-            apply_mask(&mut data, self.layout.dtype, &plan.mask, self.fill());
+            apply_mask(&mut data, self.layout().dtype, &plan.mask, self.fill());
             let slab = Slab {
                 source: notification.id(),
                 abs: plan.abs,
@@ -277,7 +353,7 @@ impl Decoder {
             .iter()
             .map(|(name, _)| {
                 if self
-                    .layout
+                    .layout()
                     .file_dims
                     .get(file_dim)
                     .is_some_and(|d| &d.name == name)
@@ -292,13 +368,13 @@ impl Decoder {
     }
 
     fn fill(&self) -> f64 {
-        self.layout.fill_value.as_f64().unwrap_or(f64::NAN)
+        self.layout().fill_value.as_f64().unwrap_or(f64::NAN)
     }
 
     fn mismatch(&self, path: &str, problem: impl Into<Problem>) -> DecodeError {
         DecodeError::Mismatch {
             path: path.into(),
-            dataset: self.layout.name.clone(),
+            dataset: self.layout().name.clone(),
             problem: Box::new(problem.into()),
         }
     }
@@ -310,7 +386,7 @@ impl Decoder {
         notification: &Notification,
         path: &str,
     ) -> Result<Plan, DecodeError> {
-        let layout = &self.layout;
+        let layout = self.layout();
         let bad = |message: String| self.mismatch(path, message);
         let var = file.variable(&layout.variable).ok_or_else(|| {
             let names: Vec<String> = file.variables().map(|v| v.name()).collect();
@@ -356,6 +432,13 @@ impl Decoder {
             .iter()
             .map(|d| (d.name.clone(), usize_of(d.size)))
             .collect();
+        if !layout.is_fixed() {
+            return Err(bad(format!(
+                "variable `{}` has no dim longer than 1 ({}), so it cannot fix the dataset's file dims; list `file_dims` in the config",
+                layout.variable,
+                var_dims.iter().map(|(n, l)| format!("{n}[{l}]")).collect::<Vec<_>>().join(", ")
+            )));
+        }
         if kept != expected {
             let show = |dims: &Dims| {
                 dims.iter()
@@ -458,7 +541,7 @@ impl Decoder {
         file: &netcdf::File,
         var: &netcdf::Variable<'_>,
     ) -> Result<FileSchema, Problem> {
-        let layout = &self.layout;
+        let layout = self.layout();
         let mut coords = Vec::new();
         let mut names: Vec<&str> = vec![&layout.rolling_dim];
         names.extend(layout.message_dims.iter().map(|m| m.name.as_str()));
@@ -536,7 +619,7 @@ impl Decoder {
         file: &netcdf::File,
         var: &netcdf::Variable<'_>,
     ) -> Result<Vec<CoordSchema>, Problem> {
-        let layout = &self.layout;
+        let layout = self.layout();
         let static_dim = |name: &str| {
             layout
                 .file_dims
@@ -639,7 +722,7 @@ impl Decoder {
         (abs, slot): (i64, u32),
         path: &str,
     ) -> Result<Vec<(Key, Bytes)>, DecodeError> {
-        let layout = &self.layout;
+        let layout = self.layout();
         let bad = |message: String| self.mismatch(path, message);
         let abs_index = u64::try_from(abs).unwrap_or_default();
         let mut out = Vec::new();

@@ -2,7 +2,7 @@
 //! puts them at their physical keys; stores a file's static coordinates the first time; reports
 //! what it wrote.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use roller_proto::WriteReport;
@@ -38,33 +38,85 @@ pub enum WriteError {
     /// A key could not be formed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The dataset's file dims are left to its first file, and none has fixed them yet: a
+    /// slab arrived before the decode that fixes them stored them (transient: retry).
+    #[error("dataset `{dataset}`: no file has fixed its file dims yet (decode fixes them before it hands on a slab); retry")]
+    NotFixed {
+        /// Dataset name.
+        dataset: String,
+    },
+    /// The file dims the dataset's first file fixed cannot be read.
+    #[error("the dataset's fixed file dims: {0}")]
+    FixedDims(#[source] roller_model::record::RecordError),
 }
 
 /// Writes slabs of one dataset.
 #[derive(Debug)]
 pub struct Writer {
-    layout: Layout,
+    /// The layout the config describes; its file dims may be left to the first file.
+    configured: Layout,
+    /// The layout with its file dims, its data array and codec, once known.
+    fixed: OnceLock<Fixed>,
     storage: Arc<dyn Storage>,
-    data: ArraySpec,
-    codec: ChunkCodec,
     fill: Vec<u8>,
     metrics: Arc<Metrics>,
 }
 
-impl Writer {
-    /// A writer for the dataset in `storage`.
-    pub fn new(layout: Layout, storage: Arc<dyn Storage>) -> Result<Self, WriteError> {
+/// What writing needs once the file dims are known.
+#[derive(Debug)]
+struct Fixed {
+    layout: Layout,
+    data: ArraySpec,
+    codec: ChunkCodec,
+}
+
+impl Fixed {
+    fn new(layout: Layout) -> Result<Self, WriteError> {
         let data = data_spec(&layout);
         let codec = ChunkCodec::new(&data, &layout)?;
-        let fill = layout.fill_bytes();
         Ok(Self {
             layout,
-            storage,
             data,
             codec,
-            fill,
+        })
+    }
+}
+
+impl Writer {
+    /// A writer for the dataset in `storage`. When `layout` leaves the file dims to the
+    /// first file, they are read from the dataset when the first slab comes.
+    pub fn new(layout: Layout, storage: Arc<dyn Storage>) -> Result<Self, WriteError> {
+        let fixed = OnceLock::new();
+        if layout.is_fixed() {
+            let _ = fixed.set(Fixed::new(layout.clone())?);
+        }
+        Ok(Self {
+            fill: layout.fill_bytes(),
+            configured: layout,
+            fixed,
+            storage,
             metrics: Arc::default(),
         })
+    }
+
+    /// The layout, data array and codec; reads the file dims the first file fixed if need be.
+    fn fixed(&self) -> Result<&Fixed, WriteError> {
+        if let Some(fixed) = self.fixed.get() {
+            return Ok(fixed);
+        }
+        let layout =
+            match roller_model::inferred::fixed_layout(self.storage.as_ref(), &self.configured) {
+                Ok(Some(layout)) => layout,
+                Ok(None) => {
+                    return Err(WriteError::NotFixed {
+                        dataset: self.configured.name.clone(),
+                    })
+                }
+                Err(roller_model::record::RecordError::Storage(e)) => return Err(e.into()),
+                Err(e) => return Err(WriteError::FixedDims(e)),
+            };
+        let fixed = Fixed::new(layout)?;
+        Ok(self.fixed.get_or_init(|| fixed))
     }
 
     /// Counts stored chunks and bytes in `metrics` (the process's shared counters).
@@ -76,7 +128,8 @@ impl Writer {
 
     /// Writes one slab (and, for part 0, the file's static coordinates) and reports it.
     pub fn write(&self, slab: &Slab) -> Result<WriteReport, WriteError> {
-        let layout = &self.layout;
+        let fixed = self.fixed()?;
+        let layout = &fixed.layout;
         let (_, expected_shape) = layout.part_region(slab.part);
         let element = self.fill.len();
         let expected_len: u64 = expected_shape.iter().product::<u64>() * element as u64;
@@ -100,10 +153,10 @@ impl Writer {
         let abs = slab.abs.unsigned_abs();
         let mut chunks = 0;
         let mut bytes = 0;
-        for (file_chunk, elements) in self.cut(&slab.shape, &slab.data, slab.part) {
+        for (file_chunk, elements) in self.cut(fixed, &slab.shape, &slab.data, slab.part) {
             let indices = layout.data_chunk_indices(abs, slab.slot, &file_chunk);
-            let key = chunk_key(layout, &self.data, &indices)?;
-            match self.codec.encode(&elements)? {
+            let key = chunk_key(layout, &fixed.data, &indices)?;
+            match fixed.codec.encode(&elements)? {
                 Some(encoded) => {
                     bytes += encoded.len() as u64;
                     chunks += 1;
@@ -130,9 +183,10 @@ impl Writer {
 
     /// Cuts a slab (one chunk along every file dim but the last, full along the last) into
     /// full-size chunks, padding edges with the fill value.
-    fn cut(&self, shape: &[u64], data: &[u8], part: u32) -> Vec<(Vec<u64>, Bytes)> {
+    fn cut(&self, fixed: &Fixed, shape: &[u64], data: &[u8], part: u32) -> Vec<(Vec<u64>, Bytes)> {
         let element = self.fill.len();
-        let chunk_shape: Vec<usize> = self.data.chunks[self.data.chunks.len() - shape.len()..]
+        let chunks = &fixed.data.chunks;
+        let chunk_shape: Vec<usize> = chunks[chunks.len() - shape.len()..]
             .iter()
             .map(|&c| usize::try_from(c).unwrap_or(usize::MAX))
             .collect();
@@ -144,7 +198,8 @@ impl Writer {
         let (row_len, chunk_row) = (shape[last], chunk_shape[last]);
         let leading: usize = shape[..last].iter().product();
         let chunk_elements: usize = chunk_shape.iter().product();
-        self.layout
+        fixed
+            .layout
             .part_chunks(part)
             .into_iter()
             .map(|file_chunk| {
@@ -175,6 +230,11 @@ impl Writer {
 
 impl Retryable for WriteError {
     fn is_transient(&self) -> bool {
-        matches!(self, Self::Storage(e) if e.is_transient())
+        match self {
+            Self::Storage(e) => e.is_transient(),
+            // The decode that fixes the dims may not have stored them yet.
+            Self::NotFixed { .. } => true,
+            _ => false,
+        }
     }
 }

@@ -24,7 +24,15 @@ pub struct EncodingConfig {
     /// Fill value: a number or `"NaN"`.
     #[serde(default)]
     pub fill_value: FillValue,
+    /// The size a chunk aims at, in bytes uncompressed, when the first file fixes the dims
+    /// (`file_dims` left out); default [`DEFAULT_CHUNK_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_bytes: Option<u64>,
 }
+
+/// The chunk size aimed at when the first file fixes a dataset's dims: 1 MiB, a chunk of a
+/// few hundred kilobytes compressed (a good object size to read over HTTP).
+pub const DEFAULT_CHUNK_BYTES: u64 = 1024 * 1024;
 
 impl Default for EncodingConfig {
     fn default() -> Self {
@@ -34,6 +42,7 @@ impl Default for EncodingConfig {
             level: None,
             format: default_format(),
             fill_value: FillValue::default(),
+            chunk_bytes: None,
         }
     }
 }
@@ -136,6 +145,17 @@ impl EncodingConfig {
         }
         if !matches!(self.format, 2 | 3) {
             return Err(invalid("encoding.format", "must be 2 or 3"));
+        }
+        if let Some(bytes) = self.chunk_bytes {
+            if !(1024..=super::MAX_CHUNK_BYTES).contains(&bytes) {
+                return Err(invalid(
+                    "encoding.chunk_bytes",
+                    format!(
+                        "{bytes} is outside 1024..={} (bytes of an uncompressed chunk)",
+                        super::MAX_CHUNK_BYTES
+                    ),
+                ));
+            }
         }
         if self.fill_value.as_f64().is_none() {
             return Err(invalid(

@@ -26,7 +26,7 @@ mod source;
 mod store;
 
 pub use dims::{FileDimConfig, MessageDimConfig, SegmentConfig};
-pub use encoding::{Codec, DType, EncodingConfig, FillValue};
+pub use encoding::{Codec, DType, EncodingConfig, FillValue, DEFAULT_CHUNK_BYTES};
 pub use expiry::{ExpiryConfig, ExpiryPolicy};
 pub use location::{Location, LocationError};
 pub use match_rule::{Levels, MatchConfig};
@@ -41,7 +41,8 @@ pub use store::StoreConfig;
 pub const ENV_PREFIX: &str = "ROLLER__";
 
 /// Largest chunk accepted, in decoded bytes (keeps memory per chunk bounded).
-const MAX_CHUNK_BYTES: u64 = 512 * 1024 * 1024;
+/// The largest chunk a dataset may have, in bytes (uncompressed).
+pub const MAX_CHUNK_BYTES: u64 = 512 * 1024 * 1024;
 
 /// A config problem, naming the file and key so it can be fixed.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +141,9 @@ pub struct DatasetConfig {
     #[serde(default)]
     pub message_dims: Vec<MessageDimConfig>,
     /// The dims of the field inside each file, outermost first, with sizes and chunk lengths.
+    /// Left out, the dataset's first file fixes them (its field's dims and sizes, chunks from
+    /// `encoding.chunk_bytes`); see [`crate::inferred`].
+    #[serde(default)]
     pub file_dims: Vec<FileDimConfig>,
     /// Data type, codec, Zarr format, fill value.
     #[serde(default)]
@@ -264,12 +268,6 @@ impl DatasetConfig {
             let key = |k: &str| format!("message_dims[{i}].{k}");
             m.validate(&key)?;
             names.push((key("name"), &m.name));
-        }
-        if self.file_dims.is_empty() {
-            return Err(invalid(
-                "file_dims",
-                "list the field's dims in the file, outermost first",
-            ));
         }
         let mut chunk_elements: u64 = 1;
         for (i, d) in self.file_dims.iter().enumerate() {
