@@ -52,6 +52,29 @@ fn every_example_config_is_valid() {
         DatasetConfig::load(&dir.join("mogreps-uk-air-temperature-height.toml")).expect("load");
     assert_eq!(Layout::from_config(&mogreps).parts(), 12 * 33 * 2);
 
+    // A whole UKV run: 51 parameters, as many datasets, the layout left to the first files;
+    // to T+54 they take the 3 445 files of a T+54 run.
+    let whole = catalog::load(&dir.join("ukv-all-parameters.toml")).expect("catalog");
+    assert_eq!(whole.len(), 51);
+    let names: std::collections::BTreeSet<&str> = whole.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names.len(), 51);
+    assert!(whole.iter().all(|c| c.file_dims.is_empty()));
+    let t54 = 54 * 3600;
+    let files: u32 = whole
+        .iter()
+        .map(|c| c.message_dims[0].count_at_most(t54))
+        .sum();
+    assert_eq!(files, 39 * 55 + 8 * 54 + 4 * 217);
+    assert_eq!(files, 3445);
+    let rain = whole
+        .iter()
+        .find(|c| c.name == "ukv-rainfall_rate")
+        .expect("the rate fields");
+    assert_eq!(rain.message_dims[0].size, 217);
+    let ensemble = catalog::load(&dir.join("mogreps-uk-catalog.toml")).expect("catalog");
+    assert!(ensemble.iter().all(|c| c.matching.model == "uk-ensemble"));
+    assert!(ensemble.len() >= 10);
+
     // Today's feed: a notice read from an S3 event record matches the example.
     let today = DatasetConfig::load(&dir.join("ukv-today-screen-temperature.toml")).expect("load");
     let event = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"met-office-atmospheric-model-data"},"object":{"key":"uk-deterministic-2km/20250614T0000Z/20250614T0100Z-PT0001H00M-temperature_at_screen_level.nc","size":2541234}}}]}"#;
