@@ -58,10 +58,12 @@ fn known_variables() -> BTreeSet<String> {
         .collect()
 }
 
-/// Runs `program args` in the workspace root; its standard output, or a panic with its errors.
-fn output_of(program: &str, args: &[&str], what: &str) -> Vec<u8> {
+/// Runs `program args` in the workspace root (with `env` besides the test's); its standard
+/// output, or a panic with its errors.
+fn output_of(program: &str, args: &[&str], env: &[(&str, &str)], what: &str) -> Vec<u8> {
     let out = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(workspace_root())
         .output()
         .unwrap_or_else(|e| panic!("run {what}: {e}"));
@@ -73,11 +75,13 @@ fn output_of(program: &str, args: &[&str], what: &str) -> Vec<u8> {
     out.stdout
 }
 
-/// The compose file as `docker-compose config` resolves it.
-fn compose_config() -> serde_yaml::Value {
+/// The compose file as `docker-compose config` resolves it, with `env` set (e.g.
+/// `ROLLER_DATASETS`).
+fn compose_config(env: &[(&str, &str)]) -> serde_yaml::Value {
     let out = output_of(
         "docker-compose",
         &["-f", "docker-compose.yml", "config"],
+        env,
         "docker-compose config (Debian's docker-compose package; ./dev test installs it)",
     );
     serde_yaml::from_slice(&out).expect("docker-compose config prints YAML")
@@ -95,6 +99,7 @@ fn workspace_binaries() -> BTreeSet<String> {
             "--no-deps",
             "--offline",
         ],
+        &[],
         "cargo metadata",
     );
     let metadata: serde_json::Value = serde_json::from_slice(&out).expect("metadata JSON");
@@ -144,7 +149,19 @@ fn environment(service: &serde_yaml::Value) -> Vec<(String, String)> {
 
 #[test]
 fn the_compose_file_is_valid_and_runs_our_binaries_with_variables_they_read() {
-    let compose = compose_config();
+    for datasets in [None, Some("./examples/ukv-all-parameters.toml")] {
+        let env: Vec<(&str, &str)> = datasets
+            .map(|d| ("ROLLER_DATASETS", d))
+            .into_iter()
+            .collect();
+        check_compose_services(&compose_config(&env), datasets.map_or(1, |_| 51));
+    }
+}
+
+/// Checks every zarr-roller service of a resolved compose file: it runs a binary we build,
+/// sets only variables our binaries read, and mounts a config (of `datasets` datasets) whose
+/// stores are each its own place on the S3 service.
+fn check_compose_services(compose: &serde_yaml::Value, datasets: usize) {
     let services = compose["services"].as_mapping().expect("services");
     let binaries = workspace_binaries();
     let known = known_variables();
@@ -204,12 +221,18 @@ fn the_compose_file_is_valid_and_runs_our_binaries_with_variables_they_read() {
             })
             .unwrap_or_else(|| panic!("{name} does not mount {config_path}: {volumes:?}"));
         let text = std::fs::read_to_string(Path::new(&host)).expect("mounted config");
-        let config = DatasetConfig::from_toml_with_env(&text, &host, overrides)
+        let configs = roller_model::catalog::from_toml_with_env(&text, &host, overrides)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(
-            matches!(Location::parse(&config.store.path), Ok(Location::S3 { .. })),
-            "{name}: the store is not on the S3 service"
-        );
+        assert_eq!(configs.len(), datasets, "{name}: {host}");
+        let stores: BTreeSet<_> = configs.iter().map(|c| c.store.path.clone()).collect();
+        assert_eq!(stores.len(), datasets, "{name}: a store per dataset");
+        for config in &configs {
+            assert!(
+                matches!(Location::parse(&config.store.path), Ok(Location::S3 { .. })),
+                "{name}: the store of {} is not on the S3 service",
+                config.name
+            );
+        }
     }
     for expected in ["setup", "sample-data", BRIDGE].iter().chain(&LONG_RUNNING) {
         assert!(ours.contains(*expected), "no {expected} service: {ours:?}");
@@ -291,7 +314,7 @@ impl Local<'_> {
 
     /// A container path as the local path it stands for.
     fn path(&self, text: &str) -> String {
-        if text == "/etc/zarr-roller/ukv.toml" {
+        if text == "/etc/zarr-roller/datasets.toml" {
             self.config.display().to_string()
         } else if let Some(rest) = text.strip_prefix("/data/sources") {
             format!("{}{rest}", self.sources.display())
@@ -304,7 +327,7 @@ impl Local<'_> {
 #[test]
 fn the_compose_topology_as_local_processes_ingests_the_sample_stream() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let compose = compose_config();
+    let compose = compose_config(&[]);
     let services = &compose["services"];
     let nats = NatsServer::start(&dir.path().join("nats"));
     let s3 = S3Server::start(&dir.path().join("s3"));

@@ -368,8 +368,26 @@ mod tests {
 
     #[test]
     fn environment_overrides_apply_to_every_dataset() {
-        let configs = parse(CATALOG, &[("ROLLER__ROLLING__WINDOW", "48")]).expect("valid");
+        let configs = parse(
+            CATALOG,
+            &[
+                ("ROLLER__ROLLING__WINDOW", "48"),
+                ("ROLLER__STORE__PATH", "s3://zarr-roller/{name}"),
+            ],
+        )
+        .expect("valid");
         assert!(configs.iter().all(|c| c.rolling.window == 48));
+        let stores: Vec<String> = configs
+            .iter()
+            .map(|c| c.store.path.display().to_string())
+            .collect();
+        assert_eq!(
+            stores,
+            [
+                "s3://zarr-roller/ukv-temperature",
+                "s3://zarr-roller/ukv-rain"
+            ]
+        );
     }
 
     #[test]

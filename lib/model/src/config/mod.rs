@@ -210,9 +210,16 @@ impl DatasetConfig {
             origin: origin.to_string(),
             source,
         };
+        // `{name}` in an override is the dataset's name, so one override gives every dataset
+        // of a catalog its own place (`ROLLER__STORE__PATH=s3://bucket/{name}`).
+        let dataset = doc
+            .get("name")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         for (name, value) in env {
             if let Some(path) = name.strip_prefix(ENV_PREFIX) {
-                apply_override(&mut doc, path, &value)?;
+                apply_override(&mut doc, path, &value.replace("{name}", &dataset))?;
             }
         }
         let mut config: Self = doc.try_into().map_err(parse_err)?;
@@ -338,15 +345,29 @@ fn apply_override(doc: &mut toml::Value, path: &str, value: &str) -> Result<(), 
                     table.insert((*segment).to_string(), parsed);
                     return Ok(());
                 }
-                table
-                    .entry((*segment).to_string())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                // A missing list is made by its first item (`..._LOCAL_ROOTS__0`).
+                let next_is_index = segments[i + 1].parse::<usize>().is_ok();
+                table.entry((*segment).to_string()).or_insert_with(|| {
+                    if next_is_index {
+                        toml::Value::Array(Vec::new())
+                    } else {
+                        toml::Value::Table(toml::Table::new())
+                    }
+                })
             }
             toml::Value::Array(items) => {
                 let index: usize = segment.parse().map_err(|_| {
                     invalid(&key, format!("`{segment}` is not an index into a list"))
                 })?;
                 let len = items.len();
+                // The item just past the end is appended.
+                if index == len {
+                    items.push(if last {
+                        parsed.clone()
+                    } else {
+                        toml::Value::Table(toml::Table::new())
+                    });
+                }
                 let item = items.get_mut(index).ok_or_else(|| {
                     invalid(
                         &key,
@@ -524,6 +545,13 @@ pub(crate) mod tests {
         assert_eq!(c.rolling.window, 48);
         assert_eq!(c.file_dims[1].chunk, 1042);
         assert_eq!(c.store.path, PathBuf::from("/tmp/elsewhere"));
+        // A list the file does not have is made by its first item.
+        let roots = [(
+            "ROLLER__SOURCE__LOCAL_ROOTS__0".to_string(),
+            "/data/sources".to_string(),
+        )];
+        let c = DatasetConfig::from_toml_with_env(UKV, "test", roots).expect("valid");
+        assert_eq!(c.source.local_roots, [PathBuf::from("/data/sources")]);
         let bad = [("ROLLER__FILE_DIMS__9__CHUNK".to_string(), "1".to_string())];
         let err = DatasetConfig::from_toml_with_env(UKV, "test", bad).expect_err("no such dim");
         assert!(err.to_string().contains("file_dims.9.chunk"), "{err}");
