@@ -544,6 +544,16 @@ fn render_chart(values_file: Option<&str>) -> (Vec<serde_yaml::Value>, serde_yam
     (documents, values)
 }
 
+/// The chart's `dataset.names`.
+fn dataset_names(values: &serde_yaml::Value) -> Vec<&str> {
+    values["dataset"]["names"]
+        .as_sequence()
+        .expect("dataset.names")
+        .iter()
+        .map(|n| n.as_str().expect("a dataset name"))
+        .collect()
+}
+
 /// Deserialises `document` into the Kubernetes API type `T` and checks that nothing was lost
 /// (a misspelt or misplaced field would be dropped by the typed form).
 fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(document: &serde_yaml::Value) -> T {
@@ -633,11 +643,18 @@ fn check_objects(
             "ConfigMap" => {
                 let map: ConfigMap = typed(document);
                 let toml = &map.data.expect("data")["dataset.toml"];
-                let config = DatasetConfig::from_toml(toml).expect("the chart's dataset config");
+                let configs = roller_model::catalog::from_toml_with_env(
+                    toml,
+                    "dataset.config",
+                    std::iter::empty(),
+                )
+                .expect("the chart's dataset config");
+                let defined: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
+                let listed: BTreeSet<&str> = dataset_names(values).into_iter().collect();
                 assert_eq!(
-                    config.name,
-                    values["dataset"]["name"].as_str().expect("dataset.name"),
-                    "dataset.name must equal the config's name"
+                    defined.iter().copied().collect::<BTreeSet<_>>(),
+                    listed,
+                    "dataset.names must list the datasets the config defines"
                 );
                 None
             }
@@ -748,31 +765,45 @@ fn the_helm_chart_renders_valid_kubernetes_objects_with_default_values() {
     assert!(deployments.contains_key("zarr-roller-serve"));
 }
 
-#[test]
-fn the_helm_chart_with_keda_scales_fetch_decode_and_write_on_their_consumer_lag() {
-    let (documents, values) = render_chart(Some("ci/keda-values.yaml"));
-    let (deployments, scaled) = check_objects(&documents, &values);
+/// Checks that KEDA scales exactly fetch, decode and write, each on its consumer of every
+/// dataset (a trigger each), and owns their replica counts.
+fn check_scaling(
+    deployments: &std::collections::BTreeMap<String, k8s_openapi::api::apps::v1::Deployment>,
+    scaled: &[ScaledObject],
+    values: &serde_yaml::Value,
+) {
     let prefix = values["nats"]["streamPrefix"].as_str().expect("prefix");
-    let dataset = values["dataset"]["name"].as_str().expect("dataset");
+    let datasets = dataset_names(values);
     let subjects = roller_proto::Subjects::new(prefix).expect("prefix");
     let mut targets = BTreeSet::new();
-    for object in &scaled {
+    for object in scaled {
         let target = object.spec.scale_target_ref.name.clone();
         let stage = target.trim_start_matches("zarr-roller-").to_owned();
-        let metadata = &object.spec.triggers[0].metadata;
-        assert_eq!(object.spec.triggers[0].kind, "nats-jetstream");
-        // The stream and consumer KEDA watches are the ones the stage pulls from.
+        // The stream and consumers KEDA watches are the ones the stage pulls from.
         let stream = if stage == "fetch" {
             roller_proto::StreamKind::Ingest
         } else {
             roller_proto::StreamKind::Work
         };
-        assert_eq!(metadata["stream"], subjects.stream(stream), "{stage}");
-        assert_eq!(
-            metadata["consumer"],
-            subjects.consumer(&stage, dataset),
-            "{stage}"
-        );
+        let watched: Vec<&str> = object
+            .spec
+            .triggers
+            .iter()
+            .map(|trigger| {
+                assert_eq!(trigger.kind, "nats-jetstream");
+                assert_eq!(
+                    trigger.metadata["stream"],
+                    subjects.stream(stream),
+                    "{stage}"
+                );
+                trigger.metadata["consumer"].as_str()
+            })
+            .collect();
+        let expected: Vec<String> = datasets
+            .iter()
+            .map(|d| subjects.consumer(&stage, d))
+            .collect();
+        assert_eq!(watched, expected, "{stage}: a trigger per dataset");
         // KEDA owns the replica count of a scaled Deployment.
         let spec = deployments[&target].spec.as_ref().expect("spec");
         assert_eq!(spec.replicas, None, "{stage}");
@@ -785,6 +816,61 @@ fn the_helm_chart_with_keda_scales_fetch_decode_and_write_on_their_consumer_lag(
             .into_iter()
             .collect()
     );
+}
+
+#[test]
+fn the_helm_chart_runs_a_whole_models_catalog_with_keda_on_every_datasets_lag() {
+    let (documents, values) = render_chart(Some("ci/ukv-catalog-values.yaml"));
+    let (deployments, scaled) = check_objects(&documents, &values);
+    check_scaling(&deployments, &scaled, &values);
+    assert_eq!(dataset_names(&values).len(), 51);
+    // Two commit replicas share the leases.
+    let commit = deployments["zarr-roller-commit"]
+        .spec
+        .as_ref()
+        .expect("spec");
+    assert_eq!(commit.replicas, Some(2));
+    // The chart's catalog makes the example's datasets, but for where they are stored.
+    let chart: Vec<DatasetConfig> = roller_model::catalog::from_toml_with_env(
+        values["dataset"]["config"].as_str().expect("config"),
+        "values",
+        std::iter::empty(),
+    )
+    .expect("the chart's catalog");
+    let example =
+        roller_model::catalog::load(&workspace_root().join("examples/ukv-all-parameters.toml"))
+            .expect("the example");
+    assert_eq!(chart.len(), example.len());
+    for (ours, theirs) in chart.iter().zip(&example) {
+        assert_eq!(
+            (
+                &ours.name,
+                &ours.variable,
+                &ours.matching,
+                &ours.message_dims,
+                &ours.rolling
+            ),
+            (
+                &theirs.name,
+                &theirs.variable,
+                &theirs.matching,
+                &theirs.message_dims,
+                &theirs.rolling
+            )
+        );
+        assert!(
+            ours.store.path.starts_with("s3://zarr-roller/ukv/"),
+            "{}",
+            ours.name
+        );
+    }
+}
+
+#[test]
+fn the_helm_chart_with_keda_scales_fetch_decode_and_write_on_their_consumer_lag() {
+    let (documents, values) = render_chart(Some("ci/keda-values.yaml"));
+    let (deployments, scaled) = check_objects(&documents, &values);
+    check_scaling(&deployments, &scaled, &values);
     // The bridge polls the queue with its own credentials.
     let bridge = deployments["zarr-roller-bridge"]
         .spec
