@@ -48,6 +48,10 @@ pub enum RunError {
     /// Reading the notifications failed.
     #[error("reading notifications: {0}")]
     Input(#[from] io::Error),
+    /// A roll of a dataset that has no file dims yet: nothing can be committed before its
+    /// first file fixes them.
+    #[error("dataset `{0}` leaves its file dims to its first file, and none has come: nothing to roll yet (ingest a file first)")]
+    NotFixed(String),
 }
 
 /// Progress of a run, reported after every commit.
@@ -237,6 +241,9 @@ pub fn roll(
     until: i64,
 ) -> Result<CommitRecord, RunError> {
     let mut committer = Committer::for_dataset(config, storage, expiry)?;
+    if !committer.record().layout.is_fixed() {
+        return Err(RunError::NotFixed(config.name.clone()));
+    }
     let roll = RollEvent {
         dataset: config.name.clone(),
         until,
@@ -369,7 +376,8 @@ fn commit_loop(
     };
     let fold = |committer: &mut Committer, report: WriteReport| {
         let source = report.source.clone();
-        if let Err(e) = committer.fold(&Event::Report(report)) {
+        let event = Event::Report(report);
+        if let Err(e) = retry(|| committer.fold(&event)) {
             dead.dead_letter(DeadLetter {
                 stage: Stage::Commit,
                 source,

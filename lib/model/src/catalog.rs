@@ -270,7 +270,10 @@ fn expand_template(
             toml::Value::String(variable) => {
                 dataset.insert("variable".to_owned(), toml::Value::String(variable));
             }
-            toml::Value::Table(own) => merge(&mut dataset, own),
+            toml::Value::Table(own) => merge(
+                &mut dataset,
+                substitute(&own, PARAMETER_PLACEHOLDER, &parameter),
+            ),
             _ => {
                 return Err(refuse(format!(
                     "parameter `{parameter}` must map to its variable's name or to a table of its own keys"
@@ -451,7 +454,7 @@ mod tests {
             rolling = {{ window = 6 }}
             [template.parameters]
             temperature_at_surface = "surface_temperature"
-            "temperature_at_screen_level_max-PT01H" = {{ variable = "air_temperature", rolling = {{ window = 2 }} }}
+            "temperature_at_screen_level_max-PT01H" = {{ variable = "air_temperature", rolling = {{ window = 2 }}, store = {{ path = "/max/{{parameter}}" }} }}
             "#
         );
         let configs = parse(&text, &[]).expect("valid catalog");

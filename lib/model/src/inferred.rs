@@ -30,70 +30,123 @@ pub struct FixedDims {
     pub source: String,
 }
 
+/// Where a dataset's file dims come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FixedBy {
+    /// Its config lists them.
+    Config,
+    /// Its commit record holds them: final.
+    Record,
+    /// Its first file fixed them and no commit has recorded them yet (the notification of that
+    /// file). Stages read them again until the record holds them.
+    FirstFile(String),
+}
+
+impl FixedBy {
+    /// Whether the dims can no longer change (configured or recorded), so they may be kept.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::FirstFile(_))
+    }
+}
+
 fn key() -> Key {
     Key::new(FIXED_DIMS_KEY.to_owned()).unwrap_or_else(|_| unreachable!("a constant, valid key"))
 }
 
-/// The layout with its file dims: `configured` itself when it lists them, else the dims the
-/// dataset's record or its first file fixed; `None` while no file has fixed them.
+/// The layout with its file dims and where they come from: `configured` itself when it lists
+/// them, else the dims the dataset's record or its first file fixed; `None` while no file has
+/// fixed them.
 pub fn fixed_layout(
     storage: &dyn Storage,
     configured: &Layout,
-) -> Result<Option<Layout>, RecordError> {
+) -> Result<Option<(Layout, FixedBy)>, RecordError> {
     if configured.is_fixed() {
-        return Ok(Some(configured.clone()));
+        return Ok(Some((configured.clone(), FixedBy::Config)));
     }
     if let Some(record) = load_record(storage)? {
         if record.layout.is_fixed() {
-            return Ok(Some(
-                configured.clone().with_file_dims(record.layout.file_dims),
-            ));
+            let layout = configured.clone().with_file_dims(record.layout.file_dims);
+            return Ok(Some((layout, FixedBy::Record)));
         }
     }
     let Some(bytes) = storage.get(&key())? else {
         return Ok(None);
     };
-    let fixed: FixedDims =
-        serde_json::from_slice(&bytes).map_err(|e| RecordError::Corrupt {
-            dataset: configured.name.clone(),
-            what: format!("{FIXED_DIMS_KEY} does not parse ({e}); remove it to let the next file fix the dims again"),
-        })?;
-    if fixed.file_dims.is_empty() {
-        return Err(RecordError::Corrupt {
-            dataset: configured.name.clone(),
-            what: format!("{FIXED_DIMS_KEY} lists no dims; remove it"),
-        });
-    }
-    Ok(Some(configured.clone().with_file_dims(fixed.file_dims)))
+    let corrupt = |what: String| RecordError::Corrupt {
+        dataset: configured.name.clone(),
+        what,
+    };
+    let fixed: FixedDims = serde_json::from_slice(&bytes).map_err(|e| {
+        corrupt(format!(
+            "{FIXED_DIMS_KEY} does not parse ({e}); remove it to let the next file fix the dims again"
+        ))
+    })?;
+    let layout = configured.clone().with_file_dims(fixed.file_dims);
+    check(&layout).map_err(|reason| corrupt(format!("{FIXED_DIMS_KEY}: {reason}; remove it")))?;
+    Ok(Some((layout, FixedBy::FirstFile(fixed.source))))
 }
 
-/// Fixes the file dims of `configured` to those `var_dims` (a field's dims and lengths) give,
-/// unless a file fixed them already; returns the layout as stored (which may be another
-/// file's, should two decoders get there at once).
+/// The layout a file whose field has dims `var_dims` (names and lengths, outermost first)
+/// would give the dataset ([`Layout::infer_file_dims`]), checked like configured dims; the
+/// error says why the file cannot fix them.
+pub fn candidate(configured: &Layout, var_dims: &[(String, usize)]) -> Result<Layout, String> {
+    let layout = configured
+        .clone()
+        .with_file_dims(configured.infer_file_dims(var_dims));
+    check(&layout)?;
+    Ok(layout)
+}
+
+/// The checks a config's `file_dims` get: at least one, sizes and chunks in range, names
+/// used once (and not by the rolling dim, a message dim or the variable).
+fn check(layout: &Layout) -> Result<(), String> {
+    if layout.file_dims.is_empty() {
+        return Err("no dim longer than 1, so nothing to cut into chunks".to_owned());
+    }
+    let mut names = vec![layout.rolling_dim.as_str(), layout.variable.as_str()];
+    names.extend(layout.message_dims.iter().map(|m| m.name.as_str()));
+    let mut bytes = layout.dtype.size() as u64;
+    for (i, dim) in layout.file_dims.iter().enumerate() {
+        dim.validate(&|k| format!("file_dims[{i}].{k}"))
+            .map_err(|e| e.to_string())?;
+        if names.contains(&dim.name.as_str()) || dim.name.is_empty() || dim.name.contains('/') {
+            return Err(format!(
+                "the dim `{}` cannot be a file dim (its name is taken or not usable)",
+                dim.name
+            ));
+        }
+        names.push(&dim.name);
+        bytes = bytes.saturating_mul(dim.chunk);
+    }
+    if bytes > crate::config::MAX_CHUNK_BYTES {
+        return Err(format!("a chunk would be {bytes} bytes"));
+    }
+    Ok(())
+}
+
+/// Stores the file dims of `candidate` (from [`candidate`]) as the dataset's, unless a file
+/// fixed them already; returns the layout as stored (another file's, should two decoders get
+/// there at once: the caller refuses its file if the dims differ).
 pub fn fix_from_file(
     storage: &dyn Storage,
     configured: &Layout,
-    var_dims: &[(String, usize)],
+    candidate: &Layout,
     source: &str,
-) -> Result<Layout, RecordError> {
-    if let Some(layout) = fixed_layout(storage, configured)? {
-        return Ok(layout);
+) -> Result<(Layout, FixedBy), RecordError> {
+    if let Some(fixed) = fixed_layout(storage, configured)? {
+        return Ok(fixed);
     }
     let fixed = FixedDims {
-        file_dims: configured.infer_file_dims(var_dims),
+        file_dims: candidate.file_dims.clone(),
         source: source.to_owned(),
     };
-    if fixed.file_dims.is_empty() {
-        // A field with no dim longer than 1: nothing to fix, nothing stored.
-        return Ok(configured.clone().with_file_dims(fixed.file_dims));
-    }
     let body = serde_json::to_vec_pretty(&fixed).map_err(|e| RecordError::Corrupt {
         dataset: configured.name.clone(),
         what: format!("cannot encode the fixed dims: {e}"),
     })?;
     storage.put(&key(), body.into())?;
     Ok(fixed_layout(storage, configured)?
-        .unwrap_or_else(|| configured.clone().with_file_dims(fixed.file_dims)))
+        .unwrap_or_else(|| (candidate.clone(), FixedBy::FirstFile(fixed.source.clone()))))
 }
 
 #[cfg(test)]
@@ -114,38 +167,56 @@ mod tests {
         Layout::from_config(&config)
     }
 
-    fn ukv_dims() -> Vec<(String, usize)> {
-        vec![
-            ("projection_y_coordinate".to_owned(), 970),
-            ("projection_x_coordinate".to_owned(), 1042),
-        ]
+    fn dims(list: &[(&str, usize)]) -> Vec<(String, usize)> {
+        list.iter().map(|(n, l)| ((*n).to_owned(), *l)).collect()
+    }
+
+    const UKV_GRID: [(&str, usize); 2] = [
+        ("projection_y_coordinate", 970),
+        ("projection_x_coordinate", 1042),
+    ];
+
+    fn shape(layout: &Layout) -> Vec<(&str, u64, u64)> {
+        layout
+            .file_dims
+            .iter()
+            .map(|d| (d.name.as_str(), d.size, d.chunk))
+            .collect()
     }
 
     #[test]
-    fn chunks_halve_the_longest_dim_until_under_the_target() {
+    fn grids_are_halved_until_under_the_target_and_leading_dims_chunked_by_one() {
         let layout = unfixed();
         assert!(!layout.is_fixed());
-        let dims = layout.infer_file_dims(&ukv_dims());
-        let shape: Vec<(u64, u64)> = dims.iter().map(|d| (d.size, d.chunk)).collect();
         // 970 x 1042 float32 is 4 MB: halved twice to 485 x 521 (1 MB).
-        assert_eq!(shape, [(970, 485), (1042, 521)]);
-        let mut members = vec![("realization".to_owned(), 3), ("height".to_owned(), 1)];
-        members.extend(ukv_dims());
-        let dims = layout.infer_file_dims(&members);
-        let names: Vec<&str> = dims.iter().map(|d| d.name.as_str()).collect();
+        let grid = candidate(&layout, &dims(&UKV_GRID)).expect("a grid");
         assert_eq!(
-            names,
+            shape(&grid),
             [
-                "realization",
-                "projection_y_coordinate",
-                "projection_x_coordinate"
+                ("projection_y_coordinate", 970, 485),
+                ("projection_x_coordinate", 1042, 521)
             ]
         );
-        assert!(dims.iter().map(|d| d.chunk).product::<u64>() * 4 <= 1024 * 1024);
+        // Members and levels: one per chunk, the grid as above; a level dim of length 1 stays
+        // (later files may have more), any other length-1 dim goes.
+        let mut members = dims(&[("realization", 3), ("height", 1), ("time", 1)]);
+        members.extend(dims(&UKV_GRID));
+        let field = candidate(&layout, &members).expect("members");
         assert_eq!(
-            dims[0].chunk, 3,
-            "short dims stay whole while longer ones are halved"
+            shape(&field),
+            [
+                ("realization", 3, 1),
+                ("height", 1, 1),
+                ("projection_y_coordinate", 970, 485),
+                ("projection_x_coordinate", 1042, 521)
+            ]
         );
+        // What cannot be a dataset's dims is refused with the reason.
+        let err = candidate(&layout, &dims(&[("time", 1)])).expect_err("a scalar field");
+        assert!(err.contains("no dim longer than 1"), "{err}");
+        let err = candidate(&layout, &dims(&[("forecast_period", 4), ("x", 9)]))
+            .expect_err("a message dim");
+        assert!(err.contains("`forecast_period`"), "{err}");
     }
 
     #[test]
@@ -153,16 +224,18 @@ mod tests {
         let store = MemoryStore::default();
         let layout = unfixed();
         assert_eq!(fixed_layout(&store, &layout).expect("read"), None);
-        let fixed = fix_from_file(&store, &layout, &ukv_dims(), "first").expect("fixed");
-        assert!(fixed.is_fixed());
-        // Another shape later gets the stored dims, not its own.
-        let other = vec![("latitude".to_owned(), 10), ("longitude".to_owned(), 20)];
-        let again = fix_from_file(&store, &layout, &other, "second").expect("read");
-        assert_eq!(again, fixed);
+        let first = candidate(&layout, &dims(&UKV_GRID)).expect("candidate");
+        let (fixed, by) = fix_from_file(&store, &layout, &first, "first").expect("fixed");
         assert_eq!(
-            fixed_layout(&store, &layout).expect("read"),
-            Some(fixed.clone())
+            (&fixed, by.clone()),
+            (&first, FixedBy::FirstFile("first".into()))
         );
+        assert!(!by.is_final(), "read again until a commit records them");
+        // Another shape later gets the stored dims, not its own.
+        let other =
+            candidate(&layout, &dims(&[("latitude", 10), ("longitude", 20)])).expect("candidate");
+        let (again, _) = fix_from_file(&store, &layout, &other, "second").expect("read");
+        assert_eq!(again, fixed);
         // The stored layout is compatible with the config that leaves the dims out.
         layout.compatible_with(&fixed).expect("compatible");
         store

@@ -129,16 +129,19 @@ impl Layout {
     }
 
     /// The file dims a field with dims `var_dims` (name and length, outermost first) gives
-    /// this dataset: every dim longer than 1, with chunks that halve the longest (the outer
-    /// one on a tie) until a chunk is at most [`Layout::chunk_bytes`].
+    /// this dataset: every dim longer than 1, and the member and level dims (`realization`,
+    /// `height`, `pressure`) whatever their length (a later file may have more). Chunks hold
+    /// one member or level, and the two innermost dims (the grid) are halved, the longest
+    /// first (the outer one on a tie), until a chunk is at most `chunk_bytes`.
     pub fn infer_file_dims(&self, var_dims: &[(String, usize)]) -> Vec<FileDimConfig> {
+        const ALWAYS_KEPT: [&str; 3] = ["realization", "height", "pressure"];
         let target = self
             .chunk_bytes
             .unwrap_or(crate::config::DEFAULT_CHUNK_BYTES);
         let element = self.dtype.size() as u64;
         let mut dims: Vec<FileDimConfig> = var_dims
             .iter()
-            .filter(|(_, len)| *len > 1)
+            .filter(|(name, len)| *len > 1 || ALWAYS_KEPT.contains(&name.as_str()))
             .map(|(name, len)| FileDimConfig {
                 name: name.clone(),
                 size: *len as u64,
@@ -146,18 +149,20 @@ impl Layout {
                 per_run: None,
             })
             .collect();
+        let grid_from = dims.len().saturating_sub(2);
+        for dim in &mut dims[..grid_from] {
+            dim.chunk = 1;
+        }
         let bytes = |dims: &[FileDimConfig]| {
             dims.iter()
                 .fold(element, |acc, d| acc.saturating_mul(d.chunk))
         };
         while bytes(&dims) > target {
-            let Some(longest) = dims.iter_mut().filter(|d| d.chunk > 1).reduce(|a, b| {
-                if b.chunk > a.chunk {
-                    b
-                } else {
-                    a
-                }
-            }) else {
+            let Some(longest) = dims[grid_from..]
+                .iter_mut()
+                .filter(|d| d.chunk > 1)
+                .reduce(|a, b| if b.chunk > a.chunk { b } else { a })
+            else {
                 break;
             };
             longest.chunk = longest.chunk.div_ceil(2);

@@ -36,6 +36,11 @@ pub(crate) fn sample_options(
     now: i64,
 ) -> Result<SynthOptions> {
     let dims = &config.file_dims;
+    if dims.is_empty() {
+        bail!(
+            "the dataset leaves its file dims to its first file; the sample needs them listed (`[[file_dims]]`, y then x)"
+        );
+    }
     let named = |name: &str| dims.iter().find(|d| d.name == name);
     let (Some(y), Some(x)) = (dims.iter().rev().nth(1), dims.last()) else {
         bail!("the sample needs a dataset with two grid dims (y, x)");

@@ -888,6 +888,43 @@ fn a_template_makes_a_dataset_per_parameter_whose_first_file_fixes_its_layout_fo
         ("projection_y_coordinate".to_owned(), 64, 32),
         ("projection_x_coordinate".to_owned(), 48, 24),
     ];
+    // A first file that fails a check (its run is 10 days ahead) fixes nothing, though its
+    // grid (32 x 48) differs: the next good file fixes the dims.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let ahead = synth(&SynthOptions {
+        out: root.join("src-ahead"),
+        ny: 32,
+        nx: 48,
+        runs: 1,
+        leads: 1,
+        first_run: (i64::try_from(now).expect("now") / 21_600 + 40) * 21_600,
+        ..SynthOptions::default()
+    })
+    .expect("synthesise");
+    let mut bad_first =
+        todays_feed_of(&ahead, &root.join("bucket"), DATASETS[0].1).forms["s3-event"].clone();
+    // The temperature files' notices come first in `lines`.
+    bad_first.extend(lines[..temperature.len()].iter().cloned());
+    let bad_first_notices = root.join("bad-first.jsonl");
+    std::fs::write(&bad_first_notices, bad_first.join("\n")).expect("write");
+    let guarded = root.join("guarded");
+    let run = roller(
+        &[
+            "run",
+            "--notifications",
+            &bad_first_notices.display().to_string(),
+        ],
+        &[&template_catalog(root, &guarded, "")],
+        &[],
+    );
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(3), "one dead letter: {run:?}");
+    assert!(said.contains("in the future"), "{said}");
+    assert_eq!(recorded_file_dims(&guarded.join(&names[0])), inferred);
+
     // The same dims given in the config make the same chunks and metadata.
     let explicit = root.join("explicit");
     let listed_dims = "[[defaults.file_dims]]\nname = \"projection_y_coordinate\"\nsize = 64\nchunk = 32\n\n[[defaults.file_dims]]\nname = \"projection_x_coordinate\"\nsize = 48\nchunk = 24\n";

@@ -270,7 +270,7 @@ impl Committer {
         if self.record.layout.is_fixed() {
             return Ok(());
         }
-        let Some(layout) =
+        let Some((layout, _)) =
             roller_model::inferred::fixed_layout(self.storage.as_ref(), &self.record.layout)?
         else {
             return Err(CommitError::NotFixed {

@@ -152,6 +152,22 @@ pub struct Decoder {
     stored_statics: Mutex<HashMap<Key, Bytes>>,
 }
 
+/// The layout a file is checked against.
+enum Checked {
+    /// The dataset's (its file dims known).
+    Dataset(Layout),
+    /// The one the file would give a dataset whose first file this is.
+    Candidate(Layout),
+}
+
+impl Checked {
+    fn layout(&self) -> &Layout {
+        match self {
+            Self::Dataset(layout) | Self::Candidate(layout) => layout,
+        }
+    }
+}
+
 /// A value of a variable's dims: its name and length.
 type Dims = Vec<(String, usize)>;
 
@@ -171,58 +187,92 @@ impl Decoder {
         }
     }
 
-    /// The dataset's layout: with its file dims once configured or fixed by a file.
-    fn layout(&self) -> &Layout {
-        self.fixed.get().unwrap_or(&self.configured)
+    /// The layout to check `file` against: the dataset's once its file dims are known
+    /// (configured, recorded, or stored by its first file), else the one `file` would give it,
+    /// stored by [`Decoder::keep_layout`] only once the file has passed every check.
+    fn layout_for(&self, file: &netcdf::File, path: &str) -> Result<Checked, DecodeError> {
+        if let Some(layout) = self.fixed.get() {
+            return Ok(Checked::Dataset(layout.clone()));
+        }
+        if let Some((layout, by)) =
+            roller_model::inferred::fixed_layout(self.storage.as_ref(), &self.configured)
+                .map_err(fixing_failed)?
+        {
+            if by.is_final() {
+                let _ = self.fixed.set(layout.clone());
+            }
+            return Ok(Checked::Dataset(layout));
+        }
+        let Some(var) = file.variable(&self.configured.variable) else {
+            // The check that follows says what the file has instead.
+            return Ok(Checked::Dataset(self.configured.clone()));
+        };
+        let var_dims: Dims = var
+            .dimensions()
+            .iter()
+            .map(|d| (d.name(), d.len()))
+            .collect();
+        roller_model::inferred::candidate(&self.configured, &var_dims)
+            .map(Checked::Candidate)
+            .map_err(|reason| {
+                self.mismatch(
+                    path,
+                    format!(
+                        "variable `{}` cannot fix the dataset's file dims ({reason}); list `file_dims` in the config",
+                        self.configured.variable
+                    ),
+                )
+            })
     }
 
-    /// Makes sure the file dims are known: read from the dataset when a file fixed them,
-    /// else fixed by this file (its variable's dims).
-    fn fix_layout(
+    /// The layout to cut a file that passed its checks with: the dataset's, or, for the first
+    /// file, the dims it gives, now stored as the dataset's. Should another file have fixed
+    /// other dims meanwhile, this file is refused.
+    fn keep_layout(
         &self,
-        file: &netcdf::File,
+        checked: Checked,
         notification: &Notification,
-    ) -> Result<(), DecodeError> {
-        if self.fixed.get().is_some() {
-            return Ok(());
-        }
-        let fixed = match roller_model::inferred::fixed_layout(
+        path: &str,
+    ) -> Result<Layout, DecodeError> {
+        let candidate = match checked {
+            Checked::Dataset(layout) => return Ok(layout),
+            Checked::Candidate(layout) => layout,
+        };
+        let source = notification.id();
+        let (stored, by) = roller_model::inferred::fix_from_file(
             self.storage.as_ref(),
             &self.configured,
+            &candidate,
+            &source,
         )
-        .map_err(fixing_failed)?
-        {
-            Some(layout) => layout,
-            None => {
-                // No variable: the check that follows says so.
-                let Some(var) = file.variable(&self.configured.variable) else {
-                    return Ok(());
-                };
-                let var_dims: Dims = var
-                    .dimensions()
-                    .iter()
-                    .map(|d| (d.name(), d.len()))
-                    .collect();
-                let layout = roller_model::inferred::fix_from_file(
-                    self.storage.as_ref(),
-                    &self.configured,
-                    &var_dims,
-                    &notification.id(),
-                )
-                .map_err(fixing_failed)?;
-                tracing::info!(
-                    dataset = %layout.name,
-                    source = %notification.id(),
-                    dims = ?layout.file_dims.iter().map(|d| format!("{}[{}] chunk {}", d.name, d.size, d.chunk)).collect::<Vec<_>>(),
-                    "the file dims are fixed (the dataset's config leaves them to its first file)"
-                );
-                layout
-            }
+        .map_err(fixing_failed)?;
+        let show = |layout: &Layout| {
+            layout
+                .file_dims
+                .iter()
+                .map(|d| format!("{}[{}]", d.name, d.size))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        if fixed.is_fixed() {
-            let _ = self.fixed.set(fixed);
+        if stored.file_dims != candidate.file_dims {
+            return Err(self.mismatch(
+                path,
+                format!(
+                    "another file fixed the dataset's file dims to ({}) while this one, with ({}), was checked",
+                    show(&stored),
+                    show(&candidate)
+                ),
+            ));
         }
-        Ok(())
+        if by == roller_model::inferred::FixedBy::FirstFile(source) {
+            tracing::info!(
+                dataset = %stored.name,
+                source = %notification.id(),
+                dims = ?stored.file_dims.iter().map(|d| format!("{}[{}] chunk {}", d.name, d.size, d.chunk)).collect::<Vec<_>>(),
+                "this file fixed the dataset's file dims (its config leaves them to the first file)"
+            );
+        }
+        Ok(stored)
     }
 
     /// Counts files, bytes and skipped files in `metrics` (the process's shared counters).
@@ -243,13 +293,15 @@ impl Decoder {
     ) -> Result<Result<Decoded, E>, DecodeError> {
         crate::hdf5_quiet::silence_this_thread();
         let shown = path.display().to_string();
-        let plan = {
+        let (layout, plan) = {
             let file = netcdf::open(path).map_err(|e| DecodeError::Unreadable {
                 path: shown.clone(),
                 source: e.into(),
             })?;
-            self.fix_layout(&file, notification)?;
-            self.plan(&file, notification, &shown)?
+            let checked = self.layout_for(&file, &shown)?;
+            let plan = self.plan(checked.layout(), &file, notification, &shown)?;
+            let layout = self.keep_layout(checked, notification, &shown)?;
+            (layout, plan)
         };
         if let Some(offset) = offset {
             if plan.abs < offset {
@@ -270,50 +322,47 @@ impl Decoder {
             path: shown.clone(),
             source,
         };
-        let direct = DirectReader::open(path, &self.layout().variable, self.layout().dtype.size())
-            .filter(|r| {
-                r.shape
-                    == plan
-                        .var_dims
-                        .iter()
-                        .map(|(_, l)| *l as u64)
-                        .collect::<Vec<_>>()
-            });
+        let direct = DirectReader::open(path, &layout.variable, layout.dtype.size()).filter(|r| {
+            r.shape
+                == plan
+                    .var_dims
+                    .iter()
+                    .map(|(_, l)| *l as u64)
+                    .collect::<Vec<_>>()
+        });
         let file = match direct {
             Some(_) => None,
             None => Some(netcdf::open(path).map_err(|e| unreadable(e.into()))?),
         };
-        let var =
-            match &file {
-                Some(f) => Some(f.variable(&self.layout().variable).ok_or_else(|| {
-                    unreadable(ReadError::Vanished(self.layout().variable.clone()))
-                })?),
-                None => None,
-            };
+        let var = match &file {
+            Some(f) => Some(
+                f.variable(&layout.variable)
+                    .ok_or_else(|| unreadable(ReadError::Vanished(layout.variable.clone())))?,
+            ),
+            None => None,
+        };
         let mut cache = ChunkCache::default();
-        let parts = self.layout().parts();
+        let parts = layout.parts();
         let (mut schema, mut statics) = (Some(plan.schema), plan.statics);
         for part in 0..parts {
-            let (start, shape) = self.layout().part_region(part);
-            let (var_start, var_count) = self.var_region(&plan.var_dims, &start, &shape);
+            let (start, shape) = layout.part_region(part);
+            let (var_start, var_count) = self.var_region(&layout, &plan.var_dims, &start, &shape);
             let mut data = match (&direct, &var) {
                 (Some(reader), _) => read_direct(
                     reader,
                     &var_start,
                     &var_count,
                     &mut cache,
-                    self.layout().fill_bytes(),
+                    layout.fill_bytes(),
                 )
                 .map_err(|e| unreadable(e.into()))?,
-                (None, Some(var)) => read_netcdf(var, &var_start, &var_count, self.layout().dtype)
+                (None, Some(var)) => read_netcdf(var, &var_start, &var_count, layout.dtype)
                     .map_err(|e| unreadable(e.into()))?,
                 (None, None) => {
-                    return Err(unreadable(ReadError::Vanished(
-                        self.layout().variable.clone(),
-                    )))
+                    return Err(unreadable(ReadError::Vanished(layout.variable.clone())))
                 }
             };
-            apply_mask(&mut data, self.layout().dtype, &plan.mask, self.fill());
+            apply_mask(&mut data, layout.dtype, &plan.mask, self.fill());
             let slab = Slab {
                 source: notification.id(),
                 abs: plan.abs,
@@ -347,13 +396,18 @@ impl Decoder {
 
     /// The region of the variable (start and count per variable dim) a file-dim region covers:
     /// squeezed length-1 dims are read at index 0.
-    fn var_region(&self, var_dims: &Dims, start: &[u64], shape: &[u64]) -> (Vec<u64>, Vec<u64>) {
+    fn var_region(
+        &self,
+        layout: &Layout,
+        var_dims: &Dims,
+        start: &[u64],
+        shape: &[u64],
+    ) -> (Vec<u64>, Vec<u64>) {
         let mut file_dim = 0;
         var_dims
             .iter()
             .map(|(name, _)| {
-                if self
-                    .layout()
+                if layout
                     .file_dims
                     .get(file_dim)
                     .is_some_and(|d| &d.name == name)
@@ -368,13 +422,13 @@ impl Decoder {
     }
 
     fn fill(&self) -> f64 {
-        self.layout().fill_value.as_f64().unwrap_or(f64::NAN)
+        self.configured.fill_value.as_f64().unwrap_or(f64::NAN)
     }
 
     fn mismatch(&self, path: &str, problem: impl Into<Problem>) -> DecodeError {
         DecodeError::Mismatch {
             path: path.into(),
-            dataset: self.layout().name.clone(),
+            dataset: self.configured.name.clone(),
             problem: Box::new(problem.into()),
         }
     }
@@ -382,11 +436,11 @@ impl Decoder {
     /// Checks the file against the dataset and works out where it goes.
     fn plan(
         &self,
+        layout: &Layout,
         file: &netcdf::File,
         notification: &Notification,
         path: &str,
     ) -> Result<Plan, DecodeError> {
-        let layout = self.layout();
         let bad = |message: String| self.mismatch(path, message);
         let var = file.variable(&layout.variable).ok_or_else(|| {
             let names: Vec<String> = file.variables().map(|v| v.name()).collect();
@@ -432,13 +486,6 @@ impl Decoder {
             .iter()
             .map(|d| (d.name.clone(), usize_of(d.size)))
             .collect();
-        if !layout.is_fixed() {
-            return Err(bad(format!(
-                "variable `{}` has no dim longer than 1 ({}), so it cannot fix the dataset's file dims; list `file_dims` in the config",
-                layout.variable,
-                var_dims.iter().map(|(n, l)| format!("{n}[{l}]")).collect::<Vec<_>>().join(", ")
-            )));
-        }
         if kept != expected {
             let show = |dims: &Dims| {
                 dims.iter()
@@ -522,9 +569,9 @@ impl Decoder {
         }
 
         let schema = self
-            .schema(file, &var)
+            .schema(layout, file, &var)
             .map_err(|e| self.mismatch(path, e))?;
-        let statics = self.statics(file, &schema, (abs, slot), path)?;
+        let statics = self.statics(layout, file, &schema, (abs, slot), path)?;
         Ok(Plan {
             abs,
             slot,
@@ -538,10 +585,10 @@ impl Decoder {
     /// Reads the metadata the dataset keeps from a file.
     fn schema(
         &self,
+        layout: &Layout,
         file: &netcdf::File,
         var: &netcdf::Variable<'_>,
     ) -> Result<FileSchema, Problem> {
-        let layout = self.layout();
         let mut coords = Vec::new();
         let mut names: Vec<&str> = vec![&layout.rolling_dim];
         names.extend(layout.message_dims.iter().map(|m| m.name.as_str()));
@@ -579,7 +626,7 @@ impl Decoder {
                 auxiliary: false,
             });
         }
-        coords.extend(self.kept_beside(file, var)?);
+        coords.extend(self.kept_beside(layout, file, var)?);
         coords.extend(per_file_bounds(file, layout, &coords)?);
         let grid_mapping = match var.attribute_value("grid_mapping") {
             Some(Ok(AttributeValue::Str(gm)))
@@ -616,10 +663,10 @@ impl Decoder {
     /// Per-run dims, scalars and unsupported types are left out.
     fn kept_beside(
         &self,
+        layout: &Layout,
         file: &netcdf::File,
         var: &netcdf::Variable<'_>,
     ) -> Result<Vec<CoordSchema>, Problem> {
-        let layout = self.layout();
         let static_dim = |name: &str| {
             layout
                 .file_dims
@@ -717,12 +764,12 @@ impl Decoder {
     /// dataset already stores, and returns those not stored yet.
     fn statics(
         &self,
+        layout: &Layout,
         file: &netcdf::File,
         schema: &FileSchema,
         (abs, slot): (i64, u32),
         path: &str,
     ) -> Result<Vec<(Key, Bytes)>, DecodeError> {
-        let layout = self.layout();
         let bad = |message: String| self.mismatch(path, message);
         let abs_index = u64::try_from(abs).unwrap_or_default();
         let mut out = Vec::new();
@@ -1400,9 +1447,9 @@ mod tests {
         let file = netcdf::open(&path).expect("open");
         let var = file.variable("air_temperature").expect("var");
         let layout = roller_model::layout::testing::layout(2, 1, &[(9, 9), (11, 11)]);
-        let decoder = Decoder::new(layout, Arc::new(roller_storage::MemoryStore::new()));
+        let decoder = Decoder::new(layout.clone(), Arc::new(roller_storage::MemoryStore::new()));
         let kept: Vec<String> = decoder
-            .kept_beside(&file, &var)
+            .kept_beside(&layout, &file, &var)
             .expect("kept")
             .into_iter()
             .map(|c| c.name)

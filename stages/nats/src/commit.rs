@@ -168,6 +168,13 @@ async fn commit_while_leading(
                     sources.extend(source);
                     folded.push(message);
                 }
+                // A storage failure, or a report come before the file dims it was cut for
+                // could be read: taken again later.
+                Err(Refused::Commit(e)) if e.is_transient() => {
+                    tracing::warn!(error = %e, "cannot fold the event yet; it is retried");
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                    stage.health.count(Outcome::Retried);
+                }
                 Err(refused) => {
                     let reason = refused.to_string();
                     let letter =

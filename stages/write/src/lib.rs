@@ -56,7 +56,7 @@ pub struct Writer {
     /// The layout the config describes; its file dims may be left to the first file.
     configured: Layout,
     /// The layout with its file dims, its data array and codec, once known.
-    fixed: OnceLock<Fixed>,
+    fixed: OnceLock<Arc<Fixed>>,
     storage: Arc<dyn Storage>,
     fill: Vec<u8>,
     metrics: Arc<Metrics>,
@@ -88,7 +88,7 @@ impl Writer {
     pub fn new(layout: Layout, storage: Arc<dyn Storage>) -> Result<Self, WriteError> {
         let fixed = OnceLock::new();
         if layout.is_fixed() {
-            let _ = fixed.set(Fixed::new(layout.clone())?);
+            let _ = fixed.set(Arc::new(Fixed::new(layout.clone())?));
         }
         Ok(Self {
             fill: layout.fill_bytes(),
@@ -99,14 +99,15 @@ impl Writer {
         })
     }
 
-    /// The layout, data array and codec; reads the file dims the first file fixed if need be.
-    fn fixed(&self) -> Result<&Fixed, WriteError> {
+    /// The layout, data array and codec; reads the file dims the first file fixed if need be
+    /// (and again for each slab until a commit has recorded them: until then they may change).
+    fn fixed(&self) -> Result<Arc<Fixed>, WriteError> {
         if let Some(fixed) = self.fixed.get() {
-            return Ok(fixed);
+            return Ok(fixed.clone());
         }
-        let layout =
+        let (layout, by) =
             match roller_model::inferred::fixed_layout(self.storage.as_ref(), &self.configured) {
-                Ok(Some(layout)) => layout,
+                Ok(Some(fixed)) => fixed,
                 Ok(None) => {
                     return Err(WriteError::NotFixed {
                         dataset: self.configured.name.clone(),
@@ -115,8 +116,11 @@ impl Writer {
                 Err(roller_model::record::RecordError::Storage(e)) => return Err(e.into()),
                 Err(e) => return Err(WriteError::FixedDims(e)),
             };
-        let fixed = Fixed::new(layout)?;
-        Ok(self.fixed.get_or_init(|| fixed))
+        let fixed = Arc::new(Fixed::new(layout)?);
+        if by.is_final() {
+            let _ = self.fixed.set(fixed.clone());
+        }
+        Ok(fixed)
     }
 
     /// Counts stored chunks and bytes in `metrics` (the process's shared counters).
@@ -129,6 +133,7 @@ impl Writer {
     /// Writes one slab (and, for part 0, the file's static coordinates) and reports it.
     pub fn write(&self, slab: &Slab) -> Result<WriteReport, WriteError> {
         let fixed = self.fixed()?;
+        let fixed = fixed.as_ref();
         let layout = &fixed.layout;
         let (_, expected_shape) = layout.part_region(slab.part);
         let element = self.fill.len();

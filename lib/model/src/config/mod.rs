@@ -41,7 +41,6 @@ pub use store::StoreConfig;
 pub const ENV_PREFIX: &str = "ROLLER__";
 
 /// Largest chunk accepted, in decoded bytes (keeps memory per chunk bounded).
-/// The largest chunk a dataset may have, in bytes (uncompressed).
 pub const MAX_CHUNK_BYTES: u64 = 512 * 1024 * 1024;
 
 /// A config problem, naming the file and key so it can be fixed.
