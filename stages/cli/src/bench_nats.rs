@@ -28,17 +28,39 @@ pub(crate) struct BenchNatsArgs {
 /// virtual machine memory left free for about 2 s is handed back to the host and costs several
 /// times more to touch again: a route started right after another one freed its memory would
 /// start warm, the other cold.
-const SETTLE: Duration = Duration::from_secs(3);
+pub(crate) const SETTLE: Duration = Duration::from_secs(3);
 
 /// Processes killed on drop, each with the name it is reported under.
 pub(crate) struct Procs(pub(crate) Vec<(&'static str, Child)>);
 
 impl Procs {
     /// CPU seconds (user + system) each process has used so far, from `/proc/PID/stat`.
-    fn cpu_seconds(&self) -> Vec<(&'static str, f64)> {
+    pub(crate) fn cpu_seconds(&self) -> Vec<(&'static str, f64)> {
         self.0
             .iter()
             .map(|(name, child)| (*name, cpu_seconds(child.id()).unwrap_or(f64::NAN)))
+            .collect()
+    }
+}
+
+impl Procs {
+    /// Each process's peak resident memory so far in MB (`VmHWM` of `/proc/PID/status`).
+    pub(crate) fn peak_memory_mb(&self) -> Vec<(&'static str, f64)> {
+        self.0
+            .iter()
+            .map(|(name, child)| {
+                let peak = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+                    .ok()
+                    .and_then(|status| {
+                        status
+                            .lines()
+                            .find_map(|l| l.strip_prefix("VmHWM:"))
+                            .and_then(|v| {
+                                v.trim().trim_end_matches("kB").trim().parse::<f64>().ok()
+                            })
+                    });
+                (*name, peak.map_or(f64::NAN, |kb| kb / 1024.0))
+            })
             .collect()
     }
 }
@@ -128,15 +150,17 @@ pub(crate) fn wait_listening(port: u16, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// A fresh nats-server and one process per stage over `config`; returns the processes and the
-/// server URL once the server listens.
-fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
+/// A fresh nats-server and one process per stage over `config` (a dataset or a catalog);
+/// returns the processes and the server URL once every stage reports ready (its consumers
+/// bound, for every dataset).
+pub(crate) fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
     let bin_dir = std::env::current_exe()?
         .parent()
         .context("binary directory")?
         .to_path_buf();
     let mut procs = Procs(Vec::new());
     let url = start_nats(dir, &mut procs)?;
+    let mut health = Vec::new();
     for stage in [
         "roller-fetch",
         "roller-decode",
@@ -150,6 +174,8 @@ fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
                 bin.display()
             );
         }
+        let port = free_port()?;
+        health.push((stage, port));
         procs.0.push((
             stage,
             Command::new(bin)
@@ -157,11 +183,43 @@ fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
                 .arg(config)
                 .env("NATS_URL", &url)
                 .env("RUST_LOG", "warn")
+                .env("ROLLER_HEALTH_LISTEN", format!("127.0.0.1:{port}"))
                 .stdout(Stdio::null())
                 .spawn()?,
         ));
     }
+    for (i, (stage, port)) in health.into_iter().enumerate() {
+        // The stages follow nats-server in `procs`.
+        wait_ready(port, stage, &mut procs.0[i + 1].1)?;
+    }
     Ok((procs, url))
+}
+
+/// Waits up to 120 s until the health endpoint on `port` answers `/readyz` with 200; fails at
+/// once if `child` exits.
+fn wait_ready(port: u16, what: &str, child: &mut Child) -> Result<()> {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut stream| {
+            let mut reply = String::new();
+            stream
+                .write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                .is_ok()
+                && stream.read_to_string(&mut reply).is_ok()
+                && reply.starts_with("HTTP/1.1 200") | reply.starts_with("HTTP/1.0 200")
+        });
+        if ready {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited ({status}) before it was ready");
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not become ready within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Publishes `lines` and waits until every file's `parts` are committed; returns the seconds
@@ -219,7 +277,7 @@ async fn ingest(
     Ok((started.elapsed().as_secs_f64(), latencies))
 }
 
-fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
+pub(crate) fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     let rank = ((values.len() as f64 - 1.0) * p).round();
     #[expect(

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_bridge;
+mod bench_catalog;
 mod bench_floor;
 mod bench_nats;
 mod bench_s3;
@@ -111,6 +112,10 @@ enum Command {
     /// Benchmark the bridge: a burst of one UKV run's notices from an SQS queue (moto, started
     /// on loopback) onto the feed, with 1 and 4 pollers. Needs roller-bridge built next to this.
     BenchBridge(bench_bridge::BenchBridgeArgs),
+    /// Benchmark a whole UKV run (3 445 files, reduced grid) through the NATS stages into the
+    /// 51 datasets of examples/ukv-all-parameters.toml, against as many files into one dataset.
+    /// Needs the stage binaries built next to this one.
+    BenchCatalog(bench_catalog::BenchCatalogArgs),
     /// Benchmark a dataset on S3 (a SeaweedFS started on loopback) against local disk, with
     /// the requests per ingested file.
     BenchS3(bench_s3::BenchS3Args),
@@ -364,6 +369,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::BenchNats(args) => bench_nats::run(&args),
         Command::BenchBridge(args) => bench_bridge::run(&args),
+        Command::BenchCatalog(args) => bench_catalog::run(&args),
         Command::BenchS3(args) => bench_s3::run(&args),
         Command::BenchServe(args) => bench_serve::run(&args),
         Command::Sample(args) => sample::run(&args),

@@ -1,7 +1,8 @@
 //! The front of the fetch box: one message from the feed, in any form the publisher sends,
-//! becomes the files this dataset takes. Events that announce no file and notices for other
-//! datasets are counted and dropped here, the same in every mode (a feed carries parameters
-//! nobody configured); only a message that does not parse is an error (a dead letter).
+//! becomes the files this dataset takes ([`files_for`]), or, read once for many datasets, the
+//! datasets it goes to ([`route`]). Events that announce no file and notices for no dataset
+//! are counted and dropped here, the same in every mode (a feed carries parameters nobody
+//! configured); only a message that does not parse is an error (a dead letter).
 
 use roller_bus::metrics::{Counter, Metrics};
 use roller_model::config::MatchConfig;
@@ -58,6 +59,57 @@ pub fn files_for(
     Ok(sorted)
 }
 
+/// Where one feed message goes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Routed {
+    /// Each dataset that takes a file of the message, with the first such file, in the order
+    /// of the datasets given.
+    pub to: Vec<(String, Notification)>,
+    /// Notices for files no dataset takes (dropped).
+    pub unmatched: usize,
+    /// Events that announce no file (dropped).
+    pub skipped: usize,
+}
+
+/// Reads `message` once and finds the datasets of `rules` (name and `match`) that take a file
+/// of it; counts the notices read, and the skipped events and notices no dataset takes, in
+/// `metrics`.
+pub fn route(
+    message: &str,
+    rules: &[(String, MatchConfig)],
+    metrics: &Metrics,
+) -> Result<Routed, NotificationError> {
+    let mut routed = Routed::default();
+    for notice in feed::parse(message)? {
+        metrics.incr(Counter::Notices);
+        match notice {
+            Notice::File(note) => {
+                let mut taken = false;
+                for (dataset, _) in rules.iter().filter(|(_, rule)| matches(rule, &note)) {
+                    taken = true;
+                    if !routed.to.iter().any(|(d, _)| d == dataset) {
+                        routed.to.push((dataset.clone(), (*note).clone()));
+                    }
+                }
+                if !taken {
+                    routed.unmatched += 1;
+                    metrics.incr(Counter::Unmatched);
+                    tracing::debug!(source = %note.id(), model = %note.model, name = %note.name, "notice matches no dataset; dropped");
+                }
+            }
+            Notice::Skipped { event } => {
+                routed.skipped += 1;
+                metrics.incr(Counter::Skipped);
+                tracing::info!(event, "feed event announces no file; skipped");
+            }
+        }
+    }
+    routed
+        .to
+        .sort_by_key(|(d, _)| rules.iter().position(|(name, _)| name == d));
+    Ok(routed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +151,28 @@ mod tests {
         assert_eq!(metrics.get(Counter::Unmatched), 1);
         assert_eq!(metrics.get(Counter::Skipped), 1);
         assert!(files_for("not JSON", &rule(), &metrics).is_err());
+    }
+
+    #[test]
+    fn a_message_is_routed_to_every_dataset_that_takes_a_file_of_it() {
+        let metrics = Metrics::default();
+        let other: MatchConfig =
+            toml::from_str("model = \"uk-deterministic-2km\"\nname = \"rainfall_rate\"")
+                .expect("rule");
+        let rules = vec![
+            ("rain".to_owned(), other),
+            ("screen".to_owned(), rule()),
+            ("screen-too".to_owned(), rule()),
+        ];
+        let key = "uk-deterministic-2km/20250101T0000Z/20250101T0100Z-PT0001H00M-temperature_at_screen_level.nc";
+        let routed = route(&event(key, "ObjectCreated:Put"), &rules, &metrics).expect("parses");
+        let to: Vec<&str> = routed.to.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(to, ["screen", "screen-too"]);
+        assert_eq!(routed.to[0].1.name, "temperature_at_screen_level");
+        let nobody = key.replace("temperature_at_screen_level", "snow_depth");
+        let routed = route(&event(&nobody, "ObjectCreated:Put"), &rules, &metrics).expect("parses");
+        assert_eq!((routed.to.len(), routed.unmatched), (0, 1));
+        assert_eq!(metrics.get(Counter::Unmatched), 1);
+        assert!(route("not json", &rules, &metrics).is_err());
     }
 }

@@ -1,7 +1,8 @@
-//! The fetch stage on NATS: takes a message from the dataset's ingest subject or from the
-//! feed subject (which every dataset's fetch consumer reads), keeps the files this dataset takes ([`files_for`], as embedded mode does), checks each
-//! (source allowed, size), copies it into scratch and passes a [`FetchedFile`] on to decode.
-//! A message with nothing for this dataset is acked and counted.
+//! The fetch stage on NATS: takes a message from the dataset's ingest subject (published there
+//! directly, or routed from the feed by [`crate::route`]), keeps the files this dataset takes
+//! ([`files_for`], as embedded mode does), checks each (source allowed, size), copies it into
+//! scratch and passes a [`FetchedFile`] on to decode. A message with nothing for this dataset
+//! is acked and counted.
 
 use std::sync::Arc;
 

@@ -8,14 +8,15 @@
 //! in-process channels:
 //!
 //! ```text
-//! SQS ─► bridge ─► {p}.feed ─┐
-//! {p}.ingest.D ──────────────┴─► fetch ─► {p}.work.fetched.D ─► decode ─► {p}.work.slab.D ─► write
+//! SQS ─► bridge ─► {p}.feed ─► route (in fetch) ─┐
+//! `nats pub`, `roller replay` ─────────────────► {p}.ingest.D ─► fetch ─► {p}.work.fetched.D
+//!     ─► decode ─► {p}.work.slab.D ─► write
 //!     ─► {p}.events.report.D ─► commit ◄─ {p}.events.roll.D ◄─ scheduler / `roller roll`
 //! ```
 //!
 //! Bulk bytes go through scratch storage ([`roller_bus::scratch`]); messages carry keys.
 //! [`topology`] creates the streams and consumers, [`consume`] is the ack/nak/dead-letter loop
-//! every work stage shares, [`lease`] keeps one commit writer per dataset, and [`run`] is the
+//! every work stage shares, [`route`] hands the feed to the datasets, [`lease`] keeps one commit writer per dataset, and [`run`] is the
 //! `main` of each binary.
 
 pub mod bridge;
@@ -29,6 +30,7 @@ pub mod lease;
 pub mod members;
 pub mod publish;
 pub mod replay;
+pub mod route;
 pub mod run;
 pub mod scheduler;
 pub mod serve;

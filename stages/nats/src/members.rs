@@ -47,6 +47,14 @@ struct Present {
 }
 
 /// A stable 64-bit hash (FNV-1a), the same in every build, so all replicas agree.
+/// The group of processes serving exactly `datasets` (in any order): a hash of their names,
+/// shared by every replica serving the same catalog.
+pub fn group_of(datasets: &[String]) -> String {
+    let mut names: Vec<&str> = datasets.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    format!("{:016x}", fnv(&names))
+}
+
 fn fnv(parts: &[&str]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
@@ -111,11 +119,9 @@ impl Members {
                 what: format!("bucket {bucket}"),
                 reason: e.to_string(),
             })?;
-        let mut names: Vec<&str> = datasets.iter().map(String::as_str).collect();
-        names.sort_unstable();
         let members = Arc::new(Self {
             holder: holder.to_owned(),
-            group: format!("{:016x}", fnv(&names)),
+            group: group_of(&datasets),
             state: Mutex::new(Present {
                 live: vec![holder.to_owned()],
                 preferred: assign(&datasets, &[holder.to_owned()]),

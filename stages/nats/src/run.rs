@@ -21,8 +21,8 @@ use crate::health::{self, Health, HealthSet};
 use crate::members::Members;
 use crate::settings::NatsSettings;
 use crate::shutdown::Shutdown;
-use crate::topology::{connect, setup};
-use crate::{commit, decode, fetch, scheduler, write};
+use crate::topology::{connect, setup, setup_feed};
+use crate::{commit, decode, fetch, route, scheduler, write};
 
 /// Which stage a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +121,17 @@ pub async fn run_stages(
         let health = Health::new(kind.binary(), &config.name);
         datasets.push((config, backends, health));
     }
-    let healths: Vec<Arc<Health>> = datasets.iter().map(|(_, _, h)| h.clone()).collect();
+    let mut healths: Vec<Arc<Health>> = datasets.iter().map(|(_, _, h)| h.clone()).collect();
+    // Fetch also routes the feed to its datasets, counted under `feed`.
+    let router = (kind == StageKind::Fetch).then(|| {
+        let health = Health::new(kind.binary(), route::FEED);
+        healths.push(health.clone());
+        let rules = datasets
+            .iter()
+            .map(|(c, _, _)| (c.name.clone(), c.matching.clone()))
+            .collect::<Vec<_>>();
+        (rules, health)
+    });
     {
         let (healths, stop) = (healths.clone(), shutdown.stop_pulling.clone());
         tokio::spawn(async move {
@@ -155,13 +165,22 @@ pub async fn run_stages(
         ),
         _ => None,
     };
+    let routing = router.map(|(rules, health)| {
+        tokio::spawn(route_feed(
+            client.clone(),
+            settings.clone(),
+            shutdown.clone(),
+            rules,
+            health,
+        ))
+    });
     let context = DatasetRun {
         client,
         settings: &settings,
         shutdown: &shutdown,
         members,
     };
-    if let [(config, backends, health)] = &datasets[..] {
+    let served = if let [(config, backends, health)] = &datasets[..] {
         // Serving one dataset, the process stops with it (and is restarted).
         run_dataset(
             kind,
@@ -170,15 +189,80 @@ pub async fn run_stages(
             health.clone(),
             context,
         )
-        .await?;
+        .await
     } else {
         let runs = datasets.into_iter().map(|(config, backends, health)| {
             supervise_dataset(kind, config, backends, health, context.clone())
         });
         futures::future::join_all(runs).await;
+        Ok(())
+    };
+    if let Some(routing) = routing {
+        if served.is_err() {
+            // Messages in hand are redelivered to whoever routes next.
+            routing.abort();
+        }
+        let _ = routing.await;
     }
+    served?;
     tracing::info!(stage = kind.binary(), "stopped");
     Ok(())
+}
+
+/// Routes the feed to `rules`' datasets until shutdown (see [`route`]); setting the router up
+/// is retried with a backoff (1 s doubling to a minute) while NATS refuses it.
+async fn route_feed(
+    client: async_nats::Client,
+    settings: NatsSettings,
+    shutdown: Shutdown,
+    rules: Vec<(String, roller_model::config::MatchConfig)>,
+    health: Arc<Health>,
+) {
+    let group = crate::members::group_of(&rules.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
+    let mut backoff = Duration::from_secs(1);
+    let consumer = loop {
+        let ready = async {
+            let js = setup_feed(client.clone(), &settings).await?;
+            let consumer = route::setup_router(&js, &settings, &group).await?;
+            Ok::<_, crate::topology::TopologyError>((js, consumer))
+        };
+        match ready.await {
+            Ok(ready) => break ready,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot set up the feed's router; retrying");
+                tokio::select! {
+                    () = shutdown.stop_pulling.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    };
+    let (js, consumer) = consumer;
+    health.set_ready(client);
+    let topology = crate::topology::Topology {
+        js,
+        subjects: settings.subjects.clone(),
+        dataset: route::FEED.to_owned(),
+    };
+    let stage = Arc::new(route::RouteStage {
+        datasets: rules,
+        topology: topology.clone(),
+        shutdown: shutdown.clone(),
+        metrics: health.counters(),
+    });
+    let setup = WorkerSetup {
+        stage: Stage::Fetch,
+        topology,
+        consumer,
+        workers: settings.workers.unwrap_or(2),
+        ack_wait: settings.ack_wait,
+        max_deliver: settings.max_deliver,
+        scratch: None,
+        shutdown,
+        health,
+    };
+    run_workers(setup, move |m| route::handle(stage.clone(), m)).await;
 }
 
 /// Runs one dataset of several until shutdown: when its stage fails (its storage, its

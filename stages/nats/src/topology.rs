@@ -127,11 +127,8 @@ pub async fn setup(
         ensure_stream(&js, settings, kind, work_age).await?;
     }
     let consumers = [
-        (
-            "fetch",
-            StreamKind::Ingest,
-            vec![subjects.ingest(&dataset), subjects.feed()],
-        ),
+        // The feed reaches it through the router (`route`).
+        ("fetch", StreamKind::Ingest, vec![subjects.ingest(&dataset)]),
         ("decode", StreamKind::Work, vec![subjects.fetched(&dataset)]),
         ("write", StreamKind::Work, vec![subjects.slab(&dataset)]),
         (
