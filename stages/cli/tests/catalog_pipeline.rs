@@ -500,8 +500,11 @@ fn two_commit_replicas_share_a_catalogs_leases_and_one_takes_the_others_over() {
     );
 }
 
-#[test]
-fn a_dataset_whose_storage_is_down_holds_up_no_other_in_the_same_processes() {
+/// Runs the two datasets of [`DATASETS`] through one set of stage processes, the second made
+/// to fail by `breaking` (keys appended to the catalog, which go into its last `[[dataset]]`
+/// table), and waits until the healthy one equals its embedded run while the other fails;
+/// checks every process stays up. Returns the directory (its `logs/`) for the caller's checks.
+fn beside_a_failing_dataset(breaking: &str, prefix: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let files = small_files(&root.join("src"), 2, 3, 64, 48);
@@ -521,21 +524,15 @@ fn a_dataset_whose_storage_is_down_holds_up_no_other_in_the_same_processes() {
     assert!(run.status.success(), "{run:?}");
     let expected = snapshot(&embedded.join(DATASETS[0].0));
 
-    // The same catalog, but the second dataset's store is on an S3 endpoint nobody answers
-    // (keys appended to the file go into its last `[[dataset]]` table, the second dataset's).
     let distributed = root.join("distributed");
     let both = catalog(root, &distributed, &DATASETS);
-    let closed = roller_test_support::nats::free_port();
     let mut text = std::fs::read_to_string(&both).expect("catalog");
-    text.push_str(&format!(
-        "store = {{ path = \"s3://unreachable/{}\" }}\ns3 = {{ endpoint_url = \"http://127.0.0.1:{closed}\", region = \"us-east-1\", force_path_style = true }}\n",
-        DATASETS[1].0
-    ));
+    text.push_str(breaking);
     std::fs::write(&both, text).expect("write");
     let nats = NatsServer::start(&root.join("nats"));
     let env = [
         ("NATS_URL", nats.url()),
-        ("ROLLER_STREAM_PREFIX", "down".to_owned()),
+        ("ROLLER_STREAM_PREFIX", prefix.to_owned()),
         ("ROLLER_ACK_WAIT", "3s".to_owned()),
         ("ROLLER_LEASE_TTL", "3s".to_owned()),
         ("AWS_ACCESS_KEY_ID", "roller-test".to_owned()),
@@ -546,7 +543,7 @@ fn a_dataset_whose_storage_is_down_holds_up_no_other_in_the_same_processes() {
     let replay = roller(&["replay", &notices], &[&both], &env);
     assert!(replay.status.success(), "{replay:?}");
     let read_logs = || log_tails(root, 10);
-    // The healthy dataset completes while the other one's storage stays down.
+    // The healthy dataset completes while the other one fails.
     let deadline = Instant::now() + Duration::from_secs(120);
     while snapshot(&distributed.join(DATASETS[0].0)) != expected {
         assert!(
@@ -556,7 +553,6 @@ fn a_dataset_whose_storage_is_down_holds_up_no_other_in_the_same_processes() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    // The failing dataset's work is retried (not dropped) and every process is still up.
     for child in &mut procs.0 {
         assert!(
             child.try_wait().expect("wait").is_none(),
@@ -564,11 +560,50 @@ fn a_dataset_whose_storage_is_down_holds_up_no_other_in_the_same_processes() {
             read_logs()
         );
     }
+    dir
+}
+
+#[test]
+fn a_dataset_whose_storage_is_down_holds_up_no_other_in_the_same_processes() {
+    // The second dataset's store is on an S3 endpoint nobody answers.
+    let closed = roller_test_support::nats::free_port();
+    let dir = beside_a_failing_dataset(
+        &format!(
+            "store = {{ path = \"s3://unreachable/{}\" }}\ns3 = {{ endpoint_url = \"http://127.0.0.1:{closed}\", region = \"us-east-1\", force_path_style = true }}\n",
+            DATASETS[1].0
+        ),
+        "down",
+    );
+    // Its work is retried (not dropped), its commit restarted with backoff.
     let commit_log =
-        std::fs::read_to_string(root.join("logs/roller-commit.log")).expect("commit log");
+        std::fs::read_to_string(dir.path().join("logs/roller-commit.log")).expect("commit log");
     assert!(
         commit_log.contains("this dataset's stage failed; the other datasets go on"),
         "{commit_log}"
+    );
+}
+
+#[test]
+fn a_dataset_whose_files_are_all_bad_holds_up_no_other_in_the_same_processes() {
+    // The second dataset asks for a variable its files do not have.
+    let dir = beside_a_failing_dataset("variable = \"not_in_these_files\"\n", "bad");
+    // Its files are dead-lettered with the reason, and nothing of them is stored.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let log = dir.path().join("logs/roller-decode.log");
+    let refused = |log: &str| log.matches("has no variable `not_in_these_files`").count();
+    while refused(&std::fs::read_to_string(&log).unwrap_or_default()) < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "decode did not refuse the 6 bad files\n{}",
+            log_tails(dir.path(), 20)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let bad = snapshot(&dir.path().join("distributed").join(DATASETS[1].0));
+    assert!(
+        !bad.keys().any(|k| k.starts_with("chunks/")),
+        "nothing of a bad file is stored: {:?}",
+        bad.keys().collect::<Vec<_>>()
     );
 }
 
