@@ -9,7 +9,7 @@
 //! commit's storage write (a fencing token): an instance that lost the lease without noticing
 //! cannot advance it, so it cannot publish a commit either.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,8 @@ pub struct LeaseLost {
 pub struct Lease {
     dataset: String,
     held: Arc<AtomicBool>,
+    /// The lease entry's revision as this holder last wrote it (a release deletes only that).
+    revision: Arc<AtomicU64>,
     valid_until: Arc<Mutex<Instant>>,
     stop: CancellationToken,
     leases: Store,
@@ -103,7 +105,7 @@ impl Lease {
                 Ok(entry) => entry.map(|e| e.revision),
                 Err(e) => {
                     tracing::warn!(dataset, error = %e, "reading the generation fence failed; giving the lease back and trying again");
-                    let _ = leases.delete(dataset).await;
+                    let _ = leases.delete_expect_revision(dataset, Some(revision)).await;
                     members.gave_up();
                     tokio::select! {
                         () = tokio::time::sleep(ttl / 5) => {}
@@ -115,6 +117,7 @@ impl Lease {
             let lease = Self {
                 dataset: dataset.to_owned(),
                 held: Arc::new(AtomicBool::new(true)),
+                revision: Arc::new(AtomicU64::new(revision)),
                 valid_until: Arc::new(Mutex::new(acquired_at + ttl)),
                 stop: CancellationToken::new(),
                 leases: leases.clone(),
@@ -122,14 +125,15 @@ impl Lease {
                 generation_revision,
                 ttl,
             };
-            lease.renew_in_background(leases, holder.to_owned(), revision);
+            lease.renew_in_background(leases, holder.to_owned());
             return Some(lease);
         }
     }
 
-    fn renew_in_background(&self, leases: Store, holder: String, mut revision: u64) {
-        let (held, valid_until, stop, dataset, ttl) = (
+    fn renew_in_background(&self, leases: Store, holder: String) {
+        let (held, revision, valid_until, stop, dataset, ttl) = (
             self.held.clone(),
+            self.revision.clone(),
             self.valid_until.clone(),
             self.stop.clone(),
             self.dataset.clone(),
@@ -143,11 +147,15 @@ impl Lease {
                 }
                 let started = Instant::now();
                 match leases
-                    .update(&dataset, Bytes::from(holder.clone()), revision)
+                    .update(
+                        &dataset,
+                        Bytes::from(holder.clone()),
+                        revision.load(Ordering::SeqCst),
+                    )
                     .await
                 {
                     Ok(next) => {
-                        revision = next;
+                        revision.store(next, Ordering::SeqCst);
                         *valid_until
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner) = started + ttl;
@@ -206,12 +214,18 @@ impl Lease {
         }
     }
 
-    /// Gives the lease up (on shutdown), so a standby takes over at once.
+    /// Gives the lease up (on shutdown), so a standby takes over at once. Only this holder's
+    /// entry is removed: should the lease have passed to another replica meanwhile, it stays.
     pub async fn release(self) {
         self.stop.cancel();
         if self.held.load(Ordering::SeqCst) {
-            if let Err(e) = self.leases.delete(&self.dataset).await {
-                tracing::warn!(dataset = %self.dataset, error = %e, "releasing the lease failed; it expires on its own");
+            let revision = self.revision.load(Ordering::SeqCst);
+            if let Err(e) = self
+                .leases
+                .delete_expect_revision(&self.dataset, Some(revision))
+                .await
+            {
+                tracing::warn!(dataset = %self.dataset, error = %e, "releasing the lease failed (it may have passed to another replica); it expires on its own");
             }
         }
     }
