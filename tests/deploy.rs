@@ -799,10 +799,19 @@ fn check_scaling(
                 trigger.metadata["consumer"].as_str()
             })
             .collect();
-        let expected: Vec<String> = datasets
+        let mut expected: Vec<String> = datasets
             .iter()
             .map(|d| subjects.consumer(&stage, d))
             .collect();
+        let router = values["nats"]["routerConsumer"]
+            .as_str()
+            .unwrap_or_default();
+        if stage == "fetch" && !router.is_empty() {
+            // The feed's router, as the fetch processes serving these datasets name it.
+            let names: Vec<String> = datasets.iter().map(|d| (*d).to_owned()).collect();
+            assert_eq!(router, roller_nats::route::consumer_name(&subjects, &names));
+            expected.push(router.to_owned());
+        }
         assert_eq!(watched, expected, "{stage}: a trigger per dataset");
         // KEDA owns the replica count of a scaled Deployment.
         let spec = deployments[&target].spec.as_ref().expect("spec");

@@ -332,6 +332,13 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(twice) = configs.iter().find(|c| !names.insert(c.name.as_str())) {
                 bail!("dataset `{}` is configured twice", twice.name);
             }
+            let subjects = roller_nats::NatsSettings::from_env()?.subjects;
+            let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
+            println!(
+                "feed router: consumer {} on stream {} (for KEDA's fetch trigger)",
+                roller_nats::route::consumer_name(&subjects, &names),
+                subjects.stream(roller_proto::StreamKind::Ingest)
+            );
             let mut problems = 0;
             for config in &configs {
                 let backends = roller_s3::Backends::open(config)?;

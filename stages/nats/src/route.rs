@@ -18,9 +18,10 @@ use async_nats::jetstream::{self, consumer};
 use roller_bus::metrics::Metrics;
 use roller_fetch::feed::route;
 use roller_model::config::MatchConfig;
-use roller_proto::StreamKind;
+use roller_proto::{StreamKind, Subjects};
 
 use crate::consume::{Failure, Handled, Incoming, Outcome};
+use crate::members::group_of;
 use crate::publish::{publish, Outgoing};
 use crate::replay::ingest_msg_id;
 use crate::settings::NatsSettings;
@@ -46,15 +47,21 @@ pub struct RouteStage {
     pub metrics: Arc<Metrics>,
 }
 
-/// Creates or updates the router's durable consumer for `group` (see [`crate::members`]'s
-/// group of dataset names) and returns it.
+/// The name of the router's durable consumer for processes serving `datasets` (on the ingest
+/// stream): `route_feed-<hash of the names>`, as `roller check` prints it for KEDA.
+pub fn consumer_name(subjects: &Subjects, datasets: &[String]) -> String {
+    subjects.consumer("route", &format!("{FEED}-{}", group_of(datasets)))
+}
+
+/// Creates or updates the router's durable consumer for processes serving `datasets` and
+/// returns it.
 pub async fn setup_router(
     js: &jetstream::Context,
     settings: &NatsSettings,
-    group: &str,
+    datasets: &[String],
 ) -> Result<consumer::PullConsumer, TopologyError> {
     let subjects = &settings.subjects;
-    let name = subjects.consumer("route", &format!("{FEED}-{group}"));
+    let name = consumer_name(subjects, datasets);
     let stream = subjects.stream(StreamKind::Ingest);
     js.create_consumer_on_stream(
         consumer::pull::Config {

@@ -218,12 +218,12 @@ async fn route_feed(
     rules: Vec<(String, roller_model::config::MatchConfig)>,
     health: Arc<Health>,
 ) {
-    let group = crate::members::group_of(&rules.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
+    let names: Vec<String> = rules.iter().map(|(n, _)| n.clone()).collect();
     let mut backoff = Duration::from_secs(1);
     let consumer = loop {
         let ready = async {
             let js = setup_feed(client.clone(), &settings).await?;
-            let consumer = route::setup_router(&js, &settings, &group).await?;
+            let consumer = route::setup_router(&js, &settings, &names).await?;
             Ok::<_, crate::topology::TopologyError>((js, consumer))
         };
         match ready.await {
