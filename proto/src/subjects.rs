@@ -64,6 +64,11 @@ impl StreamKind {
     }
 }
 
+/// The name the feed's router goes under where a dataset's name would (its dead letters on
+/// `{prefix}.dead.fetch.feed`, its metrics and health under `dataset="feed"`): no dataset may
+/// take it.
+pub const FEED: &str = "feed";
+
 /// Subject and stream names for one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subjects {
@@ -104,9 +109,18 @@ impl Subjects {
         })
     }
 
-    /// Checks that a dataset name can be one subject token.
+    /// Checks that a dataset name can be one subject token, and is not [`FEED`] (the name the
+    /// feed's router files its dead letters and metrics under).
     pub fn check_dataset(dataset: &str) -> Result<(), SubjectError> {
-        check_token(dataset, "dataset name in subjects")
+        check_token(dataset, "dataset name in subjects")?;
+        if dataset == FEED {
+            return Err(SubjectError {
+                value: dataset.to_owned(),
+                what: "dataset name in subjects",
+                reason: "it is reserved for the feed's router (its dead letters and metrics); choose another name",
+            });
+        }
+        Ok(())
     }
 
     /// The prefix.
@@ -241,5 +255,12 @@ mod tests {
             assert!(Subjects::new(bad).is_err(), "{bad}");
             assert!(Subjects::check_dataset(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_routers_name_is_reserved() {
+        let refused = Subjects::check_dataset(FEED).expect_err("reserved");
+        assert!(refused.to_string().contains("reserved"), "{refused}");
+        Subjects::check_dataset("feed-temperature").expect("only the exact name is reserved");
     }
 }

@@ -203,9 +203,13 @@ fn wait_ready(port: u16, what: &str, child: &mut Child) -> Result<()> {
     loop {
         let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut stream| {
             let mut reply = String::new();
+            // (a stage that accepts but never answers must not hang the benchmark)
             stream
-                .write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                .set_read_timeout(Some(Duration::from_secs(5)))
                 .is_ok()
+                && stream
+                    .write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                    .is_ok()
                 && stream.read_to_string(&mut reply).is_ok()
                 && reply.starts_with("HTTP/1.1 200") | reply.starts_with("HTTP/1.0 200")
         });

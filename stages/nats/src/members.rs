@@ -46,7 +46,6 @@ struct Present {
     preferred: HashMap<String, String>,
 }
 
-/// A stable 64-bit hash (FNV-1a), the same in every build, so all replicas agree.
 /// The group of processes serving exactly `datasets` (in any order): a hash of their names,
 /// shared by every replica serving the same catalog.
 pub fn group_of(datasets: &[String]) -> String {
@@ -55,6 +54,7 @@ pub fn group_of(datasets: &[String]) -> String {
     format!("{:016x}", fnv(&names))
 }
 
+/// A stable 64-bit hash (FNV-1a) of `parts`, the same in every build, so all replicas agree.
 fn fnv(parts: &[&str]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {

@@ -1,13 +1,13 @@
 //! Re-ingesting notifications: each line of a JSON-lines file is published on one dataset's
 //! ingest subject ([`replay`]) or on the feed subject for every dataset ([`replay_feed`], as
-//! the bridge does). A line that parses gets a `Nats-Msg-Id` (`{dataset}:{bucket/key}` on an
+//! the bridge does). A line that parses gets a `Nats-Msg-Id` (`{dataset}:{bucket/key}[@etag]` on an
 //! ingest subject, the bridge's `feed:{bucket/key}[@etag]` on the feed), so the same
 //! notification twice within the dedup window does no work; a line that does not parse is
 //! published as is and ends in the dead-letter stream.
 
 use async_nats::jetstream::Context;
-use roller_proto::feed::{self, Notice};
-use roller_proto::{Notification, NotificationError, Subjects};
+use roller_proto::feed;
+use roller_proto::{NotificationError, Subjects};
 use tokio_util::sync::CancellationToken;
 
 use crate::publish::{publish, Abandoned, Outgoing};
@@ -23,13 +23,21 @@ pub struct Replayed {
     pub unparsed: u64,
 }
 
-/// The deduplication id of a notification for a dataset.
-pub fn ingest_msg_id(dataset: &str, note: &Notification) -> String {
-    format!("{dataset}:{}", note.id())
+/// The deduplication id of `message` on `dataset`'s ingest subject: `{dataset}:` and the
+/// message's [`feed::message_id`] (its first file, with the ETag when an S3 event gives one, so
+/// a file replaced under the same key is taken again); `None` when it announces no file.
+pub fn ingest_msg_id(dataset: &str, message: &str) -> Result<Option<String>, NotificationError> {
+    Ok(feed::message_id(message)?.map(|id| for_dataset(dataset, &id)))
 }
 
-/// Publishes every non-blank line on the feed subject, where every dataset's fetch stage takes
-/// what it matches.
+/// The deduplication id on `dataset`'s ingest subject of a message whose
+/// [`feed::message_id`] is `message_id`.
+pub fn for_dataset(dataset: &str, message_id: &str) -> String {
+    format!("{dataset}:{message_id}")
+}
+
+/// Publishes every non-blank line on the feed subject, where fetch's router hands each to every
+/// dataset that takes a file of it.
 pub async fn replay_feed(
     js: &Context,
     subjects: &Subjects,
@@ -45,16 +53,10 @@ pub async fn replay(
     dataset: &str,
     lines: impl IntoIterator<Item = String>,
 ) -> Result<Replayed, Abandoned> {
-    // The message id (deduplication) names the first file the message announces.
-    let msg_id = |line: &str| {
-        feed::parse(line).map(|notices| {
-            notices.into_iter().find_map(|n| match n {
-                Notice::File(note) => Some(ingest_msg_id(dataset, &note)),
-                Notice::Skipped { .. } => None,
-            })
-        })
-    };
-    publish_lines(js, subjects.ingest(dataset), lines, msg_id).await
+    publish_lines(js, subjects.ingest(dataset), lines, |line| {
+        ingest_msg_id(dataset, line)
+    })
+    .await
 }
 
 /// Publishes every non-blank line on `subject`, each with the id `msg_id` gives it (none for a

@@ -10,29 +10,30 @@
 //!
 //! Without the router every dataset's fetch consumer would read the whole feed: with a whole
 //! model's 51 datasets, 51 deliveries of every message.
+//!
+//! A catalog change makes a new router (another hash); it starts where the old one had got to
+//! ([`setup_router`]), and the old consumer stays until an operator removes it: NATS could
+//! remove idle consumers itself, but a fetch deployment scaled to zero is idle too, and the
+//! router's lag is what scales it up again.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
+use futures::TryStreamExt;
 use roller_bus::metrics::Metrics;
 use roller_fetch::feed::route;
 use roller_model::config::MatchConfig;
-use roller_proto::{StreamKind, Subjects};
+use roller_proto::{feed, StreamKind, Subjects};
 
 use crate::consume::{Failure, Handled, Incoming, Outcome};
 use crate::members::group_of;
 use crate::publish::{publish, Outgoing};
-use crate::replay::ingest_msg_id;
+use crate::replay::for_dataset;
 use crate::settings::NatsSettings;
 use crate::shutdown::Shutdown;
 use crate::topology::{Topology, TopologyError};
 
-/// The name the router's dead letters and metrics go under, in place of a dataset's.
-pub const FEED: &str = "feed";
-
-/// A router consumer nobody has pulled from for this long (its catalog changed) is removed.
-const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 3600);
+pub use roller_proto::subjects::FEED;
 
 /// What the router needs.
 #[derive(Debug)]
@@ -54,7 +55,9 @@ pub fn consumer_name(subjects: &Subjects, datasets: &[String]) -> String {
 }
 
 /// Creates or updates the router's durable consumer for processes serving `datasets` and
-/// returns it.
+/// returns it. A new router starts where the furthest of the stream's other routers (those of
+/// other catalogs) has acknowledged, so a catalog change does not route the feed again; the
+/// first router of a stream reads all the stream keeps (see [`start_of`]).
 pub async fn setup_router(
     js: &jetstream::Context,
     settings: &NatsSettings,
@@ -62,25 +65,57 @@ pub async fn setup_router(
 ) -> Result<consumer::PullConsumer, TopologyError> {
     let subjects = &settings.subjects;
     let name = consumer_name(subjects, datasets);
-    let stream = subjects.stream(StreamKind::Ingest);
-    js.create_consumer_on_stream(
-        consumer::pull::Config {
+    let stream_name = subjects.stream(StreamKind::Ingest);
+    let failed = |what: &str, e: &dyn std::fmt::Display| TopologyError::Setup {
+        what: format!("{what} {name} on {stream_name}"),
+        reason: e.to_string(),
+    };
+    let stream = js
+        .get_stream(&stream_name)
+        .await
+        .map_err(|e| failed("the stream of consumer", &e))?;
+    let routers: Vec<consumer::Info> = stream
+        .consumers()
+        .try_filter(|info| futures::future::ready(is_router(subjects, &info.name)))
+        .try_collect()
+        .await
+        .map_err(|e| failed("listing the routers beside", &e))?;
+    stream
+        .create_consumer(consumer::pull::Config {
             durable_name: Some(name.clone()),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: settings.ack_wait,
             max_deliver: settings.max_deliver,
             filter_subject: subjects.feed(),
             max_ack_pending: 1000,
-            inactive_threshold: ABANDONED_AFTER,
+            deliver_policy: start_of(&name, &routers),
             ..Default::default()
-        },
-        &stream,
-    )
-    .await
-    .map_err(|e| TopologyError::Setup {
-        what: format!("consumer {name} on {stream}"),
-        reason: e.to_string(),
-    })
+        })
+        .await
+        .map_err(|e| failed("consumer", &e))
+}
+
+/// Whether `consumer` is a router (of any catalog).
+fn is_router(subjects: &Subjects, consumer: &str) -> bool {
+    consumer.starts_with(&subjects.consumer("route", &format!("{FEED}-")))
+}
+
+/// Where router `name` reads from, given the stream's `routers`: where it did if it exists
+/// (NATS refuses to change it), else after the furthest acknowledged message of the others, else
+/// (the stream's first router) from the start of what the stream keeps.
+fn start_of(name: &str, routers: &[consumer::Info]) -> consumer::DeliverPolicy {
+    if let Some(existing) = routers.iter().find(|r| r.name == name) {
+        return existing.config.deliver_policy;
+    }
+    routers
+        .iter()
+        .map(|r| r.ack_floor.stream_sequence)
+        .max()
+        .map_or(consumer::DeliverPolicy::All, |floor| {
+            consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: floor + 1,
+            }
+        })
 }
 
 /// Routes one feed message to the ingest subjects of the datasets that take a file of it.
@@ -101,13 +136,12 @@ pub async fn handle(stage: Arc<RouteStage>, message: Incoming) -> Outcome {
         }
     };
     let subjects = &stage.topology.subjects;
+    // The ids `roller replay` gives the message on each ingest subject (it parsed above).
+    let message_id = feed::message_id(text).ok().flatten();
     let mut first = None;
     for (dataset, note) in &routed.to {
-        let out = Outgoing::new(
-            subjects.ingest(dataset),
-            message.payload.clone(),
-            ingest_msg_id(dataset, note),
-        );
+        let mut out = Outgoing::new(subjects.ingest(dataset), message.payload.clone(), "");
+        out.msg_id = message_id.as_deref().map(|id| for_dataset(dataset, id));
         let source = note.id();
         if publish(&stage.topology.js, &out, &stage.shutdown.give_up)
             .await

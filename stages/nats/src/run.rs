@@ -166,13 +166,15 @@ pub async fn run_stages(
         _ => None,
     };
     let routing = router.map(|(rules, health)| {
-        tokio::spawn(route_feed(
+        let stop = shutdown.child();
+        let task = tokio::spawn(route_feed(
             client.clone(),
             settings.clone(),
-            shutdown.clone(),
+            stop.clone(),
             rules,
             health,
-        ))
+        ));
+        (task, stop)
     });
     let context = DatasetRun {
         client,
@@ -197,12 +199,16 @@ pub async fn run_stages(
         futures::future::join_all(runs).await;
         Ok(())
     };
-    if let Some(routing) = routing {
+    if let Some((routing, stop)) = routing {
         if served.is_err() {
-            // Messages in hand are redelivered to whoever routes next.
-            routing.abort();
+            // The process stops with its dataset: messages the router holds are nacked, so
+            // whoever routes next takes them at once.
+            stop.stop_pulling.cancel();
+            stop.give_up.cancel();
         }
-        let _ = routing.await;
+        if let Err(e) = routing.await {
+            tracing::error!(error = %e, "the feed's router failed");
+        }
     }
     served?;
     tracing::info!(stage = kind.binary(), "stopped");

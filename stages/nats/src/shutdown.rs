@@ -20,6 +20,15 @@ impl Shutdown {
         Self::default()
     }
 
+    /// A shutdown that follows this one and can also be triggered on its own, for a part of
+    /// a process that may have to stop before the rest.
+    pub fn child(&self) -> Self {
+        Self {
+            stop_pulling: self.stop_pulling.child_token(),
+            give_up: self.give_up.child_token(),
+        }
+    }
+
     /// Triggers the shutdown: stop pulling now, give up after `grace`.
     pub fn trigger(&self, grace: Duration) {
         if self.stop_pulling.is_cancelled() {

@@ -390,3 +390,84 @@ fn every_stage_reports_the_same_metrics_counted_as_embedded_mode_counts_them() {
     assert!(counter(&body(Commit), "commits") >= 1);
     assert_eq!(counter(&body(Scheduler), "files"), 0);
 }
+
+#[test]
+fn a_catalog_changes_router_starts_where_the_old_one_got_to() {
+    use async_nats::jetstream::consumer::DeliverPolicy;
+    use async_nats::jetstream::AckKind;
+    use futures::StreamExt;
+    use roller_nats::route::setup_router;
+
+    let c = Cluster::new("router", 1, 1);
+    let settings = roller_nats::NatsSettings::from_vars(|name| {
+        c.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("settings");
+    let names = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    c.rt.block_on(async {
+        let old = setup_router(&c.js, &settings, &names(&["a"]))
+            .await
+            .expect("the first router");
+        assert_eq!(
+            old.cached_info().config.deliver_policy,
+            DeliverPolicy::All,
+            "the stream's first router reads all it keeps"
+        );
+        for i in 0..5 {
+            c.js.publish(c.subjects.feed(), format!("message {i}").into())
+                .await
+                .expect("publish")
+                .await
+                .expect("stored");
+        }
+        // The old router takes the first three.
+        let mut batch = old.fetch().max_messages(3).messages().await.expect("fetch");
+        while let Some(message) = batch.next().await {
+            message
+                .expect("message")
+                .double_ack_with(AckKind::Ack)
+                .await
+                .expect("ack");
+        }
+        let first_sequence =
+            c.js.get_stream(c.subjects.stream(roller_proto::StreamKind::Ingest))
+                .await
+                .expect("stream")
+                .info()
+                .await
+                .expect("stream info")
+                .state
+                .first_sequence;
+
+        // The catalog gains a dataset: its router starts after what the old one acknowledged.
+        let mut new = setup_router(&c.js, &settings, &names(&["b", "a"]))
+            .await
+            .expect("the new router");
+        assert_eq!(
+            new.cached_info().config.deliver_policy,
+            DeliverPolicy::ByStartSequence {
+                start_sequence: first_sequence + 3
+            }
+        );
+        assert_eq!(new.info().await.expect("info").num_pending, 2);
+        // Set up again (a restart, names in another order): the same consumer, where it was.
+        let again = setup_router(&c.js, &settings, &names(&["a", "b"]))
+            .await
+            .expect("the new router again");
+        assert_eq!(again.cached_info().name, new.cached_info().name);
+        assert_eq!(
+            again.cached_info().config.deliver_policy,
+            new.cached_info().config.deliver_policy
+        );
+        let old_again = setup_router(&c.js, &settings, &names(&["a"]))
+            .await
+            .expect("the old router again");
+        assert_eq!(
+            old_again.cached_info().config.deliver_policy,
+            DeliverPolicy::All
+        );
+    });
+}

@@ -368,19 +368,25 @@ impl Cluster {
         snapshot(&config.store.path)
     }
 
-    /// Whether every stage's consumer has nothing pending or unacked.
+    /// Whether every stage's consumer, and the feed's router, has nothing pending or unacked.
     pub fn drained(&self) -> bool {
+        let dataset = &self.config.name;
+        let router =
+            roller_nats::route::consumer_name(&self.subjects, std::slice::from_ref(dataset));
         self.rt.block_on(async {
-            for (stage, kind) in [
-                ("fetch", StreamKind::Ingest),
-                ("decode", StreamKind::Work),
-                ("write", StreamKind::Work),
-                ("commit", StreamKind::Events),
+            for (name, kind) in [
+                (router, StreamKind::Ingest),
+                (self.subjects.consumer("fetch", dataset), StreamKind::Ingest),
+                (self.subjects.consumer("decode", dataset), StreamKind::Work),
+                (self.subjects.consumer("write", dataset), StreamKind::Work),
+                (
+                    self.subjects.consumer("commit", dataset),
+                    StreamKind::Events,
+                ),
             ] {
                 let Ok(stream) = self.js.get_stream(self.subjects.stream(kind)).await else {
                     return false;
                 };
-                let name = self.subjects.consumer(stage, &self.config.name);
                 match stream.consumer_info(&name).await {
                     Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => {}
                     _ => return false,
