@@ -30,6 +30,10 @@ pub(crate) struct BenchCatalogArgs {
     /// Where the files, stores and nats-server's store go.
     #[arg(long, default_value = "bench-data/catalog")]
     dir: PathBuf,
+    /// Where nats-server keeps its store instead (`<dir>/nats` when not given), to tell its
+    /// file system's share of the cost from the stages'.
+    #[arg(long)]
+    nats_dir: Option<PathBuf>,
     /// Timed runs per route (medians are reported).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
@@ -73,6 +77,13 @@ struct Measured {
 pub(crate) fn run(args: &BenchCatalogArgs) -> Result<()> {
     std::fs::create_dir_all(&args.dir)?;
     let dir = args.dir.canonicalize()?;
+    let nats_dir = match &args.nats_dir {
+        Some(nats_dir) => {
+            std::fs::create_dir_all(nats_dir)?;
+            nats_dir.canonicalize()?
+        }
+        None => dir.clone(),
+    };
     let bucket = dir.join("bucket");
     let routes = [
         one_dataset(&dir, &bucket, args)?,
@@ -95,7 +106,7 @@ pub(crate) fn run(args: &BenchCatalogArgs) -> Result<()> {
                 let _ = std::fs::remove_dir_all(dir.join(store));
             }
             std::thread::sleep(SETTLE);
-            let (procs, url) = start_cluster(&dir, &route.config)?;
+            let (procs, url) = start_cluster(&nats_dir, &route.config)?;
             let measured = runtime.block_on(ingest(&url, &route.lines, &procs))?;
             eprintln!(
                 "repeat {}: {}: {} files in {:.1} s, visible {:.1} s after the last notice",
