@@ -151,8 +151,8 @@ pub(crate) fn wait_listening(port: u16, what: &str) -> Result<()> {
 }
 
 /// A fresh nats-server (storing under `dir/nats`) and one process per stage over `config` (a
-/// dataset or a catalog); returns the processes and the server URL once every stage reports ready (its consumers
-/// bound, for every dataset).
+/// dataset or a catalog); returns the processes and the server URL once every stage reports
+/// ready (its consumers bound, for every dataset).
 pub(crate) fn start_cluster(dir: &Path, config: &Path) -> Result<(Procs, String)> {
     let bin_dir = std::env::current_exe()?
         .parent()
