@@ -78,17 +78,19 @@ pub fn parse(text: &str) -> Result<Vec<Notice>, NotificationError> {
 /// record carries one (the same key published again with new content is a new message).
 /// `None` when the message announces no file (a test event); an error when it does not parse.
 pub fn message_id(text: &str) -> Result<Option<String>, NotificationError> {
-    let notices = parse(text)?;
-    let Some(first) = notices.iter().find_map(|n| match n {
+    Ok(id_of(text, &parse(text)?))
+}
+
+/// The [`message_id`] of `text`, whose notices [`parse`] has already given as `notices`.
+pub fn id_of(text: &str, notices: &[Notice]) -> Option<String> {
+    let first = notices.iter().find_map(|n| match n {
         Notice::File(note) => Some(note),
         Notice::Skipped { .. } => None,
-    }) else {
-        return Ok(None);
-    };
-    Ok(Some(match first_etag(text) {
+    })?;
+    Some(match first_etag(text) {
         Some(etag) => format!("{}@{etag}", first.id()),
         None => first.id(),
-    }))
+    })
 }
 
 /// The deduplication id (`Nats-Msg-Id`) of a message on the feed subject: `feed:` and its

@@ -69,6 +69,8 @@ pub struct Routed {
     pub unmatched: usize,
     /// Events that announce no file (dropped).
     pub skipped: usize,
+    /// The message's [`feed::message_id`] (`None` when it announces no file).
+    pub message_id: Option<String>,
 }
 
 /// Reads `message` once and finds the datasets of `rules` (name and `match`) that take a file
@@ -79,8 +81,12 @@ pub fn route(
     rules: &[(String, MatchConfig)],
     metrics: &Metrics,
 ) -> Result<Routed, NotificationError> {
-    let mut routed = Routed::default();
-    for notice in feed::parse(message)? {
+    let notices = feed::parse(message)?;
+    let mut routed = Routed {
+        message_id: feed::id_of(message, &notices),
+        ..Routed::default()
+    };
+    for notice in notices {
         metrics.incr(Counter::Notices);
         match notice {
             Notice::File(note) => {

@@ -23,7 +23,7 @@ use futures::TryStreamExt;
 use roller_bus::metrics::Metrics;
 use roller_fetch::feed::route;
 use roller_model::config::MatchConfig;
-use roller_proto::{feed, StreamKind, Subjects};
+use roller_proto::{StreamKind, Subjects};
 
 use crate::consume::{Failure, Handled, Incoming, Outcome};
 use crate::members::group_of;
@@ -136,12 +136,18 @@ pub async fn handle(stage: Arc<RouteStage>, message: Incoming) -> Outcome {
         }
     };
     let subjects = &stage.topology.subjects;
-    // The ids `roller replay` gives the message on each ingest subject (it parsed above).
-    let message_id = feed::message_id(text).ok().flatten();
     let mut first = None;
     for (dataset, note) in &routed.to {
-        let mut out = Outgoing::new(subjects.ingest(dataset), message.payload.clone(), "");
-        out.msg_id = message_id.as_deref().map(|id| for_dataset(dataset, id));
+        // The id `roller replay` gives the message on this dataset's ingest subject.
+        let out = Outgoing {
+            subject: subjects.ingest(dataset),
+            payload: message.payload.clone(),
+            msg_id: routed
+                .message_id
+                .as_deref()
+                .map(|id| for_dataset(dataset, id)),
+            headers: async_nats::HeaderMap::new(),
+        };
         let source = note.id();
         if publish(&stage.topology.js, &out, &stage.shutdown.give_up)
             .await
