@@ -181,4 +181,30 @@ mod tests {
         assert_eq!(metrics.get(Counter::Unmatched), 1);
         assert!(route("not json", &rules, &metrics).is_err());
     }
+
+    #[test]
+    fn a_routed_message_carries_the_id_replay_gives_it() {
+        let metrics = Metrics::default();
+        let rules = vec![("screen".to_owned(), rule())];
+        let key = "uk-deterministic-2km/20250101T0000Z/20250101T0100Z-PT0001H00M-temperature_at_screen_level.nc";
+        let with_etag = |etag: &str| {
+            event(key, "ObjectCreated:Put")
+                .replace(r#""size":10"#, &format!(r#""size":10,"eTag":"{etag}""#))
+        };
+        let first = with_etag("e1");
+        let routed = route(&first, &rules, &metrics).expect("parses");
+        let id = feed::message_id(&first).expect("parses");
+        assert_eq!(routed.message_id, id);
+        assert_eq!(
+            routed.message_id.as_deref(),
+            Some(format!("met-office-atmospheric-model-data/{key}@e1").as_str())
+        );
+        let replaced = route(&with_etag("e2"), &rules, &metrics).expect("parses");
+        assert_ne!(
+            replaced.message_id, routed.message_id,
+            "new content, new id"
+        );
+        let removal = route(&event(key, "ObjectRemoved:Delete"), &rules, &metrics).expect("parses");
+        assert_eq!(removal.message_id, None, "a removal announces no file");
+    }
 }
