@@ -12,8 +12,17 @@
 //! A family of parameters that differ from the defaults in the same way (the 15-minute rate
 //! fields, the hourly extremes starting at PT1H, the levels) is one template with its keys.
 //!
-//! Every command that takes `--config` reads a file through [`load`], so a dataset's own file
-//! is a catalog of one.
+//! A template whose `parameters` is `"*"` ([`ANY_PARAMETER`]) *discovers*: it makes a dataset
+//! for each parameter the feed carries that its `match` takes and no other dataset does, when
+//! the first notice of it comes ([`Catalog::discover`]). Its datasets take the variable from
+//! their first file unless the template names one ([`crate::config::VARIABLE_FROM_FILE`]),
+//! and their file dims too where the catalog leaves them out; `limit` (default
+//! [`DEFAULT_DISCOVERY_LIMIT`]) caps how many it makes, so a feed cannot make datasets without
+//! end. A parameter token makes a dataset only if it is a plain name
+//! ([`valid_parameter`]): letters, digits, `_`, `-`, `.`.
+//!
+//! Every command that takes `--config` reads a file through [`load`] or [`load_catalog`], so a
+//! dataset's own file is a catalog of one.
 //!
 //! ```toml
 //! [defaults]
@@ -34,7 +43,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::config::{ConfigError, DatasetConfig};
+use roller_proto::Notification;
+
+use crate::config::{ConfigError, DatasetConfig, VARIABLE_FROM_FILE};
+use crate::matching::matches;
 
 /// The top-level key of a catalog's datasets.
 pub const DATASETS_KEY: &str = "dataset";
@@ -50,6 +62,248 @@ pub const PARAMETERS_KEY: &str = "parameters";
 
 /// The placeholder a template's strings hold for the parameter token.
 pub const PARAMETER_PLACEHOLDER: &str = "{parameter}";
+
+/// The `parameters` of a template that makes a dataset for every parameter the feed carries.
+pub const ANY_PARAMETER: &str = "*";
+
+/// The key of a discovering template capping how many datasets it makes.
+pub const LIMIT_KEY: &str = "limit";
+
+/// How many datasets a discovering template makes at most unless its `limit` says otherwise.
+pub const DEFAULT_DISCOVERY_LIMIT: usize = 200;
+
+/// Longest parameter token a discovering template takes.
+pub const MAX_PARAMETER_LEN: usize = 100;
+
+/// A catalog as loaded: its datasets, and its templates that make datasets from the feed.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// The datasets it defines (explicit ones and those of templates listing their
+    /// parameters).
+    pub datasets: Vec<DatasetConfig>,
+    /// Its templates with `parameters = "*"`, in the order given.
+    pub discovering: Vec<Discovering>,
+}
+
+/// A `[[template]]` with `parameters = "*"`: a dataset for each parameter of the feed that its
+/// `match` takes.
+#[derive(Debug, Clone)]
+pub struct Discovering {
+    /// The template's keys, `{parameter}` still in them.
+    template: toml::Table,
+    /// The catalog's defaults.
+    defaults: toml::Table,
+    /// The `ROLLER__*` overrides.
+    env: Vec<(String, String)>,
+    /// Where the template was read, and its place among the templates.
+    origin: String,
+    index: usize,
+    /// Most datasets it makes.
+    limit: usize,
+}
+
+/// A dataset a template made for a notice.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// The dataset.
+    pub config: DatasetConfig,
+    /// The parameter token it was made for.
+    pub parameter: String,
+    /// Which of the catalog's discovering templates made it.
+    pub template: usize,
+}
+
+/// Whether `parameter` (a token of the feed) may name a dataset: 1 to [`MAX_PARAMETER_LEN`]
+/// letters, digits, `_`, `-` or `.`, not starting with `.`; so it cannot reach outside a store
+/// path or a NATS subject token it is put in.
+pub fn valid_parameter(parameter: &str) -> bool {
+    !parameter.is_empty()
+        && parameter.len() <= MAX_PARAMETER_LEN
+        && !parameter.starts_with('.')
+        && parameter
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}
+
+impl Discovering {
+    /// Most datasets this template makes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The dataset this template makes for `parameter`, validated like any dataset.
+    pub fn dataset_for(&self, parameter: &str) -> Result<DatasetConfig, ConfigError> {
+        if !valid_parameter(parameter) {
+            return Err(ConfigError::Catalog {
+                origin: self.origin.clone(),
+                reason: format!(
+                    "template {}: the parameter `{}` cannot name a dataset (1 to {MAX_PARAMETER_LEN} letters, digits, `_`, `-` or `.`)",
+                    self.index,
+                    parameter.escape_debug()
+                ),
+            });
+        }
+        let own = substitute(&self.template, PARAMETER_PLACEHOLDER, parameter);
+        let name = own
+            .get("name")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let mut merged = substitute(&self.defaults, "{name}", &name);
+        merge(&mut merged, own);
+        DatasetConfig::from_value_with_env(
+            toml::Value::Table(merged),
+            &self.origin,
+            self.env.clone(),
+        )
+        .map_err(|source| ConfigError::InDataset {
+            origin: self.origin.clone(),
+            index: self.index,
+            name,
+            source: Box::new(source),
+        })
+    }
+}
+
+impl Catalog {
+    /// The dataset a discovering template makes for `notification`: the first template whose
+    /// dataset for the notice's parameter (its `name`) takes it; `None` when none does. Meant
+    /// for notices no dataset of the catalog takes.
+    pub fn discover(&self, notification: &Notification) -> Option<Result<Discovered, ConfigError>> {
+        for (template, discovering) in self.discovering.iter().enumerate() {
+            let made = match discovering.dataset_for(&notification.name) {
+                Ok(config) => config,
+                // A token no dataset may be named after, for a template that would take it.
+                Err(e) if discovering.might_take(notification) => return Some(Err(e)),
+                Err(_) => continue,
+            };
+            if matches(&made.matching, notification) {
+                return Some(Ok(Discovered {
+                    config: made,
+                    parameter: notification.name.clone(),
+                    template,
+                }));
+            }
+        }
+        None
+    }
+
+    /// The dataset named `name` that discovering template `template` made for `parameter` (as
+    /// a registry of discovered datasets recorded it); `None` when this catalog has no such
+    /// template or it makes another name.
+    pub fn rediscover(
+        &self,
+        name: &str,
+        parameter: &str,
+        template: usize,
+    ) -> Option<DatasetConfig> {
+        let config = self
+            .discovering
+            .get(template)?
+            .dataset_for(parameter)
+            .ok()?;
+        (config.name == name).then_some(config)
+    }
+}
+
+/// The datasets a catalog's discovering templates have made so far, so that each is made once,
+/// none takes another's name or store, and a template stops at its `limit`.
+#[derive(Debug, Default)]
+pub struct Discoveries {
+    /// Each dataset made: its name, store path and template.
+    made: Vec<(String, std::path::PathBuf, usize)>,
+}
+
+impl Discoveries {
+    /// How many datasets have been made.
+    pub fn len(&self) -> usize {
+        self.made.len()
+    }
+
+    /// Whether none has been made.
+    pub fn is_empty(&self) -> bool {
+        self.made.is_empty()
+    }
+
+    /// Makes the dataset for `notification`, which no dataset of `catalog` nor any made so far
+    /// takes: `Ok(None)` when no discovering template takes it either; an error when the one
+    /// that would cannot (a parameter that cannot name a dataset, a name or store taken, its
+    /// limit reached).
+    pub fn make(
+        &mut self,
+        catalog: &Catalog,
+        notification: &Notification,
+    ) -> Result<Option<Discovered>, ConfigError> {
+        let Some(discovered) = catalog.discover(notification).transpose()? else {
+            return Ok(None);
+        };
+        self.admit(catalog, &discovered)?;
+        Ok(Some(discovered))
+    }
+
+    /// Records `discovered` (made here by [`Self::make`] or elsewhere, e.g. read from a
+    /// registry), refusing it when its name or store is another dataset's or its template's
+    /// limit is reached. Recording a dataset already recorded is no change.
+    pub fn admit(&mut self, catalog: &Catalog, discovered: &Discovered) -> Result<(), ConfigError> {
+        let config = &discovered.config;
+        if self.made.iter().any(|(name, _, _)| *name == config.name) {
+            return Ok(());
+        }
+        let refuse = |reason: String| ConfigError::Catalog {
+            origin: catalog
+                .discovering
+                .get(discovered.template)
+                .map(|t| t.origin.clone())
+                .unwrap_or_default(),
+            reason,
+        };
+        let taken = catalog
+            .datasets
+            .iter()
+            .map(|c| (&c.name, &c.store.path))
+            .chain(self.made.iter().map(|(n, p, _)| (n, p)))
+            .find(|(name, path)| **name == config.name || **path == config.store.path);
+        if let Some((name, _)) = taken {
+            return Err(refuse(format!(
+                "the dataset `{}` made for parameter `{}` would take the name or store of dataset `{name}`; give the template's datasets their own names and stores",
+                config.name, discovered.parameter
+            )));
+        }
+        let limit = catalog
+            .discovering
+            .get(discovered.template)
+            .map_or(0, Discovering::limit);
+        let count = self
+            .made
+            .iter()
+            .filter(|(_, _, t)| *t == discovered.template)
+            .count();
+        if count >= limit {
+            return Err(refuse(format!(
+                "template {} has made its {limit} datasets (`{LIMIT_KEY}`); parameter `{}` makes none: raise the limit or list the parameters",
+                discovered.template, discovered.parameter
+            )));
+        }
+        self.made.push((
+            config.name.clone(),
+            config.store.path.clone(),
+            discovered.template,
+        ));
+        Ok(())
+    }
+}
+
+impl Discovering {
+    /// Whether this template's `match.model` takes `notification`'s model: a notice of its
+    /// model whose token cannot name a dataset is refused rather than ignored.
+    fn might_take(&self, notification: &Notification) -> bool {
+        self.template
+            .get("match")
+            .and_then(|m| m.get("model"))
+            .and_then(toml::Value::as_str)
+            .is_some_and(|model| model == notification.model)
+    }
+}
 
 /// Whether parsed TOML is a catalog (it has `[[dataset]]` or `[[template]]` tables or
 /// `[defaults]`) rather than one dataset.
@@ -76,22 +330,37 @@ pub fn dataset_count(doc: &toml::Table) -> usize {
 }
 
 /// Reads a dataset's config or a catalog, applying `ROLLER__*` overrides from the process
-/// environment to every dataset.
+/// environment to every dataset; the datasets it defines (not those its discovering templates
+/// would make, see [`load_file`]).
 pub fn load(path: &Path) -> Result<Vec<DatasetConfig>, ConfigError> {
+    Ok(load_file(path)?.datasets)
+}
+
+/// Reads a dataset's config or a catalog, with its discovering templates.
+pub fn load_file(path: &Path) -> Result<Catalog, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    from_toml_with_env(&text, &path.display().to_string(), std::env::vars())
+    parse(&text, &path.display().to_string(), std::env::vars())
 }
 
 /// Reads every file of `paths` (each a dataset's config or a catalog) into one list of
 /// datasets; a dataset name or store path given twice, in one file or across them, is refused.
 pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<DatasetConfig>, ConfigError> {
+    Ok(load_catalog(paths)?.datasets)
+}
+
+/// Reads every file of `paths` into one catalog: every dataset (a name or store path given
+/// twice is refused) and every discovering template, in the order given.
+pub fn load_catalog<P: AsRef<Path>>(paths: &[P]) -> Result<Catalog, ConfigError> {
     let mut configs: Vec<DatasetConfig> = Vec::new();
+    let mut discovering = Vec::new();
     for path in paths {
         let path = path.as_ref();
-        for config in load(path)? {
+        let catalog = load_file(path)?;
+        discovering.extend(catalog.discovering);
+        for config in catalog.datasets {
             let clash = configs
                 .iter()
                 .find(|c| c.name == config.name || c.store.path == config.store.path);
@@ -114,27 +383,45 @@ pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<DatasetConfig>, Confi
             configs.push(config);
         }
     }
-    Ok(configs)
+    Ok(Catalog {
+        datasets: configs,
+        discovering,
+    })
 }
 
 /// Parses a dataset's config or a catalog from TOML text, applying the `ROLLER__*` pairs of
-/// `env` to every dataset; fails on the first dataset that is not valid, naming it.
+/// `env` to every dataset; fails on the first dataset that is not valid, naming it. Returns the
+/// datasets it defines (see [`parse`] for its discovering templates too).
 pub fn from_toml_with_env(
     text: &str,
     origin: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Vec<DatasetConfig>, ConfigError> {
+    Ok(parse(text, origin, env)?.datasets)
+}
+
+/// Parses a dataset's config or a catalog, with its discovering templates, from TOML text
+/// (see [`from_toml_with_env`]). A discovering template is checked by making its dataset for a
+/// sample parameter, so its mistakes show at load.
+pub fn parse(
+    text: &str,
+    origin: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Catalog, ConfigError> {
     let env: Vec<(String, String)> = env.into_iter().collect();
     let doc: toml::Table = toml::from_str(text).map_err(|source| ConfigError::Parse {
         origin: origin.to_owned(),
         source,
     })?;
     if !is_catalog(&doc) {
-        return Ok(vec![DatasetConfig::from_value_with_env(
-            toml::Value::Table(doc),
-            origin,
-            env,
-        )?]);
+        return Ok(Catalog {
+            datasets: vec![DatasetConfig::from_value_with_env(
+                toml::Value::Table(doc),
+                origin,
+                env,
+            )?],
+            discovering: Vec::new(),
+        });
     }
     let mut defaults = toml::Table::new();
     let mut datasets = Vec::new();
@@ -162,10 +449,25 @@ pub fn from_toml_with_env(
             }
         }
     }
+    let mut discovering = Vec::new();
     for (index, template) in templates.into_iter().enumerate() {
-        datasets.extend(expand_template(template, index, origin)?);
+        match expand_template(template, index, origin)? {
+            Expanded::Listed(listed) => datasets.extend(listed),
+            Expanded::Discovering(template, limit) => {
+                let template = Discovering {
+                    template,
+                    defaults: defaults.clone(),
+                    env: env.clone(),
+                    origin: origin.to_owned(),
+                    index,
+                    limit,
+                };
+                template.dataset_for("sample_parameter")?;
+                discovering.push(template);
+            }
+        }
     }
-    if datasets.is_empty() {
+    if datasets.is_empty() && discovering.is_empty() {
         return Err(ConfigError::Catalog {
             origin: origin.to_owned(),
             reason: format!(
@@ -216,7 +518,10 @@ pub fn from_toml_with_env(
         }
         configs.push(config);
     }
-    Ok(configs)
+    Ok(Catalog {
+        datasets: configs,
+        discovering,
+    })
 }
 
 /// Lays `over` onto `base`: tables merge key by key, any other value replaces.
@@ -231,13 +536,22 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
     }
 }
 
+/// What a `[[template]]` is.
+enum Expanded {
+    /// The datasets of its listed parameters.
+    Listed(Vec<toml::Value>),
+    /// It discovers (`parameters = "*"`): its keys, and its limit.
+    Discovering(toml::Table, usize),
+}
+
 /// The datasets a `[[template]]` makes: one per entry of its `parameters`, each the template's
-/// keys with `{parameter}` replaced, the entry's own keys laid over them.
+/// keys with `{parameter}` replaced, the entry's own keys laid over them; or, for
+/// `parameters = "*"`, the template to make them from the feed.
 fn expand_template(
     template: toml::Value,
     index: usize,
     origin: &str,
-) -> Result<Vec<toml::Value>, ConfigError> {
+) -> Result<Expanded, ConfigError> {
     let refuse = |reason: String| ConfigError::Catalog {
         origin: origin.to_owned(),
         reason: format!("template {index}: {reason}"),
@@ -245,14 +559,8 @@ fn expand_template(
     let toml::Value::Table(mut template) = template else {
         return Err(refuse("is not a table".to_owned()));
     };
-    let parameters = match template.remove(PARAMETERS_KEY) {
-        Some(toml::Value::Table(parameters)) if !parameters.is_empty() => parameters,
-        _ => {
-            return Err(refuse(format!(
-                "needs `{PARAMETERS_KEY}`, a table from each parameter token to the variable its files hold (`temperature_at_screen_level = \"air_temperature\"`) or to that dataset's own keys"
-            )))
-        }
-    };
+    let parameters = template.remove(PARAMETERS_KEY);
+    let limit = template.remove(LIMIT_KEY);
     let name = template
         .get("name")
         .and_then(toml::Value::as_str)
@@ -263,6 +571,22 @@ fn expand_template(
             "its `name` (`{name}`) must hold `{PARAMETER_PLACEHOLDER}`, so each parameter's dataset has its own name"
         )));
     }
+    let parameters = match (parameters, limit) {
+        (Some(toml::Value::String(any)), limit) if any == ANY_PARAMETER => {
+            return discovering(template, limit).map_err(refuse);
+        }
+        (_, Some(_)) => {
+            return Err(refuse(format!(
+                "`{LIMIT_KEY}` is for templates with `{PARAMETERS_KEY} = \"{ANY_PARAMETER}\"`"
+            )))
+        }
+        (Some(toml::Value::Table(parameters)), None) if !parameters.is_empty() => parameters,
+        _ => {
+            return Err(refuse(format!(
+                "needs `{PARAMETERS_KEY}`: a table from each parameter token to the variable its files hold (`temperature_at_screen_level = \"air_temperature\"`) or to that dataset's own keys, or `\"{ANY_PARAMETER}\"` for a dataset per parameter the feed carries"
+            )))
+        }
+    };
     let mut datasets = Vec::with_capacity(parameters.len());
     for (parameter, own) in parameters {
         let mut dataset = substitute(&template, PARAMETER_PLACEHOLDER, &parameter);
@@ -282,7 +606,35 @@ fn expand_template(
         }
         datasets.push(toml::Value::Table(dataset));
     }
-    Ok(datasets)
+    Ok(Expanded::Listed(datasets))
+}
+
+/// A discovering template's keys and limit: its `match.name` must be `{parameter}` (the
+/// notice's name is the parameter), and without a `variable` its datasets take their first
+/// file's.
+fn discovering(mut template: toml::Table, limit: Option<toml::Value>) -> Result<Expanded, String> {
+    let name_rule = template
+        .get("match")
+        .and_then(|m| m.get("name"))
+        .and_then(toml::Value::as_str);
+    if name_rule != Some(PARAMETER_PLACEHOLDER) {
+        return Err(format!(
+            "with `{PARAMETERS_KEY} = \"{ANY_PARAMETER}\"`, `match.name` must be `\"{PARAMETER_PLACEHOLDER}\"`: the notice's name is the parameter it makes a dataset for"
+        ));
+    }
+    let limit = match limit {
+        None => DEFAULT_DISCOVERY_LIMIT,
+        Some(toml::Value::Integer(n)) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+        Some(other) => {
+            return Err(format!(
+                "`{LIMIT_KEY}` must be a whole number above 0, not {other}"
+            ))
+        }
+    };
+    template
+        .entry("variable")
+        .or_insert_with(|| toml::Value::String(VARIABLE_FROM_FILE.to_owned()));
+    Ok(Expanded::Discovering(template, limit))
 }
 
 /// A copy of `table` with `placeholder` in every string replaced by `value`.
@@ -508,5 +860,131 @@ mod tests {
     fn a_single_dataset_command_says_a_catalog_is_one() {
         let err = DatasetConfig::from_toml(CATALOG).expect_err("a catalog");
         assert!(err.to_string().contains("catalog of 2 datasets"), "{err}");
+    }
+
+    const DISCOVERING: &str = r#"
+        [defaults]
+        rolling = { dim = "forecast_reference_time", step = "1h", window = 8 }
+        store.path = "/data/{name}"
+        [[defaults.message_dims]]
+        name = "forecast_period"
+        step = "1h"
+        size = 4
+
+        [[dataset]]
+        name = "ukv-temperature"
+        variable = "air_temperature"
+        match = { model = "uk-deterministic-2km", name = "temperature_at_screen_level" }
+
+        [[template]]
+        name = "ukv-{parameter}"
+        match = { model = "uk-deterministic-2km", name = "{parameter}" }
+        parameters = "*"
+        limit = 2
+    "#;
+
+    fn notice(model: &str, name: &str) -> Notification {
+        Notification::from_json(&format!(
+            r#"{{"model":"{model}","name":"{name}","key":"k","forecast_reference_time":"2024-01-01T00:00:00Z"}}"#
+        ))
+        .expect("valid")
+    }
+
+    #[test]
+    fn a_discovering_template_makes_a_dataset_per_parameter_up_to_its_limit() {
+        let catalog = parse_catalog(DISCOVERING);
+        assert_eq!(catalog.datasets.len(), 1);
+        assert_eq!(catalog.discovering.len(), 1);
+        let mut made = Discoveries::default();
+        let rain = made
+            .make(&catalog, &notice("uk-deterministic-2km", "rainfall_rate"))
+            .expect("made")
+            .expect("a template takes it");
+        assert_eq!(rain.config.name, "ukv-rainfall_rate");
+        assert_eq!(rain.config.store.path, Path::new("/data/ukv-rainfall_rate"));
+        assert_eq!(
+            rain.config.variable, VARIABLE_FROM_FILE,
+            "left to the first file"
+        );
+        assert!(rain.config.file_dims.is_empty());
+        assert_eq!(rain.parameter, "rainfall_rate");
+        // Made again (another replica, the registry) is no change.
+        made.admit(&catalog, &rain).expect("the same dataset again");
+        assert_eq!(made.len(), 1);
+        // Another model: no template takes it.
+        assert!(made
+            .make(&catalog, &notice("uk-ensemble-2km", "rainfall_rate"))
+            .expect("no error")
+            .is_none());
+        // The registry gives the same dataset back by name, parameter and template.
+        let again = catalog
+            .rediscover("ukv-rainfall_rate", "rainfall_rate", 0)
+            .expect("rediscovered");
+        assert_eq!(again, rain.config);
+        assert!(catalog
+            .rediscover("ukv-other", "rainfall_rate", 0)
+            .is_none());
+        made.make(&catalog, &notice("uk-deterministic-2km", "snow"))
+            .expect("the second")
+            .expect("made");
+        let err = made
+            .make(&catalog, &notice("uk-deterministic-2km", "hail"))
+            .expect_err("the limit")
+            .to_string();
+        assert!(
+            err.contains("made its 2 datasets") && err.contains("`hail`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_parameter_that_cannot_name_a_dataset_is_refused() {
+        let catalog = parse_catalog(DISCOVERING);
+        let mut made = Discoveries::default();
+        for bad in ["../escape", ".hidden", "a/b", "sp ace", &"x".repeat(101)] {
+            let err = made
+                .make(&catalog, &notice("uk-deterministic-2km", bad))
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("cannot name a dataset"), "{bad}: {err}");
+        }
+        assert!(made.is_empty());
+        // A name a listed dataset has is not made twice.
+        let text = DISCOVERING
+            .replace("ukv-{parameter}", "ukv-{parameter}-x")
+            .replace("name = \"ukv-temperature\"", "name = \"ukv-rain-x\"");
+        let catalog = parse_catalog(&text);
+        let err = made
+            .make(&catalog, &notice("uk-deterministic-2km", "rain"))
+            .expect_err("a taken name")
+            .to_string();
+        assert!(
+            err.contains("would take the name or store of dataset `ukv-rain-x`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn discovering_template_mistakes_are_refused_at_load() {
+        let refused = |text: String, expect: &str| {
+            let err = parse(&text, &[]).expect_err(expect).to_string();
+            assert!(err.contains(expect), "{err}");
+        };
+        refused(
+            DISCOVERING.replace("name = \"{parameter}\"", "name = \"rain\""),
+            "`match.name` must be",
+        );
+        refused(
+            DISCOVERING.replace("limit = 2", "limit = 0"),
+            "`limit` must be",
+        );
+        refused(
+            CATALOG.replace("[[dataset]]\n        name = \"ukv-rain\"", "[[template]]\n        limit = 3\n        parameters = { rain = \"r\" }\n        name = \"ukv-{parameter}\""),
+            "`limit` is for templates",
+        );
+    }
+
+    fn parse_catalog(text: &str) -> Catalog {
+        super::parse(text, "catalog.toml", std::iter::empty()).expect("a catalog")
     }
 }

@@ -1,6 +1,8 @@
 //! Layouts fixed by the first file. A dataset whose config leaves `file_dims` out takes them
 //! from its first file: the field's dims longer than 1, in the file's order, with chunks cut to
-//! `encoding.chunk_bytes` ([`Layout::infer_file_dims`]).
+//! `encoding.chunk_bytes` ([`Layout::infer_file_dims`]). One whose `variable` is
+//! [`crate::config::VARIABLE_FROM_FILE`] takes the variable from it too (decode finds the file's
+//! one data variable).
 //!
 //! The stage that first decodes a file of the dataset works them out and stores them next to
 //! the dataset (`roller-layout.json`, [`FIXED_DIMS_KEY`]) before it hands on a slab; write and
@@ -26,6 +28,9 @@ use crate::record::{load_record, RecordError};
 pub struct FixedDims {
     /// The file dims, outermost first.
     pub file_dims: Vec<FileDimConfig>,
+    /// The variable, when the config left it to the first file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variable: Option<String>,
     /// The notification of the file that fixed them.
     pub source: String,
 }
@@ -65,7 +70,7 @@ pub fn fixed_layout(
     }
     if let Some(record) = load_record(storage)? {
         if record.layout.is_fixed() {
-            let layout = configured.clone().with_file_dims(record.layout.file_dims);
+            let layout = configured.clone().fixed_as(&record.layout);
             return Ok(Some((layout, FixedBy::Record)));
         }
     }
@@ -81,18 +86,30 @@ pub fn fixed_layout(
             "{FIXED_DIMS_KEY} does not parse ({e}); remove it to let the next file fix the dims again"
         ))
     })?;
-    let layout = configured.clone().with_file_dims(fixed.file_dims);
+    let mut layout = configured.clone().with_file_dims(fixed.file_dims);
+    if layout.variable_from_file() {
+        layout.variable = fixed.variable.ok_or_else(|| {
+            corrupt(format!(
+                "{FIXED_DIMS_KEY} names no variable, and the config leaves it to the first file; remove it"
+            ))
+        })?;
+    }
     check(&layout).map_err(|reason| corrupt(format!("{FIXED_DIMS_KEY}: {reason}; remove it")))?;
     Ok(Some((layout, FixedBy::FirstFile(fixed.source))))
 }
 
-/// The layout a file whose field has dims `var_dims` (names and lengths, outermost first)
-/// would give the dataset ([`Layout::infer_file_dims`]), checked like configured dims; the
-/// error says why the file cannot fix them.
-pub fn candidate(configured: &Layout, var_dims: &[(String, usize)]) -> Result<Layout, String> {
-    let layout = configured
+/// The layout a file whose field `variable` has dims `var_dims` (names and lengths, outermost
+/// first) would give the dataset ([`Layout::infer_file_dims`]), checked like configured dims;
+/// the error says why the file cannot fix them.
+pub fn candidate(
+    configured: &Layout,
+    variable: &str,
+    var_dims: &[(String, usize)],
+) -> Result<Layout, String> {
+    let mut layout = configured
         .clone()
         .with_file_dims(configured.infer_file_dims(var_dims));
+    layout.variable = variable.to_owned();
     check(&layout)?;
     Ok(layout)
 }
@@ -138,6 +155,9 @@ pub fn fix_from_file(
     }
     let fixed = FixedDims {
         file_dims: candidate.file_dims.clone(),
+        variable: configured
+            .variable_from_file()
+            .then(|| candidate.variable.clone()),
         source: source.to_owned(),
     };
     let body = serde_json::to_vec_pretty(&fixed).map_err(|e| RecordError::Corrupt {
@@ -189,7 +209,7 @@ mod tests {
         let layout = unfixed();
         assert!(!layout.is_fixed());
         // 970 x 1042 float32 is 4 MB: halved twice to 485 x 521 (1 MB).
-        let grid = candidate(&layout, &dims(&UKV_GRID)).expect("a grid");
+        let grid = candidate(&layout, "air_temperature", &dims(&UKV_GRID)).expect("a grid");
         assert_eq!(
             shape(&grid),
             [
@@ -201,7 +221,7 @@ mod tests {
         // (later files may have more), any other length-1 dim goes.
         let mut members = dims(&[("realization", 3), ("height", 1), ("time", 1)]);
         members.extend(dims(&UKV_GRID));
-        let field = candidate(&layout, &members).expect("members");
+        let field = candidate(&layout, "air_temperature", &members).expect("members");
         assert_eq!(
             shape(&field),
             [
@@ -212,10 +232,15 @@ mod tests {
             ]
         );
         // What cannot be a dataset's dims is refused with the reason.
-        let err = candidate(&layout, &dims(&[("time", 1)])).expect_err("a scalar field");
+        let err = candidate(&layout, "air_temperature", &dims(&[("time", 1)]))
+            .expect_err("a scalar field");
         assert!(err.contains("no dim longer than 1"), "{err}");
-        let err = candidate(&layout, &dims(&[("forecast_period", 4), ("x", 9)]))
-            .expect_err("a message dim");
+        let err = candidate(
+            &layout,
+            "air_temperature",
+            &dims(&[("forecast_period", 4), ("x", 9)]),
+        )
+        .expect_err("a message dim");
         assert!(err.contains("`forecast_period`"), "{err}");
     }
 
@@ -224,7 +249,7 @@ mod tests {
         let store = MemoryStore::default();
         let layout = unfixed();
         assert_eq!(fixed_layout(&store, &layout).expect("read"), None);
-        let first = candidate(&layout, &dims(&UKV_GRID)).expect("candidate");
+        let first = candidate(&layout, "air_temperature", &dims(&UKV_GRID)).expect("candidate");
         let (fixed, by) = fix_from_file(&store, &layout, &first, "first").expect("fixed");
         assert_eq!(
             (&fixed, by.clone()),
@@ -232,8 +257,12 @@ mod tests {
         );
         assert!(!by.is_final(), "read again until a commit records them");
         // Another shape later gets the stored dims, not its own.
-        let other =
-            candidate(&layout, &dims(&[("latitude", 10), ("longitude", 20)])).expect("candidate");
+        let other = candidate(
+            &layout,
+            "air_temperature",
+            &dims(&[("latitude", 10), ("longitude", 20)]),
+        )
+        .expect("candidate");
         let (again, _) = fix_from_file(&store, &layout, &other, "second").expect("read");
         assert_eq!(again, fixed);
         // The stored layout is compatible with the config that leaves the dims out.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{
     Codec, DType, DatasetConfig, FileDimConfig, FillValue, MessageDimConfig, Visibility,
+    VARIABLE_FROM_FILE,
 };
 
 /// The configured layout differs from the stored dataset's in more than may change.
@@ -118,13 +119,28 @@ impl Layout {
     /// Whether the file dims are known: configured, or fixed by the dataset's first file.
     /// Until they are, nothing can be cut, written or committed with this layout.
     pub fn is_fixed(&self) -> bool {
-        !self.file_dims.is_empty()
+        !self.file_dims.is_empty() && !self.variable_from_file()
+    }
+
+    /// Whether the config leaves the variable to the first file ([`VARIABLE_FROM_FILE`]): the
+    /// file's one data variable is taken, and fixed for the dataset like its file dims.
+    pub fn variable_from_file(&self) -> bool {
+        self.variable == VARIABLE_FROM_FILE
     }
 
     /// This layout with `file_dims` (what the first file fixed).
     #[must_use]
     pub fn with_file_dims(mut self, file_dims: Vec<FileDimConfig>) -> Self {
         self.file_dims = file_dims;
+        self
+    }
+
+    /// This layout with the variable and file dims of `fixed` (what the first file fixed, or
+    /// the dataset's record).
+    #[must_use]
+    pub fn fixed_as(mut self, fixed: &Layout) -> Self {
+        self.variable.clone_from(&fixed.variable);
+        self.file_dims.clone_from(&fixed.file_dims);
         self
     }
 
@@ -382,10 +398,13 @@ impl Layout {
     /// one dataset.
     pub fn compatible_with(&self, other: &Self) -> Result<(), LayoutMismatch> {
         let mut a = self.clone();
-        if !a.is_fixed() {
+        if a.file_dims.is_empty() {
             // The configured layout leaves the file dims to the first file: the stored ones
             // are the dataset's.
             a.file_dims.clone_from(&other.file_dims);
+        }
+        if a.variable_from_file() {
+            a.variable.clone_from(&other.variable);
         }
         // Only used to fix the file dims, which are compared.
         a.chunk_bytes = other.chunk_bytes;

@@ -22,7 +22,7 @@ use crate::hdf5_direct::{ChunkError, DirectReader};
 use roller_bus::metrics::{Counter, Metrics};
 use roller_model::cf_time::{parse_duration_units, parse_instant_units, to_whole_seconds};
 use roller_model::chunk_codec::ChunkCodec;
-use roller_model::config::DType;
+use roller_model::config::{DType, VARIABLE_FROM_FILE};
 use roller_model::layout::{Layout, PlacementError};
 use roller_model::metadata::{array_specs, ArraySpec, Role};
 use roller_model::physical_key::indexed_chunk_key;
@@ -168,6 +168,48 @@ impl Checked {
     }
 }
 
+/// The one data variable of `file`, for a dataset that leaves its variable to the first file:
+/// a variable of two or more dims that no other variable names as its bounds, coordinates,
+/// grid mapping or ancillary variables. The error lists what was found, so the config can name
+/// the variable instead.
+fn data_variable(file: &netcdf::File) -> Result<String, String> {
+    const REFERRING: [&str; 4] = [
+        "bounds",
+        "coordinates",
+        "grid_mapping",
+        "ancillary_variables",
+    ];
+    let mut referred = std::collections::HashSet::new();
+    for var in file.variables() {
+        for attribute in REFERRING {
+            if let Some(Ok(AttributeValue::Str(names))) = var.attribute_value(attribute) {
+                // `grid_mapping` may be `name: coords ...` in CF 1.7; every word counts.
+                referred.extend(
+                    names
+                        .split_whitespace()
+                        .map(|w| w.trim_end_matches(':').to_owned()),
+                );
+            }
+        }
+    }
+    let found: Vec<String> = file
+        .variables()
+        .filter(|v| v.dimensions().len() >= 2 && !referred.contains(&v.name()))
+        .map(|v| v.name())
+        .collect();
+    match &found[..] {
+        [one] => Ok(one.clone()),
+        [] => Err(format!(
+            "the dataset takes the file's one data variable (`variable = \"{VARIABLE_FROM_FILE}\"`) and this file has none (no variable of two or more dims that is not a coordinate or bounds); name the variable in the config"
+        )),
+        several => Err(format!(
+            "the dataset takes the file's one data variable (`variable = \"{VARIABLE_FROM_FILE}\"`) and this file has {} ({}); name the variable in the config",
+            several.len(),
+            several.join(", ")
+        )),
+    }
+}
+
 /// A value of a variable's dims: its name and length.
 type Dims = Vec<(String, usize)>;
 
@@ -203,7 +245,12 @@ impl Decoder {
             }
             return Ok(Checked::Dataset(layout));
         }
-        let Some(var) = file.variable(&self.configured.variable) else {
+        let name = if self.configured.variable_from_file() {
+            data_variable(file).map_err(|reason| self.mismatch(path, reason))?
+        } else {
+            self.configured.variable.clone()
+        };
+        let Some(var) = file.variable(&name) else {
             // The check that follows says what the file has instead.
             return Ok(Checked::Dataset(self.configured.clone()));
         };
@@ -212,14 +259,13 @@ impl Decoder {
             .iter()
             .map(|d| (d.name(), d.len()))
             .collect();
-        roller_model::inferred::candidate(&self.configured, &var_dims)
+        roller_model::inferred::candidate(&self.configured, &name, &var_dims)
             .map(Checked::Candidate)
             .map_err(|reason| {
                 self.mismatch(
                     path,
                     format!(
-                        "variable `{}` cannot fix the dataset's file dims ({reason}); list `file_dims` in the config",
-                        self.configured.variable
+                        "variable `{name}` cannot fix the dataset's file dims ({reason}); list `file_dims` in the config"
                     ),
                 )
             })
@@ -247,18 +293,19 @@ impl Decoder {
         )
         .map_err(fixing_failed)?;
         let show = |layout: &Layout| {
-            layout
+            let dims = layout
                 .file_dims
                 .iter()
                 .map(|d| format!("{}[{}]", d.name, d.size))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", ");
+            format!("`{}` over {dims}", layout.variable)
         };
-        if stored.file_dims != candidate.file_dims {
+        if stored.file_dims != candidate.file_dims || stored.variable != candidate.variable {
             return Err(self.mismatch(
                 path,
                 format!(
-                    "another file fixed the dataset's file dims to ({}) while this one, with ({}), was checked",
+                    "another file fixed the dataset's field to ({}) while this one, with ({}), was checked",
                     show(&stored),
                     show(&candidate)
                 ),

@@ -40,6 +40,11 @@ pub use store::StoreConfig;
 /// Prefix of environment variables that override config keys; `__` separates key segments.
 pub const ENV_PREFIX: &str = "ROLLER__";
 
+/// The `variable` that leaves the variable to the dataset's first file: its one data variable
+/// (not a coordinate, bounds or grid mapping) is taken and fixed like inferred file dims (what
+/// templates that make datasets from the feed default to).
+pub const VARIABLE_FROM_FILE: &str = "*";
+
 /// Largest chunk accepted, in decoded bytes (keeps memory per chunk bounded).
 pub const MAX_CHUNK_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -129,7 +134,8 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 pub struct DatasetConfig {
     /// Dataset name: the Zarr group name and the key readers use. Letters, digits, `-`, `_`, `.`.
     pub name: String,
-    /// The NetCDF variable to take from each file.
+    /// The NetCDF variable to take from each file ([`VARIABLE_FROM_FILE`]: its first file's
+    /// one data variable).
     pub variable: String,
     /// Which notifications belong to this dataset.
     #[serde(rename = "match")]
@@ -256,6 +262,12 @@ impl DatasetConfig {
             return Err(invalid(
                 "variable",
                 "must name the NetCDF variable to take (no `/`, not starting with `.`)",
+            ));
+        }
+        if self.variable == VARIABLE_FROM_FILE && !self.file_dims.is_empty() {
+            return Err(invalid(
+                "variable",
+                format!("`{VARIABLE_FROM_FILE}` leaves the variable to the first file, so it must leave `file_dims` to it too: name the variable, or drop `file_dims`"),
             ));
         }
         let slots = self
