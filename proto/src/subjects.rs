@@ -193,6 +193,12 @@ impl Subjects {
         format!("{stage}_{dataset}")
     }
 
+    /// Key-value bucket recording the datasets templates made from the feed (see
+    /// `roller_nats::discovered`).
+    pub fn discovered_bucket(&self) -> String {
+        format!("{}_DISCOVERED", self.prefix.to_ascii_uppercase())
+    }
+
     /// Key-value bucket holding commit leases (entries expire when not renewed).
     pub fn lease_bucket(&self) -> String {
         format!("{}_COMMIT_LEASE", self.prefix.to_ascii_uppercase())

@@ -7,6 +7,8 @@
 //!              bounded queues: memory is bounded by queue depth x slab size
 //! ```
 
+pub mod discover;
+
 use std::io;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -242,14 +242,31 @@ fn run(cli: Cli) -> Result<()> {
             write_workers,
             stats_json,
         } => {
-            let configs = roller_model::catalog::load_all(&configs)?;
-            if let [config] = &configs[..] {
+            let catalog = roller_model::catalog::load_catalog(&configs)?;
+            if let ([config], []) = (&catalog.datasets[..], &catalog.discovering[..]) {
                 return run_one(config, &notifications, write_workers, stats_json);
             }
             if notifications == "-" {
-                bail!("with several datasets, give the notifications as a file: each dataset reads all of them");
+                bail!("with several datasets, or templates making them from the feed, give the notifications as a file: each dataset reads all of them");
             }
-            let mut dead_letters = 0;
+            let found = roller_embedded::discover::datasets_for(
+                &catalog,
+                std::io::BufReader::new(
+                    std::fs::File::open(&notifications)
+                        .with_context(|| format!("reading notifications from {notifications}"))?,
+                ),
+            )?;
+            if found.made > 0 && !stats_json {
+                println!(
+                    "templates made {} datasets for parameters of the feed",
+                    found.made
+                );
+            }
+            for (notice, reason) in &found.refused {
+                eprintln!("dead letter: {notice}: {reason}");
+            }
+            let mut dead_letters = found.refused.len();
+            let configs = found.datasets;
             for config in &configs {
                 if !stats_json {
                     println!("== {}", config.name);
@@ -313,7 +330,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Check { configs: paths } => {
             let mut configs = Vec::new();
             for path in &paths {
-                let found = roller_model::catalog::load(path)?;
+                let catalog = roller_model::catalog::load_file(path)?;
+                for (i, template) in catalog.discovering.iter().enumerate() {
+                    println!(
+                        "ok: {} template {i} makes a dataset per parameter of the feed, at most {}, e.g. {}",
+                        path.display(),
+                        template.limit(),
+                        describe_dataset(&template.dataset_for("PARAMETER")?)
+                    );
+                }
+                let found = catalog.datasets;
+                if found.is_empty() {
+                    continue;
+                }
                 if let [config] = &found[..] {
                     println!("ok: config of dataset {} is valid", config.name);
                 } else {
@@ -355,8 +384,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Replay { configs, file } => {
-            let configs = roller_model::catalog::load_all(&configs)?;
-            let done = nats_cmd::replay_command(&configs, &file)?;
+            let catalog = roller_model::catalog::load_catalog(&configs)?;
+            let done = nats_cmd::replay_command(&catalog, &file)?;
             println!(
                 "published {} notifications ({} dropped as duplicates, {} unparseable: they go to the dead-letter stream)",
                 done.published, done.duplicates, done.unparsed

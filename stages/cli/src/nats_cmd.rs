@@ -5,11 +5,12 @@
 use std::io::BufRead;
 
 use anyhow::{Context, Result};
+use roller_model::catalog::Catalog;
 use roller_model::config::DatasetConfig;
 use roller_nats::replay::{replay, replay_feed, Replayed};
 use roller_nats::scheduler::publish_roll;
 use roller_nats::shutdown::Shutdown;
-use roller_nats::topology::{connect, setup, Topology};
+use roller_nats::topology::{connect, setup, setup_feed, Topology};
 use roller_nats::NatsSettings;
 use roller_proto::{RollEvent, StreamKind};
 
@@ -66,7 +67,7 @@ pub(crate) fn setup_command(config: &DatasetConfig) -> Result<()> {
 /// `roller replay`: publishes every line of `source` (a file or `-`) on the dataset's ingest
 /// subject, or, given several datasets, on the feed subject (each dataset's streams and
 /// consumers set up first).
-pub(crate) fn replay_command(configs: &[DatasetConfig], source: &str) -> Result<Replayed> {
+pub(crate) fn replay_command(catalog: &Catalog, source: &str) -> Result<Replayed> {
     let lines: Vec<String> = if source == "-" {
         std::io::stdin()
             .lock()
@@ -80,14 +81,15 @@ pub(crate) fn replay_command(configs: &[DatasetConfig], source: &str) -> Result<
             .collect::<std::io::Result<_>>()
             .with_context(|| format!("reading {source}"))?
     };
-    match configs {
-        [config] => replay_lines(config, lines),
-        _ => runtime()?.block_on(async {
-            let t = topologies(configs)
-                .await?
-                .pop()
-                .context("no dataset to replay into")?;
-            Ok(replay_feed(&t.js, &t.subjects, lines).await?)
+    match (&catalog.datasets[..], &catalog.discovering[..]) {
+        ([config], []) => replay_lines(config, lines),
+        (configs, _) => runtime()?.block_on(async {
+            // The datasets' streams and consumers first, so nothing routed waits for a stage.
+            topologies(configs).await?;
+            let settings = NatsSettings::from_env()?;
+            let client = connect(&settings, "roller").await?;
+            let js = setup_feed(client, &settings).await?;
+            Ok(replay_feed(&js, &settings.subjects, lines).await?)
         }),
     }
 }

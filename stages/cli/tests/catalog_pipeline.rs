@@ -1042,3 +1042,160 @@ fn a_template_makes_a_dataset_per_parameter_whose_first_file_fixes_its_layout_fo
     );
     assert_eq!(snapshot(&embedded.join(&names[0])), before);
 }
+
+/// A catalog whose one template makes a dataset for every parameter of the feed (named
+/// `ukv-{parameter}`), leaving the variable and the file dims to each dataset's first file.
+fn discovering_catalog(dir: &Path, stores: &Path) -> PathBuf {
+    let text = format!(
+        r#"[defaults]
+store = {{ path = "{stores}/{{name}}", fsync = false }}
+scratch = {{ path = "{scratch}", fsync = false }}
+rolling = {{ dim = "forecast_reference_time", step = "6h", window = 2 }}
+encoding = {{ chunk_bytes = 4096 }}
+
+[[defaults.message_dims]]
+name = "forecast_period"
+step = "1h"
+size = 3
+
+[[template]]
+name = "ukv-{{parameter}}"
+match = {{ model = "uk-deterministic-2km", name = "{{parameter}}" }}
+parameters = "*"
+
+[template.{mounts}
+"#,
+        stores = stores.display(),
+        scratch = dir.join("scratch").display(),
+        mounts = mounts(&[(BUCKET, &dir.join("bucket"))]).trim_start_matches('['),
+    );
+    let path = dir.join(format!(
+        "discovering-{}.toml",
+        stores.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+    ));
+    std::fs::write(&path, text).expect("write the catalog");
+    path
+}
+
+/// The variable a dataset's record names.
+fn recorded_variable(dir: &Path) -> String {
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("roller.json")).expect("a record"))
+            .expect("record json");
+    record["layout"]["variable"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_template_for_every_parameter_makes_datasets_from_the_feed_embedded_and_on_nats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let temperature = small_files(&root.join("src-t"), 2, 3, 64, 48);
+    let rain = synth(&SynthOptions {
+        out: root.join("src-r"),
+        ny: 64,
+        nx: 48,
+        runs: 2,
+        leads: 3,
+        run_step: 6 * 3600,
+        first_run: SynthOptions::default().first_run + 24 * 3600,
+        ..SynthOptions::default()
+    })
+    .expect("synthesise");
+    let mut lines = Vec::new();
+    for (files, (_, parameter)) in [(&temperature, DATASETS[0]), (&rain, DATASETS[1])] {
+        let feed = todays_feed_of(files, &root.join("bucket"), parameter);
+        lines.extend(feed.forms["s3-event"].iter().cloned());
+    }
+    let n = lines.len();
+    let mut mixed: Vec<String> = (0..n).map(|i| lines[(i * 7 + 3) % n].clone()).collect();
+    // A parameter token too long to name a dataset: refused, and nothing else lost.
+    let long = "p".repeat(101);
+    let refused = todays_feed_of(&temperature[..1], &root.join("bucket"), &long);
+    mixed.extend(refused.forms["s3-event"].iter().cloned());
+    let notices = root.join("mixed.jsonl");
+    std::fs::write(&notices, mixed.join("\n")).expect("write the feed");
+    let notices = notices.display().to_string();
+    let names: Vec<String> = DATASETS
+        .iter()
+        .map(|(_, parameter)| format!("ukv-{parameter}"))
+        .collect();
+
+    // The same parameters listed, with their variable named: what the feed should make.
+    let listed = root.join("listed");
+    let run = roller(
+        &["run", "--notifications", &notices],
+        &[&template_catalog(root, &listed, "")],
+        &[],
+    );
+    assert!(run.status.success(), "{run:?}");
+
+    // Embedded: the datasets come from the feed, their variable from their first file.
+    let embedded = root.join("embedded");
+    let discovering = discovering_catalog(root, &embedded);
+    let check = roller(&["check"], &[&discovering], &[]);
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        said.contains("makes a dataset per parameter of the feed, at most 200, e.g. ukv-PARAMETER"),
+        "{said}"
+    );
+    let run = roller(&["run", "--notifications", &notices], &[&discovering], &[]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(run.status.code(), Some(3), "one notice refused: {said}");
+    assert!(said.contains("templates made 2 datasets"), "{said}");
+    assert!(said.contains("cannot name a dataset"), "{said}");
+    for name in &names {
+        let made = embedded.join(name);
+        assert_eq!(recorded_variable(&made), "air_temperature", "{name}");
+        let chunks = chunks_and_metadata(&made)
+            .into_keys()
+            .filter(|k| k.starts_with("chunks/air_temperature/"))
+            .count();
+        assert_eq!(chunks, 6 * 4, "{name}: 6 files of 2 x 2 chunks");
+        assert_eq!(
+            chunks_and_metadata(&made),
+            chunks_and_metadata(&listed.join(name)),
+            "{name}"
+        );
+    }
+    assert!(!embedded.join(format!("ukv-{long}")).exists());
+
+    // On NATS: one set of stage processes makes the same datasets from the feed.
+    let nats = NatsServer::start(&root.join("nats"));
+    let distributed = root.join("distributed");
+    let on_nats = discovering_catalog(root, &distributed);
+    let env = [
+        ("NATS_URL", nats.url()),
+        ("ROLLER_STREAM_PREFIX", "disc".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let _procs = start_stages(root, &on_nats, &env);
+    let replay = roller(&["replay", &notices], &[&on_nats], &env);
+    assert!(replay.status.success(), "{replay:?}");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for name in &names {
+        let expected = chunks_and_metadata(&embedded.join(name));
+        while chunks_and_metadata(&distributed.join(name)) != expected
+            || !distributed.join(name).join("roller.json").exists()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{name} was not made and filled as embedded within 180 s\n{}",
+                log_tails(root, 15)
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        assert_eq!(
+            recorded_variable(&distributed.join(name)),
+            "air_temperature"
+        );
+    }
+    assert!(!distributed.join(format!("ukv-{long}")).exists());
+}

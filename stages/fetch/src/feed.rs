@@ -65,8 +65,9 @@ pub struct Routed {
     /// Each dataset that takes a file of the message, with the first such file, in the order
     /// of the datasets given.
     pub to: Vec<(String, Notification)>,
-    /// Notices for files no dataset takes (dropped).
-    pub unmatched: usize,
+    /// Notices for files no dataset takes (dropped, unless a template makes a dataset for
+    /// them).
+    pub unmatched: Vec<Notification>,
     /// Events that announce no file (dropped).
     pub skipped: usize,
     /// The message's [`feed::message_id`] (`None` when it announces no file).
@@ -74,8 +75,8 @@ pub struct Routed {
 }
 
 /// Reads `message` once and finds the datasets of `rules` (name and `match`) that take a file
-/// of it; counts the notices read, and the skipped events and notices no dataset takes, in
-/// `metrics`.
+/// of it; counts the notices read and the skipped events in `metrics` (the caller counts the
+/// unmatched notices it drops).
 pub fn route(
     message: &str,
     rules: &[(String, MatchConfig)],
@@ -98,9 +99,8 @@ pub fn route(
                     }
                 }
                 if !taken {
-                    routed.unmatched += 1;
-                    metrics.incr(Counter::Unmatched);
-                    tracing::debug!(source = %note.id(), model = %note.model, name = %note.name, "notice matches no dataset; dropped");
+                    tracing::debug!(source = %note.id(), model = %note.model, name = %note.name, "notice matches no dataset");
+                    routed.unmatched.push(*note);
                 }
             }
             Notice::Skipped { event } => {
@@ -177,8 +177,8 @@ mod tests {
         assert_eq!(routed.to[0].1.name, "temperature_at_screen_level");
         let nobody = key.replace("temperature_at_screen_level", "snow_depth");
         let routed = route(&event(&nobody, "ObjectCreated:Put"), &rules, &metrics).expect("parses");
-        assert_eq!((routed.to.len(), routed.unmatched), (0, 1));
-        assert_eq!(metrics.get(Counter::Unmatched), 1);
+        assert_eq!(routed.to.len(), 0);
+        assert_eq!(routed.unmatched[0].name, "snow_depth", "left to the caller");
         assert!(route("not json", &rules, &metrics).is_err());
     }
 

@@ -142,23 +142,46 @@ impl Health {
 /// The health of every dataset a process serves, on one endpoint: ready when every dataset's
 /// stage is, metrics of all of them with their `dataset` labels.
 #[derive(Debug, Clone)]
-pub struct HealthSet(Vec<Arc<Health>>);
+pub struct HealthSet(Arc<std::sync::RwLock<Vec<Arc<Health>>>>);
 
 impl HealthSet {
     /// The set of `datasets`' health.
     pub fn new(datasets: Vec<Arc<Health>>) -> Self {
-        Self(datasets)
+        Self(Arc::new(std::sync::RwLock::new(datasets)))
+    }
+
+    /// Adds a dataset's health (one made from the feed).
+    pub fn add(&self, health: Arc<Health>) {
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(health);
+    }
+
+    /// The datasets' health, as it is now.
+    fn each(&self) -> Vec<Arc<Health>> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Marks every dataset's stage as draining (shutting down).
+    pub fn set_draining(&self) {
+        for health in self.each() {
+            health.set_draining();
+        }
     }
 
     /// Whether every dataset's stage is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.iter().all(|h| h.is_ready())
+        self.each().iter().all(|h| h.is_ready())
     }
 
     /// Every dataset's metrics, each metric family once (its help and type, then one line per
     /// dataset), as Prometheus' text format requires.
     pub fn metrics(&self) -> String {
-        merge_families(self.0.iter().map(|h| h.metrics()))
+        merge_families(self.each().iter().map(|h| h.metrics()))
     }
 }
 

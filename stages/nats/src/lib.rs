@@ -24,6 +24,7 @@ pub mod commit;
 pub mod consume;
 pub mod dead_letters;
 pub mod decode;
+pub mod discovered;
 pub mod fetch;
 pub mod health;
 pub mod lease;

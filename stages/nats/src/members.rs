@@ -34,7 +34,8 @@ use crate::topology::TopologyError;
 pub struct Members {
     holder: String,
     group: String,
-    datasets: Vec<String>,
+    /// The datasets served: the catalog's, then those made from the feed ([`Members::add`]).
+    datasets: Mutex<Vec<String>>,
     state: Mutex<Present>,
     leading: AtomicUsize,
 }
@@ -126,7 +127,7 @@ impl Members {
                 live: vec![holder.to_owned()],
                 preferred: assign(&datasets, &[holder.to_owned()]),
             }),
-            datasets,
+            datasets: Mutex::new(datasets),
             leading: AtomicUsize::new(0),
         });
         members.beat(&store).await;
@@ -178,7 +179,20 @@ impl Members {
             present.push(self.holder.clone());
         }
         present.sort();
-        let preferred = assign(&self.datasets, &present);
+        self.deal(present);
+    }
+
+    /// The datasets served.
+    fn datasets(&self) -> Vec<String> {
+        self.datasets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Deals the datasets out to the replicas `present` again.
+    fn deal(&self, present: Vec<String>) {
+        let preferred = assign(&self.datasets(), &present);
         *self
             .state
             .lock()
@@ -186,6 +200,29 @@ impl Members {
             live: present,
             preferred,
         };
+    }
+
+    /// Adds `dataset` (made from the feed) to those whose leases spread over the replicas; the
+    /// group stays the catalog's, so replicas serving it keep counting for each other (each adds
+    /// the same datasets, from the registry).
+    pub fn add(&self, dataset: &str) {
+        {
+            let mut datasets = self
+                .datasets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if datasets.iter().any(|d| d == dataset) {
+                return;
+            }
+            datasets.push(dataset.to_owned());
+        }
+        let live = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .live
+            .clone();
+        self.deal(live);
     }
 
     /// How many replicas are present, and whether this one is preferred for `dataset`.
@@ -224,7 +261,7 @@ impl Members {
         if live < 2 || mine {
             return false;
         }
-        let share = self.datasets.len().div_ceil(live);
+        let share = self.datasets().len().div_ceil(live);
         self.leading
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n > share).then(|| n - 1)

@@ -11,21 +11,31 @@
 //! Without the router every dataset's fetch consumer would read the whole feed: with a whole
 //! model's 51 datasets, 51 deliveries of every message.
 //!
+//! With a catalog whose templates make datasets from the feed ([`Discovery`]), a notice no
+//! dataset takes may make one: the router sets its streams and consumers up, records it in the
+//! registry ([`crate::discovered`]), where every stage process serving the catalog picks it up,
+//! and routes the notice to it. A notice a template would take but cannot make a dataset for
+//! (its parameter cannot name one, the template's limit is reached) dead-letters its message
+//! when nothing else in it was routed, and is logged otherwise.
+//!
 //! A catalog change makes a new router (another hash); it starts where the old one had got to
 //! ([`setup_router`]), and the old consumer stays until an operator removes it: NATS could
 //! remove idle consumers itself, but a fetch deployment scaled to zero is idle too, and the
 //! router's lag is what scales it up again.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_nats::jetstream::{self, consumer};
 use futures::TryStreamExt;
+use roller_bus::metrics::Counter;
 use roller_bus::metrics::Metrics;
 use roller_fetch::feed::route;
+use roller_model::catalog::{Catalog, Discoveries};
 use roller_model::config::MatchConfig;
-use roller_proto::{StreamKind, Subjects};
+use roller_proto::{Notification, StreamKind, Subjects};
 
 use crate::consume::{Failure, Handled, Incoming, Outcome};
+use crate::discovered::Registry;
 use crate::members::group_of;
 use crate::publish::{publish, Outgoing};
 use crate::replay::for_dataset;
@@ -36,16 +46,91 @@ use crate::topology::{Topology, TopologyError};
 pub use roller_proto::subjects::FEED;
 
 /// What the router needs.
-#[derive(Debug)]
 pub struct RouteStage {
-    /// Every dataset this process serves, with what it takes.
-    pub datasets: Vec<(String, MatchConfig)>,
+    /// Every dataset this process serves, with what it takes; those templates make are added.
+    pub datasets: RwLock<Vec<(String, MatchConfig)>>,
     /// Streams and subjects (its dataset is [`FEED`]).
     pub topology: Topology,
     /// Shutdown signals.
     pub shutdown: Shutdown,
     /// The router's counters.
     pub metrics: Arc<Metrics>,
+    /// Making datasets from the feed, when the catalog has templates for it.
+    pub discovery: Option<Discovery>,
+}
+
+/// What the router needs to make datasets from the feed.
+pub struct Discovery {
+    /// The catalog, with its discovering templates.
+    pub catalog: Catalog,
+    /// The datasets made so far (shared with the process's registry watch).
+    pub made: Arc<Mutex<Discoveries>>,
+    /// Where made datasets are recorded.
+    pub registry: Registry,
+    /// The connection and settings to set a made dataset's streams and consumers up with.
+    pub client: async_nats::Client,
+    /// See `client`.
+    pub settings: NatsSettings,
+}
+
+impl RouteStage {
+    /// The dataset that takes `note`, if one does now.
+    fn dataset_for(&self, note: &Notification) -> Option<String> {
+        self.datasets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(_, rule)| roller_model::matching::matches(rule, note))
+            .map(|(name, _)| name.clone())
+    }
+
+    /// The dataset a template makes for `note`, which no dataset took: made (streams,
+    /// consumers, registry) if need be; `None` when no template takes it.
+    async fn make(&self, note: &Notification) -> Result<Option<String>, Failure> {
+        let Some(discovery) = &self.discovery else {
+            return Ok(None);
+        };
+        if let Some(name) = self.dataset_for(note) {
+            // Made meanwhile, for an earlier notice.
+            return Ok(Some(name));
+        }
+        let made = discovery
+            .made
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .make(&discovery.catalog, note);
+        let discovered = match made {
+            Ok(Some(discovered)) => discovered,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(Failure::Permanent(e.to_string())),
+        };
+        let name = discovered.config.name.clone();
+        let transient = |e: crate::topology::TopologyError| {
+            Failure::Transient(format!("making dataset `{name}` for the feed: {e}"))
+        };
+        crate::topology::setup(
+            discovery.client.clone(),
+            &discovery.settings,
+            &discovered.config,
+        )
+        .await
+        .map_err(transient)?;
+        discovery
+            .registry
+            .record(&discovered)
+            .await
+            .map_err(transient)?;
+        tracing::info!(
+            dataset = %name,
+            parameter = %discovered.parameter,
+            "a template made a dataset for a parameter of the feed"
+        );
+        self.datasets
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((name.clone(), discovered.config.matching));
+        Ok(Some(name))
+    }
 }
 
 /// The name of the router's durable consumer for processes serving `datasets` (on the ingest
@@ -126,7 +211,12 @@ pub async fn handle(stage: Arc<RouteStage>, message: Incoming) -> Outcome {
             None,
         ));
     };
-    let routed = match route(text, &stage.datasets, &stage.metrics) {
+    let rules = stage
+        .datasets
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let mut routed = match route(text, &rules, &stage.metrics) {
         Ok(routed) => routed,
         Err(e) => {
             return Err((
@@ -135,6 +225,28 @@ pub async fn handle(stage: Arc<RouteStage>, message: Incoming) -> Outcome {
             ))
         }
     };
+    let mut refused = Vec::new();
+    for note in std::mem::take(&mut routed.unmatched) {
+        match stage.make(&note).await {
+            Ok(Some(dataset)) => {
+                if !routed.to.iter().any(|(d, _)| *d == dataset) {
+                    routed.to.push((dataset, note));
+                }
+            }
+            Ok(None) => {
+                stage.metrics.incr(Counter::Unmatched);
+                routed.unmatched.push(note);
+            }
+            Err(Failure::Permanent(reason)) => refused.push(format!("{}: {reason}", note.id())),
+            Err(transient) => return Err((transient, Some(note.id()))),
+        }
+    }
+    if !refused.is_empty() {
+        if routed.to.is_empty() {
+            return Err((Failure::Permanent(refused.join("; ")), None));
+        }
+        tracing::warn!(refused = %refused.join("; "), "no dataset made for some notices of a routed message");
+    }
     let subjects = &stage.topology.subjects;
     let mut first = None;
     for (dataset, note) in &routed.to {
@@ -161,6 +273,6 @@ pub async fn handle(stage: Arc<RouteStage>, message: Incoming) -> Outcome {
     Ok(Handled {
         consumed: Vec::new(),
         source: first,
-        unmatched: routed.to.is_empty() && routed.unmatched > 0,
+        unmatched: routed.to.is_empty() && !routed.unmatched.is_empty(),
     })
 }

@@ -3,13 +3,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
+use futures::{FutureExt as _, StreamExt as _};
 use roller_bus::scratch::Scratch;
 use roller_bus::Stage;
 use roller_decode::Decoder;
+use roller_model::catalog::{Catalog, Discoveries};
 use roller_model::config::DatasetConfig;
 use roller_model::layout::Layout;
 use roller_proto::StreamKind;
@@ -17,6 +19,7 @@ use roller_s3::Backends;
 use roller_write::Writer;
 
 use crate::consume::{run_workers, WorkerSetup};
+use crate::discovered::Registry;
 use crate::health::{self, Health, HealthSet};
 use crate::members::Members;
 use crate::settings::NatsSettings;
@@ -101,31 +104,48 @@ pub async fn run_stage(
     run_stages(kind, vec![config], settings, shutdown).await
 }
 
-/// Runs stage `kind` for every dataset of `configs` in this process until `shutdown`: one NATS
-/// connection, one health endpoint, and per dataset its own consumer and workers, so a
-/// dataset whose storage fails or whose files are bad retries and dead-letters on its own while
-/// the others flow (and a dataset whose stage stops with an error is started again, see
-/// [`supervise_dataset`]; a process serving one dataset stops with it instead). Every store is
-/// opened before NATS is touched, so a bad location fails fast.
+/// Runs stage `kind` for every dataset of `configs` in this process until `shutdown` (see
+/// [`run_catalog`]).
 pub async fn run_stages(
     kind: StageKind,
     configs: Vec<DatasetConfig>,
     settings: NatsSettings,
     shutdown: Shutdown,
 ) -> Result<(), StageError> {
+    let catalog = Catalog {
+        datasets: configs,
+        discovering: Vec::new(),
+    };
+    run_catalog(kind, catalog, settings, shutdown).await
+}
+
+/// Runs stage `kind` for every dataset of `catalog` in this process until `shutdown`: one NATS
+/// connection, one health endpoint, and per dataset its own consumer and workers, so a
+/// dataset whose storage fails or whose files are bad retries and dead-letters on its own while
+/// the others flow (and a dataset whose stage stops with an error is started again, see
+/// [`supervise_dataset`]; a process serving one dataset stops with it instead). Every store is
+/// opened before NATS is touched, so a bad location fails fast. When the catalog has templates
+/// that make datasets from the feed, the process also serves every dataset they made, as the
+/// registry records them ([`crate::discovered`]).
+pub async fn run_catalog(
+    kind: StageKind,
+    catalog: Catalog,
+    settings: NatsSettings,
+    shutdown: Shutdown,
+) -> Result<(), StageError> {
     let config_error = |e: &dyn std::fmt::Display| StageError::Config(e.to_string());
-    let mut datasets = Vec::with_capacity(configs.len());
-    for config in configs {
-        let backends = Backends::open(&config)
+    let mut datasets = Vec::with_capacity(catalog.datasets.len());
+    for config in &catalog.datasets {
+        let backends = Backends::open(config)
             .map_err(|e| StageError::Config(format!("dataset `{}`: {e}", config.name)))?;
         let health = Health::new(kind.binary(), &config.name);
-        datasets.push((config, backends, health));
+        datasets.push((config.clone(), backends, health));
     }
-    let mut healths: Vec<Arc<Health>> = datasets.iter().map(|(_, _, h)| h.clone()).collect();
+    let healths = HealthSet::new(datasets.iter().map(|(_, _, h)| h.clone()).collect());
     // Fetch also routes the feed to its datasets, counted under `feed`.
     let router = (kind == StageKind::Fetch).then(|| {
         let health = Health::new(kind.binary(), route::FEED);
-        healths.push(health.clone());
+        healths.add(health.clone());
         let rules = datasets
             .iter()
             .map(|(c, _, _)| (c.name.clone(), c.matching.clone()))
@@ -136,13 +156,11 @@ pub async fn run_stages(
         let (healths, stop) = (healths.clone(), shutdown.stop_pulling.clone());
         tokio::spawn(async move {
             stop.cancelled().await;
-            for health in healths {
-                health.set_draining();
-            }
+            healths.set_draining();
         });
     }
     if let Some(address) = settings.health_listen {
-        health::start(address, HealthSet::new(healths), &shutdown)
+        health::start(address, healths.clone(), &shutdown)
             .await
             .map_err(|e| {
                 config_error(&format!(
@@ -151,10 +169,11 @@ pub async fn run_stages(
             })?;
     }
     let client = connect(&settings, kind.binary()).await?;
+    let js = async_nats::jetstream::new(client.clone());
     let members = match kind {
         StageKind::Commit => Some(
             Members::join(
-                &async_nats::jetstream::new(client.clone()),
+                &js,
                 settings.subjects.members_bucket(),
                 &holder_id(),
                 datasets.iter().map(|(c, _, _)| c.name.clone()).collect(),
@@ -165,14 +184,29 @@ pub async fn run_stages(
         ),
         _ => None,
     };
+    let discovers = !catalog.discovering.is_empty();
+    let registry = if discovers {
+        Some(Registry::open(&js, settings.subjects.discovered_bucket()).await?)
+    } else {
+        None
+    };
+    let made = Arc::new(Mutex::new(Discoveries::default()));
     let routing = router.map(|(rules, health)| {
         let stop = shutdown.child();
+        let discovery = registry.clone().map(|registry| route::Discovery {
+            catalog: catalog.clone(),
+            made: made.clone(),
+            registry,
+            client: client.clone(),
+            settings: settings.clone(),
+        });
         let task = tokio::spawn(route_feed(
             client.clone(),
             settings.clone(),
             stop.clone(),
             rules,
             health,
+            discovery,
         ));
         (task, stop)
     });
@@ -182,22 +216,54 @@ pub async fn run_stages(
         shutdown: &shutdown,
         members,
     };
-    let served = if let [(config, backends, health)] = &datasets[..] {
+    let served = match (&datasets[..], &registry) {
         // Serving one dataset, the process stops with it (and is restarted).
-        run_dataset(
-            kind,
-            config.clone(),
-            backends.clone(),
-            health.clone(),
-            context,
-        )
-        .await
-    } else {
-        let runs = datasets.into_iter().map(|(config, backends, health)| {
-            supervise_dataset(kind, config, backends, health, context.clone())
-        });
-        futures::future::join_all(runs).await;
-        Ok(())
+        ([(config, backends, health)], None) => {
+            run_dataset(
+                kind,
+                config.clone(),
+                backends.clone(),
+                health.clone(),
+                context,
+            )
+            .await
+        }
+        _ => {
+            let mut runs: futures::stream::FuturesUnordered<futures::future::BoxFuture<'_, ()>> =
+                datasets
+                    .into_iter()
+                    .map(|(config, backends, health)| {
+                        supervise_dataset(kind, config, backends, health, context.clone()).boxed()
+                    })
+                    .collect();
+            let mut found = match &registry {
+                Some(registry) => registry.watch(catalog.clone()).await?.boxed(),
+                None => futures::stream::empty().boxed(),
+            };
+            let stop = shutdown.stop_pulling.clone();
+            loop {
+                tokio::select! {
+                    Some(()) = runs.next() => {}
+                    Some(discovered) = found.next(), if !stop.is_cancelled() => {
+                        let admitted = made
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .admit(&catalog, &discovered);
+                        let config = discovered.config;
+                        if let Err(e) = admitted {
+                            tracing::warn!(dataset = %config.name, error = %e, "not serving a dataset the registry holds");
+                            continue;
+                        }
+                        if let Some(serving) = serve_made(kind, config, &healths, &context) {
+                            runs.push(serving);
+                        }
+                    }
+                    () = stop.cancelled(), if runs.is_empty() => break,
+                    else => break,
+                }
+            }
+            Ok(())
+        }
     };
     if let Some((routing, stop)) = routing {
         if served.is_err() {
@@ -223,6 +289,7 @@ async fn route_feed(
     shutdown: Shutdown,
     rules: Vec<(String, roller_model::config::MatchConfig)>,
     health: Arc<Health>,
+    discovery: Option<route::Discovery>,
 ) {
     let names: Vec<String> = rules.iter().map(|(n, _)| n.clone()).collect();
     let mut backoff = Duration::from_secs(1);
@@ -252,10 +319,11 @@ async fn route_feed(
         dataset: route::FEED.to_owned(),
     };
     let stage = Arc::new(route::RouteStage {
-        datasets: rules,
+        datasets: rules.into(),
         topology: topology.clone(),
         shutdown: shutdown.clone(),
         metrics: health.counters(),
+        discovery,
     });
     let setup = WorkerSetup {
         stage: Stage::Fetch,
@@ -269,6 +337,31 @@ async fn route_feed(
         health,
     };
     run_workers(setup, move |m| route::handle(stage.clone(), m)).await;
+}
+
+/// Starts serving `config`, a dataset a template made from the feed (once per process): its
+/// health joins the process's, its lease joins those the commit replicas share. `None`, having
+/// said why, when its storage cannot be opened (the registry's other datasets go on).
+fn serve_made<'a>(
+    kind: StageKind,
+    config: DatasetConfig,
+    healths: &HealthSet,
+    context: &DatasetRun<'a>,
+) -> Option<futures::future::BoxFuture<'a, ()>> {
+    let backends = match Backends::open(&config) {
+        Ok(backends) => backends,
+        Err(e) => {
+            tracing::error!(dataset = %config.name, error = %e, "cannot open the storage of a dataset made from the feed; not serving it");
+            return None;
+        }
+    };
+    let health = Health::new(kind.binary(), &config.name);
+    healths.add(health.clone());
+    if let Some(members) = &context.members {
+        members.add(&config.name);
+    }
+    tracing::info!(dataset = %config.name, stage = kind.binary(), "serving a dataset a template made from the feed");
+    Some(supervise_dataset(kind, config, backends, health, context.clone()).boxed())
 }
 
 /// Runs one dataset of several until shutdown: when its stage fails (its storage, its
@@ -534,8 +627,8 @@ pub fn main(kind: StageKind) -> ExitCode {
     let args = Args::parse();
     init_logging();
     let name = kind.binary();
-    let configs = match roller_model::catalog::load_all(&args.configs) {
-        Ok(configs) => configs,
+    let catalog = match roller_model::catalog::load_catalog(&args.configs) {
+        Ok(catalog) => catalog,
         Err(e) => {
             eprintln!("{name}: {e}");
             return ExitCode::from(2);
@@ -549,7 +642,7 @@ pub fn main(kind: StageKind) -> ExitCode {
         }
     };
     let Some(result) = until_signalled(name, settings.shutdown_grace, |shutdown| {
-        run_stages(kind, configs, settings, shutdown)
+        run_catalog(kind, catalog, settings, shutdown)
     }) else {
         return ExitCode::FAILURE;
     };
