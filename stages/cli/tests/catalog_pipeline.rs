@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use roller_synth::{synth, SynthOptions};
 use roller_test_support::feed::{mounts, todays_feed_of, BUCKET};
-use roller_test_support::nats::{spawn_isolated, NatsServer};
+use roller_test_support::http::request;
+use roller_test_support::nats::{free_port, spawn_isolated, NatsServer};
 use roller_test_support::{small_files, snapshot};
 
 /// The two datasets: name and the parameter token they match.
@@ -1176,7 +1177,21 @@ fn a_template_for_every_parameter_makes_datasets_from_the_feed_embedded_and_on_n
         ("ROLLER_STREAM_PREFIX", "disc".to_owned()),
         ("RUST_LOG", "info".to_owned()),
     ];
-    let _procs = start_stages(root, &on_nats, &env);
+    let mut procs = start_stages(root, &on_nats, &env);
+    // The server, started before any dataset exists, serves each as it is made.
+    let port = free_port();
+    procs.0.push(
+        spawn_isolated(
+            Command::new(stage(&root.join("bin"), "roller-serve"))
+                .arg("--config")
+                .arg(&on_nats)
+                .args(["--listen", &format!("127.0.0.1:{port}"), "--refresh", "0s"])
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(root.join("logs/serve.log")).expect("log")),
+        )
+        .expect("start roller-serve"),
+    );
     let replay = roller(&["replay", &notices], &[&on_nats], &env);
     assert!(replay.status.success(), "{replay:?}");
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -1195,6 +1210,24 @@ fn a_template_for_every_parameter_makes_datasets_from_the_feed_embedded_and_on_n
         assert_eq!(
             recorded_variable(&distributed.join(name)),
             "air_temperature"
+        );
+        let path = format!("/{name}/air_temperature/zarr.json");
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            || request(port, "GET", &path, &[]).status != 200
+        {
+            assert!(
+                Instant::now() < deadline,
+                "roller-serve did not serve {path} within 180 s\n{}",
+                std::fs::read_to_string(root.join("logs/serve.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    let index = request(port, "GET", "/", &[]).body_text();
+    for name in &names {
+        assert!(
+            index.contains(name.as_str()),
+            "the status index lists {name}: {index}"
         );
     }
     assert!(!distributed.join(format!("ukv-{long}")).exists());

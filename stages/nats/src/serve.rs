@@ -1,6 +1,8 @@
 //! Starting `roller-serve` (the serve box, `roller_serve`): read the configs, open the stores
 //! (local or S3), connect the status page to the JetStream dead letters, listen, serve until
-//! SIGTERM or Ctrl-C. `roller-serve` and `roller serve` are both one call to [`run`].
+//! SIGTERM or Ctrl-C. `roller-serve` and `roller serve` are both one call to [`run`]. With
+//! `NATS_URL` and a catalog whose templates make datasets from the feed, it also serves every
+//! dataset the registry holds ([`crate::discovered`]), as they are made.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -91,12 +93,11 @@ fn seconds(text: &str) -> Result<Duration, DurationError> {
 
 /// Serves the datasets of `args` until SIGTERM or Ctrl-C.
 pub fn run(args: &ServeArgs) -> Result<()> {
-    let mut configs = Vec::new();
-    for path in &args.configs {
-        configs.extend(roller_model::catalog::load(path)?);
-    }
-    let stores = configs
-        .into_iter()
+    let templates = roller_model::catalog::load_catalog(&args.configs)?;
+    let stores = templates
+        .datasets
+        .iter()
+        .cloned()
         .map(|config| {
             let backends = roller_s3::Backends::open(&config)
                 .with_context(|| format!("dataset `{}`: opening its store", config.name))?;
@@ -113,6 +114,16 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
+    let discovering = match (&nats, templates.discovering.is_empty()) {
+        (_, true) => None,
+        (Some(settings), false) => Some((templates, settings.clone())),
+        (None, false) => {
+            tracing::warn!(
+                "the catalog has templates that make datasets from the feed; without NATS_URL they are not served (the registry of made datasets is on NATS)"
+            );
+            None
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -127,10 +138,63 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
+        if let Some((templates, settings)) = discovering {
+            tokio::spawn(serve_made(templates, settings, served.clone()));
+        }
         tracing::info!(address = %listener.local_addr()?, "serving");
         serve(listener, served, stop_signal()).await?;
         Ok(())
     })
+}
+
+/// Adds each dataset the registry holds for `templates`' discovering templates to what is
+/// served, as they are made; retried every 10 s while NATS cannot be reached.
+async fn serve_made(
+    templates: roller_model::catalog::Catalog,
+    settings: NatsSettings,
+    served: Arc<Served>,
+) {
+    let watch = loop {
+        let watching = async {
+            let client = crate::topology::connect(&settings, "roller-serve").await?;
+            let js = async_nats::jetstream::new(client);
+            crate::discovered::Registry::open(&js, settings.subjects.discovered_bucket())
+                .await?
+                .watch(templates.clone())
+                .await
+        };
+        match watching.await {
+            Ok(watch) => break watch,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the registry of datasets made from the feed; retrying in 10 s");
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        }
+    };
+    futures::pin_mut!(watch);
+    while let Some(made) = futures::StreamExt::next(&mut watch).await {
+        let config = made.config;
+        if served.catalog.config(&config.name).is_some() {
+            continue;
+        }
+        let name = config.name.clone();
+        let added = roller_s3::Backends::open(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|backends| {
+                served
+                    .catalog
+                    .add(config, backends.store)
+                    .map_err(|e| e.to_string())
+            });
+        match added {
+            Ok(()) => {
+                tracing::info!(dataset = %name, "serving a dataset a template made from the feed")
+            }
+            Err(e) => {
+                tracing::error!(dataset = %name, error = %e, "cannot serve a dataset made from the feed")
+            }
+        }
+    }
 }
 
 async fn stop_signal() {

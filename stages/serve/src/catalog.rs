@@ -97,7 +97,8 @@ struct Entry {
 /// Every configured dataset.
 #[derive(Debug)]
 pub struct Catalog {
-    datasets: BTreeMap<String, Entry>,
+    /// The datasets; those templates make from the feed are added while serving.
+    datasets: std::sync::RwLock<BTreeMap<String, Arc<Entry>>>,
     refresh: Duration,
     snapshots: Mutex<LruCache<(String, u64), Cached>>,
     clock: Arc<dyn Clock>,
@@ -127,29 +128,53 @@ impl Catalog {
         datasets: Vec<(DatasetConfig, Arc<dyn Storage>)>,
         refresh: Duration,
     ) -> Result<Self, CatalogError> {
-        let mut map = BTreeMap::new();
-        for (config, storage) in datasets {
-            let name = config.name.clone();
-            if name == crate::quicklook::QUICKLOOK_DIR || name == crate::status::STATUS_DIR {
-                return Err(CatalogError::Reserved(name));
-            }
-            let entry = Entry {
-                config,
-                storage,
-                view: Mutex::new(None),
-            };
-            if map.insert(name.clone(), entry).is_some() {
-                return Err(CatalogError::Duplicate(name));
-            }
-        }
-        Ok(Self {
-            datasets: map,
+        let catalog = Self {
+            datasets: std::sync::RwLock::new(BTreeMap::new()),
             refresh,
             snapshots: Mutex::new(LruCache::new(
                 NonZeroUsize::new(DEFAULT_SNAPSHOT_CACHE).unwrap_or(NonZeroUsize::MIN),
             )),
             clock: clock::system(),
-        })
+        };
+        for (config, storage) in datasets {
+            catalog.add(config, storage)?;
+        }
+        Ok(catalog)
+    }
+
+    /// Adds a dataset (one a template made from the feed, while serving).
+    pub fn add(
+        &self,
+        config: DatasetConfig,
+        storage: Arc<dyn Storage>,
+    ) -> Result<(), CatalogError> {
+        let name = config.name.clone();
+        if name == crate::quicklook::QUICKLOOK_DIR || name == crate::status::STATUS_DIR {
+            return Err(CatalogError::Reserved(name));
+        }
+        let entry = Arc::new(Entry {
+            config,
+            storage,
+            view: Mutex::new(None),
+        });
+        let mut datasets = self
+            .datasets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if datasets.contains_key(&name) {
+            return Err(CatalogError::Duplicate(name));
+        }
+        datasets.insert(name, entry);
+        Ok(())
+    }
+
+    /// The entry of `dataset`.
+    fn entry(&self, dataset: &str) -> Option<Arc<Entry>> {
+        self.datasets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(dataset)
+            .cloned()
     }
 
     /// Keeps at most `snapshots` snapshot views open (least recently used are dropped).
@@ -168,21 +193,25 @@ impl Catalog {
     }
 
     /// The dataset names, in order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.datasets.keys().map(String::as_str)
+    pub fn names(&self) -> Vec<String> {
+        self.datasets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// A dataset's config.
-    pub fn config(&self, dataset: &str) -> Option<&DatasetConfig> {
-        self.datasets.get(dataset).map(|e| &e.config)
+    pub fn config(&self, dataset: &str) -> Option<DatasetConfig> {
+        self.entry(dataset).map(|e| e.config.clone())
     }
 
     /// A dataset's logical view at its latest commit (as of at most `refresh` ago). When the
     /// commit record cannot be read, the last view read is kept.
     pub fn view(&self, dataset: &str) -> Result<Arc<RollingStore>, ReadError> {
         let entry = self
-            .datasets
-            .get(dataset)
+            .entry(dataset)
             .ok_or_else(|| ReadError::NoSuchDataset(dataset.to_owned()))?;
         let mut view = entry
             .view
@@ -212,8 +241,7 @@ impl Catalog {
     /// snapshot has expired.
     pub fn snapshot(&self, dataset: &str, generation: u64) -> Result<Arc<RollingStore>, ReadError> {
         let entry = self
-            .datasets
-            .get(dataset)
+            .entry(dataset)
             .ok_or_else(|| ReadError::NoSuchDataset(dataset.to_owned()))?;
         // The newest view (re-read at most every `refresh`) answers generations that do not
         // exist without reading storage, and tells when a cached one was replaced.

@@ -206,13 +206,14 @@ async fn dead_letter_counts(served: &Served) -> HashMap<String, DeadCount> {
     served
         .catalog
         .names()
+        .into_iter()
         .map(|name| {
             let count = match &counts {
                 None => DeadCount::NotConfigured,
-                Some(Ok(counts)) => DeadCount::Count(counts.get(name).copied().unwrap_or(0)),
+                Some(Ok(counts)) => DeadCount::Count(counts.get(&name).copied().unwrap_or(0)),
                 Some(Err(reason)) => DeadCount::Unavailable(reason.to_string()),
             };
-            (name.to_owned(), count)
+            (name, count)
         })
         .collect()
 }

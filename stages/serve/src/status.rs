@@ -79,14 +79,16 @@ fn ago(seconds: i64) -> String {
 /// dataset's dead-letter count, `now` is the clock the lag is measured against.
 pub fn index(catalog: &Catalog, dead: &HashMap<String, DeadCount>, now: i64) -> String {
     let mut html = head("zarr-roller datasets");
-    let count = catalog.names().count();
+    let names = catalog.names();
+    let count = names.len();
     let _ = writeln!(
         html,
         "<h1>zarr-roller datasets</h1><p>{count} datasets. Click a column to sort; click a name for the dataset's window, completeness and newest field.</p>\
 <input id=\"filter\" type=\"search\" placeholder=\"filter by name\" aria-label=\"filter by name\">\
 <table class=\"index\" id=\"datasets\"><thead><tr><th data-column=\"name\">dataset</th><th data-column=\"window\">window</th><th data-column=\"newest\">newest run</th><th data-column=\"complete\">complete</th><th data-column=\"lag\">lag</th><th data-column=\"commit\">last commit</th><th data-column=\"dead\">dead letters</th></tr></thead><tbody>"
     );
-    for name in catalog.names() {
+    for name in &names {
+        let name = name.as_str();
         let dead = dead.get(name).cloned().unwrap_or(DeadCount::NotConfigured);
         let (dead_text, dead_sort) = match &dead {
             DeadCount::NotConfigured => ("not counted".to_owned(), -1),
@@ -171,7 +173,7 @@ pub fn dataset_page(
     dead: DeadCount,
     base: &str,
 ) -> Option<String> {
-    if !catalog.names().any(|n| n == name) {
+    if !catalog.names().iter().any(|n| n == name) {
         return None;
     }
     let mut html = head(&format!("{name}: zarr-roller"));
