@@ -24,6 +24,15 @@ fn every_example_config_is_valid() {
         seen >= 6,
         "expected the UKV, height-level and today's-feed examples"
     );
+    // A template for every parameter of the feed: no dataset until the feed makes them.
+    let every = catalog::load_file(&dir.join("ukv-every-parameter.toml")).expect("catalog");
+    assert!(every.datasets.is_empty());
+    let made = every.discovering[0]
+        .dataset_for("temperature_at_screen_level")
+        .expect("a dataset");
+    assert_eq!(made.name, "ukv-temperature_at_screen_level");
+    assert_eq!(made.variable, roller_model::config::VARIABLE_FROM_FILE);
+    assert_eq!(every.discovering[0].limit(), 100);
     // Lead times as published.
     let load = |name: &str| DatasetConfig::load(&dir.join(name)).expect("load");
     let global = load("global-today-screen-temperature.toml");
