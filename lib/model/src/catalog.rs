@@ -19,7 +19,8 @@
 //! and their file dims too where the catalog leaves them out; `limit` (default
 //! [`DEFAULT_DISCOVERY_LIMIT`]) caps how many it makes, so a feed cannot make datasets without
 //! end. A parameter token makes a dataset only if it is a plain name
-//! ([`valid_parameter`]): letters, digits, `_`, `-`, `.`.
+//! ([`valid_parameter`]: letters, digits, `_`, `-`) and the dataset's name is one a NATS subject
+//! can hold.
 //!
 //! Every command that takes `--config` reads a file through [`load`] or [`load_catalog`], so a
 //! dataset's own file is a catalog of one.
@@ -72,8 +73,9 @@ pub const LIMIT_KEY: &str = "limit";
 /// How many datasets a discovering template makes at most unless its `limit` says otherwise.
 pub const DEFAULT_DISCOVERY_LIMIT: usize = 200;
 
-/// Longest parameter token a discovering template takes.
-pub const MAX_PARAMETER_LEN: usize = 100;
+/// Longest parameter token a discovering template takes (a dataset name, which holds it, is at
+/// most 64 characters: a NATS subject token).
+pub const MAX_PARAMETER_LEN: usize = 64;
 
 /// A catalog as loaded: its datasets, and its templates that make datasets from the feed.
 #[derive(Debug, Clone, Default)]
@@ -114,15 +116,14 @@ pub struct Discovered {
 }
 
 /// Whether `parameter` (a token of the feed) may name a dataset: 1 to [`MAX_PARAMETER_LEN`]
-/// letters, digits, `_`, `-` or `.`, not starting with `.`; so it cannot reach outside a store
-/// path or a NATS subject token it is put in.
+/// letters, digits, `_` or `-`; so it cannot reach outside a store path or a NATS subject token
+/// it is put in.
 pub fn valid_parameter(parameter: &str) -> bool {
     !parameter.is_empty()
         && parameter.len() <= MAX_PARAMETER_LEN
-        && !parameter.starts_with('.')
         && parameter
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
 }
 
 impl Discovering {
@@ -137,7 +138,7 @@ impl Discovering {
             return Err(ConfigError::Catalog {
                 origin: self.origin.clone(),
                 reason: format!(
-                    "template {}: the parameter `{}` cannot name a dataset (1 to {MAX_PARAMETER_LEN} letters, digits, `_`, `-` or `.`)",
+                    "template {}: the parameter `{}` cannot name a dataset (1 to {MAX_PARAMETER_LEN} letters, digits, `_` or `-`)",
                     self.index,
                     parameter.escape_debug()
                 ),
@@ -151,7 +152,7 @@ impl Discovering {
             .to_owned();
         let mut merged = substitute(&self.defaults, "{name}", &name);
         merge(&mut merged, own);
-        DatasetConfig::from_value_with_env(
+        let config = DatasetConfig::from_value_with_env(
             toml::Value::Table(merged),
             &self.origin,
             self.env.clone(),
@@ -159,9 +160,27 @@ impl Discovering {
         .map_err(|source| ConfigError::InDataset {
             origin: self.origin.clone(),
             index: self.index,
-            name,
+            name: name.clone(),
             source: Box::new(source),
-        })
+        })?;
+        roller_proto::Subjects::check_dataset(&config.name).map_err(|e| ConfigError::Catalog {
+            origin: self.origin.clone(),
+            reason: format!(
+                "template {}: the dataset `{name}` made for parameter `{parameter}` cannot be named so: {e}",
+                self.index
+            ),
+        })?;
+        Ok(config)
+    }
+
+    /// What identifies this template among the catalogs sharing a NATS prefix: its keys, as
+    /// TOML (tables are ordered), so the processes serving one catalog agree and a changed
+    /// template is another.
+    pub fn identity(&self) -> String {
+        format!(
+            "template:{}",
+            toml::to_string(&self.template).unwrap_or_default()
+        )
     }
 }
 
@@ -188,21 +207,32 @@ impl Catalog {
         None
     }
 
-    /// The dataset named `name` that discovering template `template` made for `parameter` (as
-    /// a registry of discovered datasets recorded it); `None` when this catalog has no such
-    /// template or it makes another name.
-    pub fn rediscover(
-        &self,
-        name: &str,
-        parameter: &str,
-        template: usize,
-    ) -> Option<DatasetConfig> {
-        let config = self
-            .discovering
-            .get(template)?
-            .dataset_for(parameter)
-            .ok()?;
-        (config.name == name).then_some(config)
+    /// The dataset named `name` that a discovering template of this catalog makes for
+    /// `parameter` (as a registry of discovered datasets recorded it); `None` when none makes
+    /// that name (another catalog's dataset).
+    pub fn rediscover(&self, name: &str, parameter: &str) -> Option<Discovered> {
+        self.discovering
+            .iter()
+            .enumerate()
+            .find_map(|(template, discovering)| {
+                let config = discovering.dataset_for(parameter).ok()?;
+                (config.name == name).then(|| Discovered {
+                    config,
+                    parameter: parameter.to_owned(),
+                    template,
+                })
+            })
+    }
+
+    /// What identifies the set of processes serving this catalog: its datasets' names and its
+    /// discovering templates' identities. Hashed, it names the feed's router and the commit
+    /// replicas' group, so two catalogs on one NATS prefix never share them.
+    pub fn group_names(&self) -> Vec<String> {
+        self.datasets
+            .iter()
+            .map(|c| c.name.clone())
+            .chain(self.discovering.iter().map(Discovering::identity))
+            .collect()
     }
 }
 
@@ -243,11 +273,15 @@ impl Discoveries {
 
     /// Records `discovered` (made here by [`Self::make`] or elsewhere, e.g. read from a
     /// registry), refusing it when its name or store is another dataset's or its template's
-    /// limit is reached. Recording a dataset already recorded is no change.
-    pub fn admit(&mut self, catalog: &Catalog, discovered: &Discovered) -> Result<(), ConfigError> {
+    /// limit is reached; `false` when it was recorded already.
+    pub fn admit(
+        &mut self,
+        catalog: &Catalog,
+        discovered: &Discovered,
+    ) -> Result<bool, ConfigError> {
         let config = &discovered.config;
         if self.made.iter().any(|(name, _, _)| *name == config.name) {
-            return Ok(());
+            return Ok(false);
         }
         let refuse = |reason: String| ConfigError::Catalog {
             origin: catalog
@@ -289,7 +323,7 @@ impl Discoveries {
             config.store.path.clone(),
             discovered.template,
         ));
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -690,7 +724,7 @@ mod tests {
         encoding = { level = 1 }
     "#;
 
-    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Vec<DatasetConfig>, ConfigError> {
+    fn datasets_of(text: &str, env: &[(&str, &str)]) -> Result<Vec<DatasetConfig>, ConfigError> {
         from_toml_with_env(
             text,
             "catalog.toml",
@@ -700,7 +734,7 @@ mod tests {
 
     #[test]
     fn each_dataset_is_its_defaults_with_its_own_keys_laid_over() {
-        let configs = parse(CATALOG, &[]).expect("valid catalog");
+        let configs = datasets_of(CATALOG, &[]).expect("valid catalog");
         let [temperature, rain] = &configs[..] else {
             panic!("two datasets, not {}", configs.len())
         };
@@ -723,7 +757,7 @@ mod tests {
 
     #[test]
     fn environment_overrides_apply_to_every_dataset() {
-        let configs = parse(
+        let configs = datasets_of(
             CATALOG,
             &[
                 ("ROLLER__ROLLING__WINDOW", "48"),
@@ -768,7 +802,7 @@ mod tests {
     #[test]
     fn a_dataset_file_is_a_catalog_of_one() {
         let one = crate::config::tests::UKV;
-        let configs = parse(one, &[]).expect("a dataset's own file");
+        let configs = datasets_of(one, &[]).expect("a dataset's own file");
         assert_eq!(configs.len(), 1);
         assert_eq!(configs[0], DatasetConfig::from_toml(one).expect("same"));
     }
@@ -776,22 +810,28 @@ mod tests {
     #[test]
     fn mistakes_name_the_dataset_and_the_key() {
         let bad = CATALOG.replace("rolling = { window = 4 }", "rolling = { window = 0 }");
-        let err = parse(&bad, &[]).expect_err("window 0").to_string();
+        let err = datasets_of(&bad, &[]).expect_err("window 0").to_string();
         assert!(
             err.contains("ukv-rain") && err.contains("rolling.window"),
             "{err}"
         );
         let twice = CATALOG.replace("name = \"ukv-rain\"", "name = \"ukv-temperature\"");
-        let err = parse(&twice, &[]).expect_err("a name twice").to_string();
+        let err = datasets_of(&twice, &[])
+            .expect_err("a name twice")
+            .to_string();
         assert!(err.contains("defined twice"), "{err}");
         let shared = CATALOG.replace("/data/{name}", "/data/all");
-        let err = parse(&shared, &[]).expect_err("one store").to_string();
+        let err = datasets_of(&shared, &[])
+            .expect_err("one store")
+            .to_string();
         assert!(err.contains("store path"), "{err}");
         let stray = format!("window = 3\n{CATALOG}");
-        let err = parse(&stray, &[]).expect_err("a stray key").to_string();
+        let err = datasets_of(&stray, &[])
+            .expect_err("a stray key")
+            .to_string();
         assert!(err.contains("unknown top-level key `window`"), "{err}");
         for empty in ["dataset = []\n", "[defaults]\nvariable = \"x\"\n"] {
-            let err = parse(empty, &[]).expect_err("no dataset").to_string();
+            let err = datasets_of(empty, &[]).expect_err("no dataset").to_string();
             assert!(err.contains("no dataset"), "{empty}: {err}");
         }
     }
@@ -809,7 +849,7 @@ mod tests {
             "temperature_at_screen_level_max-PT01H" = {{ variable = "air_temperature", rolling = {{ window = 2 }}, store = {{ path = "/max/{{parameter}}" }} }}
             "#
         );
-        let configs = parse(&text, &[]).expect("valid catalog");
+        let configs = datasets_of(&text, &[]).expect("valid catalog");
         let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
@@ -842,17 +882,19 @@ mod tests {
     #[test]
     fn template_mistakes_say_what_a_template_needs() {
         let base = format!("{CATALOG}\n[[template]]\nname = \"ukv-{{parameter}}\"\n");
-        let err = parse(&base, &[]).expect_err("no parameters").to_string();
+        let err = datasets_of(&base, &[])
+            .expect_err("no parameters")
+            .to_string();
         assert!(
             err.contains("template 0") && err.contains("parameters"),
             "{err}"
         );
         let fixed = base.replace("ukv-{parameter}", "ukv-fixed")
             + "parameters = { rainfall_rate = \"rainfall_rate\" }\n";
-        let err = parse(&fixed, &[]).expect_err("one name").to_string();
+        let err = datasets_of(&fixed, &[]).expect_err("one name").to_string();
         assert!(err.contains("must hold `{parameter}`"), "{err}");
         let number = base.clone() + "parameters = { rainfall_rate = 3 }\n";
-        let err = parse(&number, &[]).expect_err("a number").to_string();
+        let err = datasets_of(&number, &[]).expect_err("a number").to_string();
         assert!(err.contains("parameter `rainfall_rate`"), "{err}");
     }
 
@@ -909,21 +951,25 @@ mod tests {
         assert!(rain.config.file_dims.is_empty());
         assert_eq!(rain.parameter, "rainfall_rate");
         // Made again (another replica, the registry) is no change.
-        made.admit(&catalog, &rain).expect("the same dataset again");
+        assert!(!made.admit(&catalog, &rain).expect("the same dataset again"));
         assert_eq!(made.len(), 1);
         // Another model: no template takes it.
         assert!(made
             .make(&catalog, &notice("uk-ensemble-2km", "rainfall_rate"))
             .expect("no error")
             .is_none());
-        // The registry gives the same dataset back by name, parameter and template.
+        // The registry gives the same dataset back by name and parameter.
         let again = catalog
-            .rediscover("ukv-rainfall_rate", "rainfall_rate", 0)
+            .rediscover("ukv-rainfall_rate", "rainfall_rate")
             .expect("rediscovered");
-        assert_eq!(again, rain.config);
-        assert!(catalog
-            .rediscover("ukv-other", "rainfall_rate", 0)
-            .is_none());
+        assert_eq!(again.config, rain.config);
+        assert!(catalog.rediscover("ukv-other", "rainfall_rate").is_none());
+        // The router's and the commit group's names change with the template.
+        let names = catalog.group_names();
+        assert_eq!(names[0], "ukv-temperature");
+        assert!(names[1].starts_with("template:"), "{names:?}");
+        let other = parse_catalog(&DISCOVERING.replace("ukv-{parameter}", "mo-{parameter}"));
+        assert_ne!(other.group_names(), names);
         made.make(&catalog, &notice("uk-deterministic-2km", "snow"))
             .expect("the second")
             .expect("made");
@@ -941,7 +987,14 @@ mod tests {
     fn a_parameter_that_cannot_name_a_dataset_is_refused() {
         let catalog = parse_catalog(DISCOVERING);
         let mut made = Discoveries::default();
-        for bad in ["../escape", ".hidden", "a/b", "sp ace", &"x".repeat(101)] {
+        for bad in [
+            "../escape",
+            ".hidden",
+            "a.b",
+            "a/b",
+            "sp ace",
+            &"x".repeat(65),
+        ] {
             let err = made
                 .make(&catalog, &notice("uk-deterministic-2km", bad))
                 .expect_err(bad)
@@ -949,6 +1002,12 @@ mod tests {
             assert!(err.contains("cannot name a dataset"), "{bad}: {err}");
         }
         assert!(made.is_empty());
+        // A token that fits but makes a name too long for a subject.
+        let err = made
+            .make(&catalog, &notice("uk-deterministic-2km", &"x".repeat(62)))
+            .expect_err("a long name")
+            .to_string();
+        assert!(err.contains("longer than 64"), "{err}");
         // A name a listed dataset has is not made twice.
         let text = DISCOVERING
             .replace("ukv-{parameter}", "ukv-{parameter}-x")
@@ -967,7 +1026,7 @@ mod tests {
     #[test]
     fn discovering_template_mistakes_are_refused_at_load() {
         let refused = |text: String, expect: &str| {
-            let err = parse(&text, &[]).expect_err(expect).to_string();
+            let err = datasets_of(&text, &[]).expect_err(expect).to_string();
             assert!(err.contains(expect), "{err}");
         };
         refused(

@@ -362,7 +362,7 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("dataset `{}` is configured twice", twice.name);
             }
             let subjects = roller_nats::NatsSettings::from_env()?.subjects;
-            let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
+            let names = roller_model::catalog::load_catalog(&paths)?.group_names();
             println!(
                 "feed router: consumer {} on stream {} (for KEDA's fetch trigger)",
                 roller_nats::route::consumer_name(&subjects, &names),

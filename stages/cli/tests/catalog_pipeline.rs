@@ -1178,11 +1178,21 @@ fn a_template_for_every_parameter_makes_datasets_from_the_feed_embedded_and_on_n
         ("RUST_LOG", "info".to_owned()),
     ];
     let mut procs = start_stages(root, &on_nats, &env);
-    // The server, started before any dataset exists, serves each as it is made.
+    // The server, started before any dataset exists, serves each as it is made; another
+    // model's catalog given first changes nothing (a registry entry is matched by the name
+    // its template makes, not by the template's place).
+    let other = root.join("other-model.toml");
+    let text = std::fs::read_to_string(discovering_catalog(root, &root.join("other")))
+        .expect("read")
+        .replace("ukv-{parameter}", "mogreps-{parameter}")
+        .replace("uk-deterministic-2km", "uk-ensemble-2km");
+    std::fs::write(&other, text).expect("write");
     let port = free_port();
     procs.0.push(
         spawn_isolated(
             Command::new(stage(&root.join("bin"), "roller-serve"))
+                .arg("--config")
+                .arg(&other)
                 .arg("--config")
                 .arg(&on_nats)
                 .args(["--listen", &format!("127.0.0.1:{port}"), "--refresh", "0s"])

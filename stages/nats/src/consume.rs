@@ -74,6 +74,9 @@ pub struct Handled {
     /// Nothing in the message was for this dataset: acked and counted as unmatched, not
     /// dead-lettered (a feed carries parameters nobody configured).
     pub unmatched: bool,
+    /// Part of the message could not be handled though the rest was (why): a copy is
+    /// dead-lettered with this reason before the message is acked.
+    pub refused: Option<String>,
 }
 
 /// Outcome of a handler, with the notification identity when known (for dead-letter headers).
@@ -199,6 +202,25 @@ where
             let _ = message.ack_with(AckKind::Nak(None)).await;
         }
         Some(Ok(handled)) => {
+            if let Some(reason) = &handled.refused {
+                let letter = dead_letter(
+                    &setup.topology,
+                    setup.stage,
+                    &message,
+                    reason,
+                    handled.source.as_deref(),
+                );
+                tracing::warn!(stage = %setup.stage, source = ?handled.source, %reason, "dead letter for part of a message");
+                if publish(&setup.topology.js, &letter, &setup.shutdown.give_up)
+                    .await
+                    .is_err()
+                {
+                    // Handled again on redelivery (what it published is deduplicated).
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                    return;
+                }
+                setup.health.count(HealthOutcome::DeadLettered);
+            }
             if let Err(e) = message.double_ack().await {
                 // Not acked: it will be redelivered and handled again, harmlessly. Keep its
                 // claim-check for that delivery.

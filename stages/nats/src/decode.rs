@@ -61,6 +61,7 @@ pub async fn handle(stage: Arc<DecodeStage>, message: Incoming) -> Outcome {
             consumed: vec![key],
             source: Some(source),
             unmatched: false,
+            ..Handled::default()
         }),
         Ok(Err(failure)) => fail(failure),
         Err(e) => fail(Failure::Transient(format!("decode task failed: {e}"))),

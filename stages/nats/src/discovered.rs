@@ -5,17 +5,17 @@
 //! registry ([`Registry::watch`]) and starts serving each dataset recorded in it, as if its
 //! catalog had listed it, so one set of stage processes serves datasets nobody listed.
 //!
-//! Entries are `dataset name -> {"parameter", "template"}` in the `{P}_DISCOVERED` bucket; a
-//! process rebuilds the dataset from its own copy of the catalog
-//! ([`roller_model::catalog::Catalog::rediscover`]), so every process serving one catalog serves
-//! the same datasets, and an entry of another catalog (another template, another name) is
-//! ignored. Entries are never removed by the system: a dataset made once keeps its store and
-//! its window rolls on (remove the entry, and the store, to forget it).
+//! Entries are `dataset name -> {"parameter"}` in the `{P}_DISCOVERED` bucket; a process
+//! rebuilds the dataset from its own copy of the catalog
+//! ([`roller_model::catalog::Catalog::rediscover`]: the template that makes that name for that
+//! parameter), so every process serving one catalog serves the same datasets whatever the order
+//! of its `--config` files, and an entry of another catalog is ignored. Entries are never
+//! removed by the system: a dataset made once keeps its store and its window rolls on (remove
+//! the entry, and the store, then restart the processes to forget it).
 
 use async_nats::jetstream::{self, kv};
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use roller_model::catalog::{Catalog, Discovered};
-use roller_model::config::DatasetConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::topology::TopologyError;
@@ -25,8 +25,6 @@ use crate::topology::TopologyError;
 pub struct Entry {
     /// The parameter token the dataset was made for.
     pub parameter: String,
-    /// Which discovering template of the catalog made it (its place among them, from 0).
-    pub template: usize,
 }
 
 /// The registry bucket.
@@ -58,7 +56,6 @@ impl Registry {
     pub async fn record(&self, discovered: &Discovered) -> Result<(), TopologyError> {
         let entry = Entry {
             parameter: discovered.parameter.clone(),
-            template: discovered.template,
         };
         let body = serde_json::to_vec(&entry).unwrap_or_default();
         match self
@@ -73,6 +70,25 @@ impl Registry {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// Every dataset of `catalog` the registry holds now.
+    pub async fn recorded(&self, catalog: &Catalog) -> Result<Vec<Discovered>, TopologyError> {
+        let failed = |e: &dyn std::fmt::Display| TopologyError::Setup {
+            what: "reading the registry of discovered datasets".into(),
+            reason: e.to_string(),
+        };
+        let names: Vec<String> = match self.store.keys().await {
+            Ok(keys) => keys.try_collect().await.map_err(|e| failed(&e))?,
+            Err(e) => return Err(failed(&e)),
+        };
+        let mut found = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(value) = self.store.get(&name).await.map_err(|e| failed(&e))? {
+                found.extend(of_entry(catalog, &name, &value));
+            }
+        }
+        Ok(found)
     }
 
     /// Every dataset of `catalog` the registry holds, those recorded already first, then each
@@ -115,10 +131,13 @@ fn of_entry(catalog: &Catalog, name: &str, value: &[u8]) -> Option<Discovered> {
             return None;
         }
     };
-    let config: DatasetConfig = catalog.rediscover(name, &entry.parameter, entry.template)?;
-    Some(Discovered {
-        config,
-        parameter: entry.parameter,
-        template: entry.template,
-    })
+    let found = catalog.rediscover(name, &entry.parameter);
+    if found.is_none() {
+        tracing::debug!(
+            dataset = name,
+            parameter = %entry.parameter,
+            "a registry entry no template of this catalog makes (another catalog's); ignored"
+        );
+    }
+    found
 }

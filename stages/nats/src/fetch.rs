@@ -54,6 +54,7 @@ pub async fn handle(stage: Arc<FetchStage>, message: Incoming) -> Outcome {
             consumed: Vec::new(),
             source: None,
             unmatched: sorted.unmatched > 0,
+            ..Handled::default()
         });
     }
     let mut first = None;
@@ -65,6 +66,7 @@ pub async fn handle(stage: Arc<FetchStage>, message: Incoming) -> Outcome {
         consumed: Vec::new(),
         source: first,
         unmatched: false,
+        ..Handled::default()
     })
 }
 

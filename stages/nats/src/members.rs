@@ -4,7 +4,7 @@
 //!
 //! Each commit process keeps a key in the `{P}_COMMIT_MEMBERS` bucket, whose entries expire
 //! after the lease TTL unless renewed: `<group>.<holder>`, where the group is a hash of the
-//! dataset names it serves, so only replicas serving the same datasets count for each other
+//! dataset names it serves and its templates (`Catalog::group_names`), so only replicas serving the same datasets count for each other
 //! (processes of other catalogs, or Helm releases of one dataset each, share the prefix).
 //! Every dataset has a *preferred* replica among those present: datasets are dealt out in name
 //! order, each to the replica with the highest hash of (dataset, holder) that has fewer than
@@ -95,13 +95,15 @@ pub fn assign(datasets: &[String], members: &[String]) -> HashMap<String, String
 }
 
 impl Members {
-    /// Joins the replicas present as `holder`, serving `datasets`: keeps the membership key
+    /// Joins the replicas present as `holder`, serving `datasets` for the catalog whose
+    /// [`roller_model::catalog::Catalog::group_names`] are `group`: keeps the membership key
     /// renewed every third of `ttl` (and the list of replicas fresh) until `stop`, then removes
     /// it.
     pub async fn join(
         js: &jetstream::Context,
         bucket: String,
         holder: &str,
+        group: &[String],
         datasets: Vec<String>,
         ttl: Duration,
         stop: CancellationToken,
@@ -122,7 +124,7 @@ impl Members {
             })?;
         let members = Arc::new(Self {
             holder: holder.to_owned(),
-            group: group_of(&datasets),
+            group: group_of(group),
             state: Mutex::new(Present {
                 live: vec![holder.to_owned()],
                 preferred: assign(&datasets, &[holder.to_owned()]),

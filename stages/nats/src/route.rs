@@ -1,6 +1,6 @@
 //! Routing the feed: every fetch process also runs the router, one durable consumer on the
-//! feed subject per set of datasets (its name holds a hash of their names, so processes serving
-//! the same catalog share it and split the work). Each message on the feed is read once
+//! feed subject per catalog (its name holds a hash of its datasets' names and its templates,
+//! `Catalog::group_names`, so processes serving the same catalog share it and split the work). Each message on the feed is read once
 //! ([`roller_fetch::feed::route`]) and published, as it came, on the ingest subject of every
 //! dataset that takes a file of it, where that dataset's own fetch consumer takes it; its
 //! deduplication id is the one `roller replay` gives the same notice, so a notice both routed
@@ -15,8 +15,8 @@
 //! dataset takes may make one: the router sets its streams and consumers up, records it in the
 //! registry ([`crate::discovered`]), where every stage process serving the catalog picks it up,
 //! and routes the notice to it. A notice a template would take but cannot make a dataset for
-//! (its parameter cannot name one, the template's limit is reached) dead-letters its message
-//! when nothing else in it was routed, and is logged otherwise.
+//! (its parameter cannot name one, the template's limit is reached) dead-letters its message;
+//! when other notices of it were routed, a copy is dead-lettered and the message acked.
 //!
 //! A catalog change makes a new router (another hash); it starts where the old one had got to
 //! ([`setup_router`]), and the old consumer stays until an operator removes it: NATS could
@@ -114,7 +114,11 @@ impl RouteStage {
             &discovered.config,
         )
         .await
-        .map_err(transient)?;
+        .map_err(|e| match e {
+            // The template checked the name; should NATS refuse it still, retrying cannot help.
+            crate::topology::TopologyError::Name(e) => Failure::Permanent(e.to_string()),
+            e => transient(e),
+        })?;
         discovery
             .registry
             .record(&discovered)
@@ -241,11 +245,8 @@ pub async fn handle(stage: Arc<RouteStage>, message: Incoming) -> Outcome {
             Err(transient) => return Err((transient, Some(note.id()))),
         }
     }
-    if !refused.is_empty() {
-        if routed.to.is_empty() {
-            return Err((Failure::Permanent(refused.join("; ")), None));
-        }
-        tracing::warn!(refused = %refused.join("; "), "no dataset made for some notices of a routed message");
+    if !refused.is_empty() && routed.to.is_empty() {
+        return Err((Failure::Permanent(refused.join("; ")), None));
     }
     let subjects = &stage.topology.subjects;
     let mut first = None;
@@ -274,5 +275,7 @@ pub async fn handle(stage: Arc<RouteStage>, message: Incoming) -> Outcome {
         consumed: Vec::new(),
         source: first,
         unmatched: routed.to.is_empty() && !routed.unmatched.is_empty(),
+        // The rest of the message was routed: a copy is dead-lettered for these.
+        refused: (!refused.is_empty()).then(|| refused.join("; ")),
     })
 }

@@ -176,6 +176,7 @@ pub async fn run_catalog(
                 &js,
                 settings.subjects.members_bucket(),
                 &holder_id(),
+                &catalog.group_names(),
                 datasets.iter().map(|(c, _, _)| c.name.clone()).collect(),
                 settings.lease_ttl,
                 shutdown.stop_pulling.clone(),
@@ -191,6 +192,17 @@ pub async fn run_catalog(
         None
     };
     let made = Arc::new(Mutex::new(Discoveries::default()));
+    let mut found = match &registry {
+        Some(registry) => {
+            // What earlier routers made counts toward the templates' limits before this
+            // process's router makes more.
+            for discovered in registry.recorded(&catalog).await? {
+                let _ = lock(&made).admit(&catalog, &discovered);
+            }
+            registry.watch(catalog.clone()).await?.boxed()
+        }
+        None => futures::stream::empty().boxed(),
+    };
     let routing = router.map(|(rules, health)| {
         let stop = shutdown.child();
         let discovery = registry.clone().map(|registry| route::Discovery {
@@ -204,7 +216,7 @@ pub async fn run_catalog(
             client.clone(),
             settings.clone(),
             stop.clone(),
-            rules,
+            (rules, catalog.group_names()),
             health,
             discovery,
         ));
@@ -236,25 +248,28 @@ pub async fn run_catalog(
                         supervise_dataset(kind, config, backends, health, context.clone()).boxed()
                     })
                     .collect();
-            let mut found = match &registry {
-                Some(registry) => registry.watch(catalog.clone()).await?.boxed(),
-                None => futures::stream::empty().boxed(),
-            };
             let stop = shutdown.stop_pulling.clone();
+            let mut served_made = std::collections::HashSet::new();
+            let mut watching = registry.is_some();
             loop {
                 tokio::select! {
                     Some(()) = runs.next() => {}
-                    Some(discovered) = found.next(), if !stop.is_cancelled() => {
-                        let admitted = made
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .admit(&catalog, &discovered);
-                        let config = discovered.config;
-                        if let Err(e) = admitted {
-                            tracing::warn!(dataset = %config.name, error = %e, "not serving a dataset the registry holds");
+                    next = found.next(), if watching && !stop.is_cancelled() => {
+                        let Some(discovered) = next else {
+                            tracing::warn!("the registry of datasets made from the feed stopped answering; datasets made from now on are served after a restart");
+                            watching = false;
+                            continue;
+                        };
+                        let name = discovered.config.name.clone();
+                        if served_made.contains(&name) {
                             continue;
                         }
-                        if let Some(serving) = serve_made(kind, config, &healths, &context) {
+                        if let Err(e) = lock(&made).admit(&catalog, &discovered) {
+                            tracing::warn!(dataset = %name, error = %e, "not serving a dataset the registry holds");
+                            continue;
+                        }
+                        if let Some(serving) = start_made(kind, discovered.config, &healths, &context) {
+                            served_made.insert(name);
                             runs.push(serving);
                         }
                     }
@@ -281,17 +296,27 @@ pub async fn run_catalog(
     Ok(())
 }
 
-/// Routes the feed to `rules`' datasets until shutdown (see [`route`]); setting the router up
+/// `mutex` locked, whether or not a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Routes the feed to `rules`' datasets until shutdown (see [`route`]), as the router of the
+/// processes serving `names` ([`Catalog::group_names`]); setting the router up
 /// is retried with a backoff (1 s doubling to a minute) while NATS refuses it.
 async fn route_feed(
     client: async_nats::Client,
     settings: NatsSettings,
     shutdown: Shutdown,
-    rules: Vec<(String, roller_model::config::MatchConfig)>,
+    (rules, names): (
+        Vec<(String, roller_model::config::MatchConfig)>,
+        Vec<String>,
+    ),
     health: Arc<Health>,
     discovery: Option<route::Discovery>,
 ) {
-    let names: Vec<String> = rules.iter().map(|(n, _)| n.clone()).collect();
     let mut backoff = Duration::from_secs(1);
     let consumer = loop {
         let ready = async {
@@ -342,7 +367,7 @@ async fn route_feed(
 /// Starts serving `config`, a dataset a template made from the feed (once per process): its
 /// health joins the process's, its lease joins those the commit replicas share. `None`, having
 /// said why, when its storage cannot be opened (the registry's other datasets go on).
-fn serve_made<'a>(
+fn start_made<'a>(
     kind: StageKind,
     config: DatasetConfig,
     healths: &HealthSet,

@@ -93,8 +93,8 @@ fn seconds(text: &str) -> Result<Duration, DurationError> {
 
 /// Serves the datasets of `args` until SIGTERM or Ctrl-C.
 pub fn run(args: &ServeArgs) -> Result<()> {
-    let templates = roller_model::catalog::load_catalog(&args.configs)?;
-    let stores = templates
+    let configs = roller_model::catalog::load_catalog(&args.configs)?;
+    let stores = configs
         .datasets
         .iter()
         .cloned()
@@ -114,9 +114,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
-    let discovering = match (&nats, templates.discovering.is_empty()) {
+    let discovering = match (&nats, configs.discovering.is_empty()) {
         (_, true) => None,
-        (Some(settings), false) => Some((templates, settings.clone())),
+        (Some(settings), false) => Some((configs, settings.clone())),
         (None, false) => {
             tracing::warn!(
                 "the catalog has templates that make datasets from the feed; without NATS_URL they are not served (the registry of made datasets is on NATS)"
@@ -138,8 +138,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        if let Some((templates, settings)) = discovering {
-            tokio::spawn(serve_made(templates, settings, served.clone()));
+        if let Some((configs, settings)) = discovering {
+            tokio::spawn(follow_registry(configs, settings, served.clone()));
         }
         tracing::info!(address = %listener.local_addr()?, "serving");
         serve(listener, served, stop_signal()).await?;
@@ -147,10 +147,11 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     })
 }
 
-/// Adds each dataset the registry holds for `templates`' discovering templates to what is
-/// served, as they are made; retried every 10 s while NATS cannot be reached.
-async fn serve_made(
-    templates: roller_model::catalog::Catalog,
+/// Adds each dataset the registry holds for `configs`' discovering templates to what is
+/// served, as they are made (with the checks the stages make: the templates' limits, no name or
+/// store twice); retried every 10 s while NATS cannot be reached.
+async fn follow_registry(
+    configs: roller_model::catalog::Catalog,
     settings: NatsSettings,
     served: Arc<Served>,
 ) {
@@ -160,7 +161,7 @@ async fn serve_made(
             let js = async_nats::jetstream::new(client);
             crate::discovered::Registry::open(&js, settings.subjects.discovered_bucket())
                 .await?
-                .watch(templates.clone())
+                .watch(configs.clone())
                 .await
         };
         match watching.await {
@@ -172,11 +173,17 @@ async fn serve_made(
         }
     };
     futures::pin_mut!(watch);
-    while let Some(made) = futures::StreamExt::next(&mut watch).await {
-        let config = made.config;
-        if served.catalog.config(&config.name).is_some() {
-            continue;
+    let mut made = roller_model::catalog::Discoveries::default();
+    while let Some(discovered) = futures::StreamExt::next(&mut watch).await {
+        match made.admit(&configs, &discovered) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(dataset = %discovered.config.name, error = %e, "not serving a dataset the registry holds");
+                continue;
+            }
         }
+        let config = discovered.config;
         let name = config.name.clone();
         let added = roller_s3::Backends::open(&config)
             .map_err(|e| e.to_string())

@@ -73,5 +73,6 @@ pub async fn handle(stage: Arc<WriteStage>, message: Incoming) -> Outcome {
         consumed: vec![key],
         source: Some(source),
         unmatched: false,
+        ..Handled::default()
     })
 }
