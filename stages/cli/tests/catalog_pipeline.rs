@@ -1078,6 +1078,40 @@ parameters = "*"
     path
 }
 
+/// The reasons of the dead letters of the feed's router (stream prefix `prefix`).
+fn feed_dead_letters(url: &str, prefix: &str) -> Vec<String> {
+    let subjects = roller_proto::Subjects::new(prefix).expect("a prefix");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js
+            .get_stream(subjects.stream(roller_proto::StreamKind::Dead))
+            .await
+            .expect("the dead-letter stream");
+        let state = stream.info().await.expect("stream info").state.clone();
+        let subject = subjects.dead("fetch", "feed");
+        let mut reasons = Vec::new();
+        for seq in state.first_sequence..=state.last_sequence {
+            if let Ok(message) = stream.get_raw_message(seq).await {
+                if message.subject.as_str() == subject {
+                    reasons.push(
+                        message
+                            .headers
+                            .get(roller_proto::subjects::headers::REASON)
+                            .map(|v| v.as_str().to_owned())
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+        }
+        reasons
+    })
+}
+
 /// The variable a dataset's record names.
 fn recorded_variable(dir: &Path) -> String {
     let record: serde_json::Value =
@@ -1112,10 +1146,21 @@ fn a_template_for_every_parameter_makes_datasets_from_the_feed_embedded_and_on_n
     }
     let n = lines.len();
     let mut mixed: Vec<String> = (0..n).map(|i| lines[(i * 7 + 3) % n].clone()).collect();
-    // A parameter token too long to name a dataset: refused, and nothing else lost.
+    // A parameter token too long to name a dataset, in one message with a notice found nowhere
+    // else in the feed: that notice is refused, the rest of its message still taken.
     let long = "p".repeat(101);
     let refused = todays_feed_of(&temperature[..1], &root.join("bucket"), &long);
-    mixed.extend(refused.forms["s3-event"].iter().cloned());
+    let mut both: serde_json::Value = serde_json::from_str(&mixed.remove(0)).expect("an event");
+    let other: serde_json::Value =
+        serde_json::from_str(&refused.forms["s3-event"][0]).expect("an event");
+    both["Records"].as_array_mut().expect("records").extend(
+        other["Records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .cloned(),
+    );
+    mixed.push(both.to_string());
     let notices = root.join("mixed.jsonl");
     std::fs::write(&notices, mixed.join("\n")).expect("write the feed");
     let notices = notices.display().to_string();
@@ -1233,6 +1278,15 @@ fn a_template_for_every_parameter_makes_datasets_from_the_feed_embedded_and_on_n
             std::thread::sleep(Duration::from_millis(250));
         }
     }
+    // The refused notice is one dead letter of the router's, a copy of the message whose other
+    // notice was routed (its dataset is complete above), with the reason.
+    let mut dead = feed_dead_letters(&nats.url(), "disc");
+    while dead.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        dead = feed_dead_letters(&nats.url(), "disc");
+    }
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].contains("cannot name a dataset"), "{dead:?}");
     let index = request(port, "GET", "/", &[]).body_text();
     for name in &names {
         assert!(
