@@ -807,9 +807,18 @@ fn check_scaling(
             .as_str()
             .unwrap_or_default();
         if stage == "fetch" && !router.is_empty() {
-            // The feed's router, as the fetch processes serving these datasets name it.
-            let names: Vec<String> = datasets.iter().map(|d| (*d).to_owned()).collect();
-            assert_eq!(router, roller_nats::route::consumer_name(&subjects, &names));
+            // The feed's router, as the fetch processes serving the chart's catalog name it
+            // (its datasets and its templates).
+            let catalog = roller_model::catalog::parse(
+                values["dataset"]["config"].as_str().expect("config"),
+                "dataset.config",
+                std::iter::empty(),
+            )
+            .expect("the chart's catalog");
+            assert_eq!(
+                router,
+                roller_nats::route::consumer_name(&subjects, &catalog.group_names())
+            );
             expected.push(router.to_owned());
         }
         assert_eq!(watched, expected, "{stage}: a trigger per dataset");
@@ -818,13 +827,17 @@ fn check_scaling(
         assert_eq!(spec.replicas, None, "{stage}");
         targets.insert(stage);
     }
-    assert_eq!(
-        targets,
+    // Stages with nothing to watch get no ScaledObject (KEDA refuses one without triggers):
+    // with only templates, decode and write keep their replicas.
+    let expected: BTreeSet<String> = if datasets.is_empty() {
+        ["fetch"].map(str::to_owned).into_iter().collect()
+    } else {
         ["decode", "fetch", "write"]
             .map(str::to_owned)
             .into_iter()
             .collect()
-    );
+    };
+    assert_eq!(targets, expected);
 }
 
 #[test]
@@ -873,6 +886,40 @@ fn the_helm_chart_runs_a_whole_models_catalog_with_keda_on_every_datasets_lag() 
             ours.name
         );
     }
+}
+
+#[test]
+fn the_helm_chart_runs_a_catalog_of_templates_with_keda_on_the_feed_router() {
+    let (documents, values) = render_chart(Some("ci/ukv-every-parameter-values.yaml"));
+    let (deployments, scaled) = check_objects(&documents, &values);
+    check_scaling(&deployments, &scaled, &values);
+    assert!(dataset_names(&values).is_empty());
+    for stage in ["decode", "write"] {
+        let spec = deployments[&format!("zarr-roller-{stage}")]
+            .spec
+            .as_ref()
+            .expect("spec");
+        assert_eq!(spec.replicas, Some(2), "{stage} keeps its replicas");
+    }
+    // The chart's catalog is the example's template, but for where datasets are stored.
+    let chart = roller_model::catalog::parse(
+        values["dataset"]["config"].as_str().expect("config"),
+        "values",
+        std::iter::empty(),
+    )
+    .expect("the chart's catalog");
+    let example = roller_model::catalog::load_file(
+        &workspace_root().join("examples/ukv-every-parameter.toml"),
+    )
+    .expect("the example");
+    assert_eq!(chart.group_names(), example.group_names());
+    let made = chart.discovering[0]
+        .dataset_for("temperature_at_screen_level")
+        .expect("a dataset");
+    assert_eq!(
+        made.store.path,
+        std::path::Path::new("s3://zarr-roller/ukv/ukv-temperature_at_screen_level")
+    );
 }
 
 #[test]

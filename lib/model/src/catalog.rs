@@ -173,14 +173,18 @@ impl Discovering {
         Ok(config)
     }
 
-    /// What identifies this template among the catalogs sharing a NATS prefix: its keys, as
-    /// TOML (tables are ordered), so the processes serving one catalog agree and a changed
-    /// template is another.
+    /// What identifies this template among the catalogs sharing a NATS prefix: its `name`
+    /// pattern and its `match`, as TOML (tables are ordered), so the processes serving one
+    /// catalog agree, two catalogs' templates differ, and changing its other keys (a window, a
+    /// codec) keeps the router and the commit group.
     pub fn identity(&self) -> String {
-        format!(
-            "template:{}",
-            toml::to_string(&self.template).unwrap_or_default()
-        )
+        let key: toml::Table = self
+            .template
+            .iter()
+            .filter(|(k, _)| *k == "name" || *k == "match")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        format!("template:{}", toml::to_string(&key).unwrap_or_default())
     }
 }
 
@@ -970,6 +974,9 @@ mod tests {
         assert!(names[1].starts_with("template:"), "{names:?}");
         let other = parse_catalog(&DISCOVERING.replace("ukv-{parameter}", "mo-{parameter}"));
         assert_ne!(other.group_names(), names);
+        let tuned =
+            parse_catalog(&DISCOVERING.replace("limit = 2", "limit = 2\nrolling = { window = 4 }"));
+        assert_eq!(tuned.group_names(), names, "other keys keep the names");
         made.make(&catalog, &notice("uk-deterministic-2km", "snow"))
             .expect("the second")
             .expect("made");

@@ -227,11 +227,14 @@ where
                 tracing::warn!(stage = %setup.stage, error = %e, "ack failed; the message will be redelivered");
                 return;
             }
-            setup.health.count(if handled.unmatched {
-                HealthOutcome::Unmatched
-            } else {
-                HealthOutcome::Acked
-            });
+            // A message part of which was dead-lettered is counted once, as dead-lettered.
+            if handled.refused.is_none() {
+                setup.health.count(if handled.unmatched {
+                    HealthOutcome::Unmatched
+                } else {
+                    HealthOutcome::Acked
+                });
+            }
             tracing::debug!(stage = %setup.stage, source = ?handled.source, "done");
             if let Some(scratch) = &setup.scratch {
                 let (scratch, keys) = (scratch.clone(), handled.consumed);

@@ -149,13 +149,14 @@ pub fn run(args: &ServeArgs) -> Result<()> {
 
 /// Adds each dataset the registry holds for `configs`' discovering templates to what is
 /// served, as they are made (with the checks the stages make: the templates' limits, no name or
-/// store twice); retried every 10 s while NATS cannot be reached.
+/// store twice); watched again 10 s after NATS cannot be reached or the watch ends.
 async fn follow_registry(
     configs: roller_model::catalog::Catalog,
     settings: NatsSettings,
     served: Arc<Served>,
 ) {
-    let watch = loop {
+    let mut made = roller_model::catalog::Discoveries::default();
+    loop {
         let watching = async {
             let client = crate::topology::connect(&settings, "roller-serve").await?;
             let js = async_nats::jetstream::new(client);
@@ -164,42 +165,55 @@ async fn follow_registry(
                 .watch(configs.clone())
                 .await
         };
-        match watching.await {
-            Ok(watch) => break watch,
+        let watch = match watching.await {
+            Ok(watch) => watch,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch the registry of datasets made from the feed; retrying in 10 s");
                 tokio::time::sleep(Duration::from_secs(10)).await;
-            }
-        }
-    };
-    futures::pin_mut!(watch);
-    let mut made = roller_model::catalog::Discoveries::default();
-    while let Some(discovered) = futures::StreamExt::next(&mut watch).await {
-        match made.admit(&configs, &discovered) {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::warn!(dataset = %discovered.config.name, error = %e, "not serving a dataset the registry holds");
                 continue;
             }
+        };
+        futures::pin_mut!(watch);
+        while let Some(discovered) = futures::StreamExt::next(&mut watch).await {
+            add_made(&configs, &mut made, discovered, &served);
         }
-        let config = discovered.config;
-        let name = config.name.clone();
-        let added = roller_s3::Backends::open(&config)
-            .map_err(|e| e.to_string())
-            .and_then(|backends| {
-                served
-                    .catalog
-                    .add(config, backends.store)
-                    .map_err(|e| e.to_string())
-            });
-        match added {
-            Ok(()) => {
-                tracing::info!(dataset = %name, "serving a dataset a template made from the feed")
-            }
-            Err(e) => {
-                tracing::error!(dataset = %name, error = %e, "cannot serve a dataset made from the feed")
-            }
+        tracing::warn!("the watch of the registry of datasets made from the feed ended; watching again in 10 s");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
+/// Serves `discovered`, a dataset the registry holds, unless served already or refused by the
+/// templates' limits (said in the log).
+fn add_made(
+    configs: &roller_model::catalog::Catalog,
+    made: &mut roller_model::catalog::Discoveries,
+    discovered: roller_model::catalog::Discovered,
+    served: &Served,
+) {
+    match made.admit(configs, &discovered) {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(dataset = %discovered.config.name, error = %e, "not serving a dataset the registry holds");
+            return;
+        }
+    }
+    let config = discovered.config;
+    let name = config.name.clone();
+    let added = roller_s3::Backends::open(&config)
+        .map_err(|e| e.to_string())
+        .and_then(|backends| {
+            served
+                .catalog
+                .add(config, backends.store)
+                .map_err(|e| e.to_string())
+        });
+    match added {
+        Ok(()) => {
+            tracing::info!(dataset = %name, "serving a dataset a template made from the feed")
+        }
+        Err(e) => {
+            tracing::error!(dataset = %name, error = %e, "cannot serve a dataset made from the feed")
         }
     }
 }
