@@ -1,8 +1,9 @@
 //! Routing the feed: every fetch process also runs the router, one durable consumer on the
 //! feed subject per catalog (its name holds a hash of its datasets' names and its templates,
-//! `Catalog::group_names`, so processes serving the same catalog share it and split the work). Each message on the feed is read once
-//! ([`roller_fetch::feed::route`]) and published, as it came, on the ingest subject of every
-//! dataset that takes a file of it, where that dataset's own fetch consumer takes it; its
+//! `Catalog::group_names`, so processes serving the same catalog share it and split the work).
+//! Each message on the feed is read once ([`roller_fetch::feed::route`]) and published, as it
+//! came, on the ingest subject of every dataset that takes a file of it, where that dataset's
+//! own fetch consumer takes it; its
 //! deduplication id is the one `roller replay` gives the same notice, so a notice both routed
 //! and published straight to a dataset is stored once. A message for no dataset is acked and
 //! counted as unmatched; one that does not parse is dead-lettered once, on
@@ -27,8 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_nats::jetstream::{self, consumer};
 use futures::TryStreamExt;
-use roller_bus::metrics::Counter;
-use roller_bus::metrics::Metrics;
+use roller_bus::metrics::{Counter, Metrics};
 use roller_fetch::feed::route;
 use roller_model::catalog::{Catalog, Discoveries};
 use roller_model::config::MatchConfig;
@@ -137,14 +137,15 @@ impl RouteStage {
     }
 }
 
-/// The name of the router's durable consumer for processes serving `datasets` (on the ingest
-/// stream): `route_feed-<hash of the names>`, as `roller check` prints it for KEDA.
+/// The name of the router's durable consumer for processes serving the catalog whose
+/// `Catalog::group_names` are `datasets` (on the ingest stream): `route_feed-<hash of the
+/// names>`, as `roller check` prints it for KEDA.
 pub fn consumer_name(subjects: &Subjects, datasets: &[String]) -> String {
     subjects.consumer("route", &format!("{FEED}-{}", group_of(datasets)))
 }
 
-/// Creates or updates the router's durable consumer for processes serving `datasets` and
-/// returns it. A new router starts where the furthest of the stream's other routers (those of
+/// Creates or updates the router's durable consumer for processes serving the catalog whose
+/// group names are `datasets` ([`consumer_name`]) and returns it. A new router starts where the furthest of the stream's other routers (those of
 /// other catalogs) has acknowledged, so a catalog change does not route the feed again; the
 /// first router of a stream reads all the stream keeps (see [`start_of`]).
 pub async fn setup_router(
