@@ -4,9 +4,9 @@
 //! Each message on the feed is read once ([`roller_fetch::feed::route`]) and published, as it
 //! came, on the ingest subject of every dataset that takes a file of it, where that dataset's
 //! own fetch consumer takes it; its deduplication id is the one `roller replay` gives the same
-//! notice, so a notice both routed and published straight to a dataset is stored once. A message for no dataset is acked and
-//! counted as unmatched; one that does not parse is dead-lettered once, on
-//! `{prefix}.dead.fetch.feed`.
+//! notice, so a notice both routed and published straight to a dataset is stored once. A
+//! message for no dataset is acked and counted as unmatched; one that does not parse is
+//! dead-lettered once, on `{prefix}.dead.fetch.feed`.
 //!
 //! Without the router every dataset's fetch consumer would read the whole feed: with a whole
 //! model's 51 datasets, 51 deliveries of every message.
