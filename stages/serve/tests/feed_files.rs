@@ -14,7 +14,7 @@ use common::InProcessServer;
 use roller_embedded::RunSummary;
 use roller_model::config::DatasetConfig;
 use roller_serve::catalog::Catalog;
-use roller_test_support::feed::{match_today, mounts, ENSEMBLE_BUCKET, MODEL, PARAMETER};
+use roller_test_support::feed::{match_today, mounts, BUCKET, ENSEMBLE_BUCKET, MODEL, PARAMETER};
 use roller_test_support::{ingest, run_python};
 
 /// Files written by `make_feed_files.py` for a spec, with their notices (S3 events).
@@ -46,17 +46,24 @@ impl Files {
     }
 }
 
-/// A dataset in `dir/<name>` taking `model`/`name` notices, with `dims` (the `[rolling]` table
-/// and the dims' tables), `sources` (the mounts) and the reference file on.
-fn dataset(
+/// A dataset in `dir/<name>` of `air_temperature` taking `model`/`name` notices, with `dims`
+/// (the `[rolling]` table and the dims' tables), `sources` (the mounts) and the reference file
+/// on.
+fn dataset(dir: &Path, name: &str, rule: (&str, &str), dims: &str, sources: &str) -> DatasetConfig {
+    dataset_of(dir, name, "air_temperature", rule, dims, sources)
+}
+
+/// [`dataset`] of `variable` (`"*"`: the first file's data variable).
+fn dataset_of(
     dir: &Path,
     name: &str,
+    variable: &str,
     (model, parameter): (&str, &str),
     dims: &str,
     sources: &str,
 ) -> DatasetConfig {
     let text = format!(
-        "name = \"{name}\"\nvariable = \"air_temperature\"\n[match]\nmodel = \"{model}\"\n\
+        "name = \"{name}\"\nvariable = \"{variable}\"\n[match]\nmodel = \"{model}\"\n\
          name = \"{parameter}\"\n{dims}\n[store]\npath = \"{}\"\nfsync = false\n\
          [reference]\nenabled = true\n{sources}",
         dir.join(name).display()
@@ -303,4 +310,95 @@ fn a_global_pressure_level_field_ingests_with_its_grid_and_levels() {
             "\"latitude_bnds\"",
         ],
     );
+}
+
+#[test]
+fn the_first_file_of_every_shape_gives_its_data_variable_to_a_dataset_that_leaves_it_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leads = |start: &str, size: u32, step: &str| {
+        format!(
+            "[rolling]\ndim = \"forecast_reference_time\"\nstep = \"{step}\"\nwindow = 2\n\
+             [[message_dims]]\nname = \"forecast_period\"\nstart = \"{start}\"\nstep = \"1h\"\n\
+             size = {size}\n"
+        )
+    };
+    let run = |extra: serde_json::Value, run: &str, leads: &[i64]| {
+        let mut spec = serde_json::json!({"run": run, "leads": leads, "duration": "PT3H"});
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        spec
+    };
+    // Every shape of FEED.md: bounds and a grid mapping beside the field, members, an iris
+    // file's auxiliary coordinates, per-file time bounds, the global grid on pressure levels.
+    let max_parameter = format!("{PARAMETER}_max-PT01H");
+    let shapes: [(&str, &str, serde_json::Value, (&str, &str), String); 5] = [
+        (
+            "single",
+            BUCKET,
+            serde_json::json!({}),
+            (MODEL, PARAMETER),
+            leads("0h", 2, "1h"),
+        ),
+        (
+            "members",
+            ENSEMBLE_BUCKET,
+            serde_json::json!({"members": [26, 27, 28]}),
+            ("uk-ensemble", PARAMETER),
+            leads("0h", 2, "1h"),
+        ),
+        (
+            "levels",
+            BUCKET,
+            serde_json::json!({"model_levels": 3}),
+            (MODEL, PARAMETER),
+            leads("0h", 2, "1h"),
+        ),
+        (
+            "maximum",
+            BUCKET,
+            serde_json::json!({"maximum": true}),
+            (MODEL, &max_parameter),
+            leads("1h", 2, "1h"),
+        ),
+        (
+            "global",
+            BUCKET,
+            serde_json::json!({"grid": "global", "pressures": [100_000, 85_000]}),
+            (
+                "global-deterministic-10km",
+                "temperature_on_pressure_levels",
+            ),
+            leads("0h", 2, "6h"),
+        ),
+    ];
+    for (shape, bucket, extra, rule, dims) in shapes {
+        let first = if shape == "maximum" { 3600 } else { 0 };
+        let files = Files::write(
+            &dir.path().join(shape),
+            bucket,
+            &serde_json::json!({"ny": 130, "nx": 140, "runs": [
+                run(extra.clone(), "2024-01-01T00:00:00Z", &[first, first + 3600]),
+                run(extra, "2024-01-01T06:00:00Z", &[first]),
+            ]}),
+        );
+        let sources = mounts(&[(bucket, &files.bucket)]);
+        let stores = dir.path().join(shape);
+        let named = dataset_of(&stores, "named", "air_temperature", rule, &dims, &sources);
+        let taken = dataset_of(&stores, "taken", "*", rule, &dims, &sources);
+        for config in [&named, &taken] {
+            assert_eq!(ingest_all(config, &files.lines).files, 3, "{shape}");
+        }
+        let record = roller_test_support::rolling_store(&taken).record();
+        assert_eq!(record.layout.variable, "air_temperature", "{shape}");
+        // The same chunks and metadata; the record and the reference file name their store.
+        let objects = |config: &DatasetConfig| {
+            let mut objects = roller_test_support::snapshot(&config.store.path);
+            objects.retain(|key, _| {
+                !["roller.json", "roller-layout.json", "reference.json"].contains(&key.as_str())
+            });
+            objects
+        };
+        assert_eq!(objects(&taken), objects(&named), "{shape}");
+    }
 }
