@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use roller_synth::{synth, SynthOptions};
+use roller_synth::{synth, SynthFile, SynthOptions};
 use roller_test_support::feed::{mounts, todays_feed_of, BUCKET};
 use roller_test_support::http::request;
 use roller_test_support::nats::{free_port, spawn_isolated, NatsServer};
@@ -62,6 +62,36 @@ chunk = 48
     ));
     std::fs::write(&path, text).expect("write the catalog");
     path
+}
+
+/// Two parameters' files published under today's keys in `root/bucket`: temperature (two runs
+/// of three lead times, 64 x 48) and rain (the same a day later). Returns the temperature files
+/// and every file's S3 event, the temperature ones first.
+fn two_parameters(root: &Path) -> (Vec<SynthFile>, Vec<String>) {
+    let temperature = small_files(&root.join("src-t"), 2, 3, 64, 48);
+    let rain = synth(&SynthOptions {
+        out: root.join("src-r"),
+        ny: 64,
+        nx: 48,
+        runs: 2,
+        leads: 3,
+        run_step: 6 * 3600,
+        first_run: SynthOptions::default().first_run + 24 * 3600,
+        ..SynthOptions::default()
+    })
+    .expect("synthesise");
+    let mut lines = Vec::new();
+    for (files, (_, parameter)) in [(&temperature, DATASETS[0]), (&rain, DATASETS[1])] {
+        let feed = todays_feed_of(files, &root.join("bucket"), parameter);
+        lines.extend(feed.forms["s3-event"].iter().cloned());
+    }
+    (temperature, lines)
+}
+
+/// `lines` shuffled by a fixed permutation, so the parameters interleave.
+fn interleaved(lines: &[String]) -> Vec<String> {
+    let n = lines.len();
+    (0..n).map(|i| lines[(i * 7 + 3) % n].clone()).collect()
 }
 
 fn roller(args: &[&str], configs: &[&Path], env: &[(&str, String)]) -> Output {
@@ -150,26 +180,8 @@ fn a_mixed_feed_fills_every_dataset_of_a_catalog_alike_embedded_distributed_and_
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     // Two parameters' files, runs a day apart, published under today's keys in one bucket.
-    let temperature = small_files(&root.join("src-t"), 2, 3, 64, 48);
-    let rain = synth(&SynthOptions {
-        out: root.join("src-r"),
-        ny: 64,
-        nx: 48,
-        runs: 2,
-        leads: 3,
-        run_step: 6 * 3600,
-        first_run: SynthOptions::default().first_run + 24 * 3600,
-        ..SynthOptions::default()
-    })
-    .expect("synthesise");
-    let mut lines = Vec::new();
-    for (files, (_, parameter)) in [(&temperature, DATASETS[0]), (&rain, DATASETS[1])] {
-        let feed = todays_feed_of(files, &root.join("bucket"), parameter);
-        lines.extend(feed.forms["s3-event"].iter().cloned());
-    }
-    // Shuffled (a fixed permutation), so the parameters interleave.
-    let n = lines.len();
-    let mut mixed: Vec<String> = (0..n).map(|i| lines[(i * 7 + 3) % n].clone()).collect();
+    let (_, lines) = two_parameters(root);
+    let mut mixed = interleaved(&lines);
     mixed.push("{\"Service\":\"Amazon S3\",\"Event\":\"s3:TestEvent\",\"Bucket\":\"b\"}".into());
     let notices = root.join("mixed.jsonl");
     std::fs::write(&notices, mixed.join("\n")).expect("write the feed");
@@ -630,23 +642,7 @@ fn chaos(seed: u64) {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     // Two runs each, as the window holds: with more, which files of a run that rolls out are
     // still written would depend on the order files arrive in, in either mode.
-    let temperature = small_files(&root.join("src-t"), 2, 3, 64, 48);
-    let rain = synth(&SynthOptions {
-        out: root.join("src-r"),
-        ny: 64,
-        nx: 48,
-        runs: 2,
-        leads: 3,
-        run_step: 6 * 3600,
-        first_run: SynthOptions::default().first_run + 24 * 3600,
-        ..SynthOptions::default()
-    })
-    .expect("synthesise");
-    let mut lines = Vec::new();
-    for (files, (_, parameter)) in [(&temperature, DATASETS[0]), (&rain, DATASETS[1])] {
-        let feed = todays_feed_of(files, &root.join("bucket"), parameter);
-        lines.extend(feed.forms["s3-event"].iter().cloned());
-    }
+    let (_, mut lines) = two_parameters(root);
     // Shuffled by the seed.
     for i in (1..lines.len()).rev() {
         let j = rng.below(i + 1);
@@ -878,25 +874,8 @@ fn recorded_file_dims(dir: &Path) -> Vec<(String, u64, u64)> {
 fn a_template_makes_a_dataset_per_parameter_whose_first_file_fixes_its_layout_for_good() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
-    let temperature = small_files(&root.join("src-t"), 2, 3, 64, 48);
-    let rain = synth(&SynthOptions {
-        out: root.join("src-r"),
-        ny: 64,
-        nx: 48,
-        runs: 2,
-        leads: 3,
-        run_step: 6 * 3600,
-        first_run: SynthOptions::default().first_run + 24 * 3600,
-        ..SynthOptions::default()
-    })
-    .expect("synthesise");
-    let mut lines = Vec::new();
-    for (files, (_, parameter)) in [(&temperature, DATASETS[0]), (&rain, DATASETS[1])] {
-        let feed = todays_feed_of(files, &root.join("bucket"), parameter);
-        lines.extend(feed.forms["s3-event"].iter().cloned());
-    }
-    let n = lines.len();
-    let mixed: Vec<String> = (0..n).map(|i| lines[(i * 7 + 3) % n].clone()).collect();
+    let (temperature, lines) = two_parameters(root);
+    let mixed = interleaved(&lines);
     let notices = root.join("mixed.jsonl");
     std::fs::write(&notices, mixed.join("\n")).expect("write the feed");
     let notices = notices.display().to_string();
@@ -1127,25 +1106,8 @@ fn recorded_variable(dir: &Path) -> String {
 fn a_template_for_every_parameter_makes_datasets_from_the_feed_embedded_and_on_nats() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
-    let temperature = small_files(&root.join("src-t"), 2, 3, 64, 48);
-    let rain = synth(&SynthOptions {
-        out: root.join("src-r"),
-        ny: 64,
-        nx: 48,
-        runs: 2,
-        leads: 3,
-        run_step: 6 * 3600,
-        first_run: SynthOptions::default().first_run + 24 * 3600,
-        ..SynthOptions::default()
-    })
-    .expect("synthesise");
-    let mut lines = Vec::new();
-    for (files, (_, parameter)) in [(&temperature, DATASETS[0]), (&rain, DATASETS[1])] {
-        let feed = todays_feed_of(files, &root.join("bucket"), parameter);
-        lines.extend(feed.forms["s3-event"].iter().cloned());
-    }
-    let n = lines.len();
-    let mut mixed: Vec<String> = (0..n).map(|i| lines[(i * 7 + 3) % n].clone()).collect();
+    let (temperature, lines) = two_parameters(root);
+    let mut mixed = interleaved(&lines);
     // A parameter token too long to name a dataset, in one message with a notice found nowhere
     // else in the feed: that notice is refused, the rest of its message still taken.
     let long = "p".repeat(101);
