@@ -36,19 +36,13 @@ pub struct Registry {
 impl Registry {
     /// Opens (creating if need be) the registry bucket `bucket`.
     pub async fn open(js: &jetstream::Context, bucket: String) -> Result<Self, TopologyError> {
-        let store = js
-            .create_or_update_key_value(kv::Config {
-                bucket: bucket.clone(),
-                description: "datasets templates made from the feed".into(),
-                history: 1,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| TopologyError::Setup {
-                what: format!("bucket {bucket}"),
-                reason: e.to_string(),
-            })?;
+        let store = crate::topology::ensure_bucket(
+            js,
+            bucket,
+            "datasets templates made from the feed",
+            std::time::Duration::ZERO,
+        )
+        .await?;
         Ok(Self { store })
     }
 

@@ -108,20 +108,13 @@ impl Members {
         ttl: Duration,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, TopologyError> {
-        let store = js
-            .create_or_update_key_value(kv::Config {
-                bucket: bucket.clone(),
-                description: "commit replicas present: the leases spread over them".into(),
-                history: 1,
-                max_age: ttl,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| TopologyError::Setup {
-                what: format!("bucket {bucket}"),
-                reason: e.to_string(),
-            })?;
+        let store = crate::topology::ensure_bucket(
+            js,
+            bucket,
+            "commit replicas present: the leases spread over them",
+            ttl,
+        )
+        .await?;
         let members = Arc::new(Self {
             holder: holder.to_owned(),
             group: group_of(group),

@@ -162,30 +162,45 @@ pub async fn setup(
         .await
         .map_err(|e| setup_error(format!("consumer {name} on {stream_name}"))(e.to_string()))?;
     }
-    js.create_or_update_key_value(kv::Config {
-        bucket: subjects.lease_bucket(),
-        description: "commit leases: one writer per dataset".into(),
-        history: 1,
-        max_age: settings.lease_ttl,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| setup_error(format!("bucket {}", subjects.lease_bucket()))(e.to_string()))?;
-    js.create_or_update_key_value(kv::Config {
-        bucket: subjects.generation_bucket(),
-        description: "committed generation per dataset (fencing token)".into(),
-        history: 1,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| setup_error(format!("bucket {}", subjects.generation_bucket()))(e.to_string()))?;
+    ensure_bucket(
+        &js,
+        subjects.lease_bucket(),
+        "commit leases: one writer per dataset",
+        settings.lease_ttl,
+    )
+    .await?;
+    ensure_bucket(
+        &js,
+        subjects.generation_bucket(),
+        "committed generation per dataset (fencing token)",
+        Duration::ZERO,
+    )
+    .await?;
     Ok(Topology {
         js,
         subjects,
         dataset,
     })
+}
+
+/// Creates or updates the key-value bucket `bucket` (on file, the newest value of each key),
+/// its entries expiring after `max_age` unless that is zero; returns it.
+pub async fn ensure_bucket(
+    js: &jetstream::Context,
+    bucket: String,
+    description: &str,
+    max_age: Duration,
+) -> Result<kv::Store, TopologyError> {
+    js.create_or_update_key_value(kv::Config {
+        bucket: bucket.clone(),
+        description: description.to_owned(),
+        history: 1,
+        max_age,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| setup_error(format!("bucket {bucket}"))(e.to_string()))
 }
 
 /// Creates or updates one stream; `work_age` is how long work messages are kept.
