@@ -215,12 +215,16 @@ pub async fn handle(stage: Arc<RouteStage>, message: Incoming) -> Outcome {
             None,
         ));
     };
-    let rules = stage
-        .datasets
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let mut routed = match route(text, &rules, &stage.metrics) {
+    // Read under the lock (no await in between): the rules are not copied per message.
+    let routed = route(
+        text,
+        &stage
+            .datasets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner),
+        &stage.metrics,
+    );
+    let mut routed = match routed {
         Ok(routed) => routed,
         Err(e) => {
             return Err((

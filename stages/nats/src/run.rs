@@ -185,11 +185,10 @@ pub async fn run_catalog(
         ),
         _ => None,
     };
-    let discovers = !catalog.discovering.is_empty();
-    let registry = if discovers {
-        Some(Registry::open(&js, settings.subjects.discovered_bucket()).await?)
-    } else {
+    let registry = if catalog.discovering.is_empty() {
         None
+    } else {
+        Some(Registry::open(&js, settings.subjects.discovered_bucket()).await?)
     };
     let made = Arc::new(Mutex::new(Discoveries::default()));
     let mut found = match &registry {

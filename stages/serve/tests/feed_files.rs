@@ -332,7 +332,7 @@ fn the_first_file_of_every_shape_gives_its_data_variable_to_a_dataset_that_leave
     // Every shape of FEED.md: bounds and a grid mapping beside the field, members, an iris
     // file's auxiliary coordinates, per-file time bounds, the global grid on pressure levels.
     let max_parameter = format!("{PARAMETER}_max-PT01H");
-    let shapes: [(&str, &str, serde_json::Value, (&str, &str), String); 5] = [
+    let shapes = [
         (
             "single",
             BUCKET,
@@ -358,7 +358,7 @@ fn the_first_file_of_every_shape_gives_its_data_variable_to_a_dataset_that_leave
             "maximum",
             BUCKET,
             serde_json::json!({"maximum": true}),
-            (MODEL, &max_parameter),
+            (MODEL, max_parameter.as_str()),
             leads("1h", 2, "1h"),
         ),
         (
