@@ -388,26 +388,20 @@ impl Decoder {
             ),
             None => None,
         };
-        let mut cache = ChunkCache::default();
+        let mut cache = direct.as_ref().map(ChunkCache::for_reader);
         let parts = layout.parts();
         let (mut schema, mut statics) = (Some(plan.schema), plan.statics);
         for part in 0..parts {
             let (start, shape) = layout.part_region(part);
             let (var_start, var_count) = self.var_region(&layout, &plan.var_dims, &start, &shape);
-            let mut data = match (&direct, &var) {
-                (Some(reader), _) => read_direct(
-                    reader,
-                    &var_start,
-                    &var_count,
-                    &mut cache,
-                    layout.fill_bytes(),
-                )
-                .map_err(|e| unreadable(e.into()))?,
-                (None, Some(var)) => read_netcdf(var, &var_start, &var_count, layout.dtype)
-                    .map_err(|e| unreadable(e.into()))?,
-                (None, None) => {
-                    return Err(unreadable(ReadError::Vanished(layout.variable.clone())))
+            let mut data = match (&direct, &mut cache, &var) {
+                (Some(reader), Some(cache), _) => {
+                    read_direct(reader, &var_start, &var_count, cache, layout.fill_bytes())
+                        .map_err(|e| unreadable(e.into()))?
                 }
+                (_, _, Some(var)) => read_netcdf(var, &var_start, &var_count, layout.dtype)
+                    .map_err(|e| unreadable(e.into()))?,
+                _ => return Err(unreadable(ReadError::Vanished(layout.variable.clone()))),
             };
             apply_mask(&mut data, layout.dtype, &plan.mask, self.fill());
             let slab = Slab {
@@ -980,31 +974,57 @@ fn read_netcdf(
 /// A decoded chunk: its origin and element bytes (`None`: never written).
 type CachedChunk = (Vec<u64>, Option<Vec<u8>>);
 
-/// Decoded HDF5 chunks kept between parts: consecutive parts often cut the same chunk.
-#[derive(Default)]
-struct ChunkCache(Vec<CachedChunk>);
+/// Decoded HDF5 chunks kept between parts: consecutive parts often cut the same chunks (a
+/// part of 485 rows ends inside the file's fourth row of 128-row chunks, where the next part
+/// starts), so the cache holds a whole row of chunks along the last dim, and each chunk is
+/// inflated once.
+struct ChunkCache {
+    chunks: Vec<CachedChunk>,
+    capacity: usize,
+    /// Chunks read and inflated (misses).
+    inflated: usize,
+}
 
-/// Chunks kept in a [`ChunkCache`].
-const CACHED_CHUNKS: usize = 4;
+/// Fewest chunks a [`ChunkCache`] keeps.
+const MIN_CACHED_CHUNKS: usize = 4;
+
+/// Most decoded bytes a [`ChunkCache`] keeps (it keeps at least [`MIN_CACHED_CHUNKS`]).
+const CACHE_BYTES: u64 = 64 << 20;
 
 impl ChunkCache {
+    /// A cache for `reader`'s chunks: a row of chunks along the last dim, and one more.
+    fn for_reader(reader: &DirectReader) -> Self {
+        let row = match (reader.shape.last(), reader.chunk.last()) {
+            (Some(&len), Some(&chunk)) if chunk > 0 => usize_of(len.div_ceil(chunk)) + 1,
+            _ => MIN_CACHED_CHUNKS,
+        };
+        let chunk_bytes = reader.chunk.iter().product::<u64>().max(1) * 8;
+        let budget = usize_of(CACHE_BYTES / chunk_bytes);
+        Self {
+            chunks: Vec::new(),
+            capacity: row.min(budget).max(MIN_CACHED_CHUNKS),
+            inflated: 0,
+        }
+    }
+
     /// The decoded chunk at `origin`, read and inflated on a miss.
     fn get(&mut self, reader: &DirectReader, origin: &[u64]) -> Result<Option<&[u8]>, ChunkError> {
-        let at = match self.0.iter().position(|(o, _)| o == origin) {
+        let at = match self.chunks.iter().position(|(o, _)| o == origin) {
             Some(at) => at,
             None => {
                 let data = match reader.read_raw(origin)? {
                     Some((mask, raw)) => Some(reader.decode(mask, raw)?),
                     None => None,
                 };
-                if self.0.len() == CACHED_CHUNKS {
-                    self.0.remove(0);
+                self.inflated += 1;
+                if self.chunks.len() >= self.capacity {
+                    self.chunks.remove(0);
                 }
-                self.0.push((origin.to_vec(), data));
-                self.0.len() - 1
+                self.chunks.push((origin.to_vec(), data));
+                self.chunks.len() - 1
             }
         };
-        Ok(self.0[at].1.as_deref())
+        Ok(self.chunks[at].1.as_deref())
     }
 }
 
@@ -1439,7 +1459,7 @@ mod tests {
             (&[0, 4, 10], &[1, 4, 1]),
         ];
         for (start, count) in regions {
-            let mut cache = ChunkCache::default();
+            let mut cache = ChunkCache::for_reader(&reader);
             let direct =
                 read_direct(&reader, start, count, &mut cache, fill.clone()).expect("direct");
             let library = read_netcdf(&var, start, count, DType::Float32).expect("netcdf");
@@ -1458,6 +1478,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn parts_that_cut_the_same_chunks_inflate_each_chunk_once() {
+        crate::hdf5_quiet::silence_this_thread();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wide.nc");
+        {
+            // 10 x 20 in 4 x 3 chunks: 3 rows of 7 chunks, the last of each row padded.
+            let mut file = netcdf::create(&path).expect("create");
+            file.add_dimension("y", 10).expect("dim");
+            file.add_dimension("x", 20).expect("dim");
+            let mut var = file.add_variable::<f32>("v", &["y", "x"]).expect("var");
+            var.set_chunking(&[4, 3]).expect("chunking");
+            var.set_compression(1, false).expect("deflate");
+            let values: Vec<f32> = (0..200).map(|i| i as f32).collect();
+            var.put_values(&values, [0..10, 0..20]).expect("put");
+        }
+        let reader = DirectReader::open(&path, "v", 4).expect("chunked float variable");
+        let mut cache = ChunkCache::for_reader(&reader);
+        let fill = f32::NAN.to_ne_bytes().to_vec();
+        // Two parts of 5 rows: both cut the second row of chunks (rows 4-7).
+        let top = read_direct(&reader, &[0, 0], &[5, 20], &mut cache, fill.clone()).expect("top");
+        let bottom = read_direct(&reader, &[5, 0], &[5, 20], &mut cache, fill).expect("bottom");
+        assert_eq!(
+            cache.inflated, 21,
+            "each of the 3 x 7 chunks is inflated once"
+        );
+        let values: Vec<f32> = [top, bottom]
+            .concat()
+            .chunks_exact(4)
+            .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(values, (0..200).map(|i| i as f32).collect::<Vec<_>>());
     }
 
     #[test]
