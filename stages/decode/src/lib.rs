@@ -998,6 +998,7 @@ impl ChunkCache {
             (Some(&len), Some(&chunk)) if chunk > 0 => usize_of(len.div_ceil(chunk)) + 1,
             _ => MIN_CACHED_CHUNKS,
         };
+        // Counted at 8 bytes an element, the widest float, whatever the variable's type.
         let chunk_bytes = reader.chunk.iter().product::<u64>().max(1) * 8;
         let budget = usize_of(CACHE_BYTES / chunk_bytes);
         Self {
