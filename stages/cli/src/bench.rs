@@ -478,8 +478,8 @@ fn report(
         "- zarr-roller runs at {:.0}% of the floor",
         100.0 * floor / ours
     );
-    // What a 3x target asks on this machine, put in terms of the floor: on few cores the other
-    // routes (mostly serial) come within about 3.5 floors, and 3x them leaves no room for I/O.
+    // What a 3x target asks on this machine, in terms of the floor: the other routes are mostly
+    // serial, so on few cores they take only a few floors, and 3x them leaves little for I/O.
     let fastest = routes[1..]
         .iter()
         .map(|route| med(&route.runs, "seconds"))
